@@ -1,0 +1,21 @@
+"""Psych-201 data: participants, tokenizer-free transcripts, loaders."""
+
+from ._load import Dataset, InvalidRecord, discover, from_hf_dataset, load, load_hf, study_of
+from ._records import DataError, Participant, SourceRef, is_missing, parse_value
+from ._transcript import (
+    CLOSE,
+    OPEN,
+    MarkerError,
+    Transcript,
+    TruncationConfig,
+    paper_clean,
+    parse_spans,
+    prepare_transcript,
+)
+
+__all__ = [
+    "CLOSE", "OPEN", "DataError", "Dataset", "InvalidRecord", "MarkerError", "Participant",
+    "SourceRef", "Transcript", "TruncationConfig", "discover", "from_hf_dataset", "is_missing",
+    "load", "load_hf", "paper_clean", "parse_spans", "parse_value", "prepare_transcript",
+    "study_of",
+]

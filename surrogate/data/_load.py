@@ -1,0 +1,262 @@
+"""Read Psych-201 data: jsonl / jsonl.zip / parquet files, study directories, HF datasets.
+
+Every source is reduced to rows (dicts) with a location, so validation is one code path.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ._records import DataError, Participant, participant_from_record
+
+DATA_SUFFIXES = (".jsonl.zip", ".jsonl", ".parquet")
+_HF_ID = re.compile(r"^(hf:)?[\w.-]+/[\w.-]+(@[\w.-]+)?$")
+
+
+class InvalidRecord(BaseModel):
+    """A rejected record and why, as written to invalid.jsonl."""
+
+    model_config = ConfigDict(frozen=True)
+    source: str
+    line: int | None
+    participant: str | None
+    reason: str
+    record: str
+
+
+@dataclass
+class Dataset:
+    """Participants in file order, plus the records rejected under skip_invalid."""
+
+    participants: list[Participant]
+    invalid: list[InvalidRecord] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def studies(self) -> list[str]:
+        return list(dict.fromkeys(p.study for p in self.participants))
+
+    def __len__(self) -> int:
+        return len(self.participants)
+
+    def __iter__(self) -> Iterator[Participant]:
+        return iter(self.participants)
+
+
+@dataclass
+class _Row:
+    source: str
+    line: int
+    raw: str  # the line as written (for invalid.jsonl)
+    record: Any = None
+    error: str | None = None
+
+
+def _jsonl_rows(lines: Iterable[bytes], source: str) -> Iterator[_Row]:
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        raw = line.decode("utf-8", errors="replace").rstrip("\n")
+        try:
+            yield _Row(source, i, raw, record=json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            yield _Row(source, i, raw, error=f"invalid JSON: {e}")
+
+
+def _zip_rows(path: Path) -> Iterator[_Row]:
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist()
+                 if n.endswith(".jsonl") and not n.startswith("__MACOSX/") and "/._" not in n
+                 and not Path(n).name.startswith("._")]
+        if not names:
+            raise DataError(str(path), None, None, "the archive holds no .jsonl file")
+        for name in names:
+            with zf.open(name) as f:
+                yield from _jsonl_rows(io.BufferedReader(f), f"{path}!{name}")
+
+
+def _table_rows(records: Iterable[dict], source: str) -> Iterator[_Row]:
+    for i, rec in enumerate(records, start=1):
+        yield _Row(source, i, json.dumps(rec, default=str), record=_drop_nulls(rec))
+
+
+def _drop_nulls(rec: dict) -> dict:
+    # Columnar formats give every row every column; a null there means "absent".
+    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in rec.items() if v is not None}
+
+
+def _parquet_rows(path: Path) -> Iterator[_Row]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    yield from _table_rows(table.to_pylist(), str(path))
+
+
+def _file_rows(path: Path) -> Iterator[_Row]:
+    name = path.name
+    if name.endswith(".zip"):
+        yield from _zip_rows(path)
+    elif name.endswith(".parquet"):
+        yield from _parquet_rows(path)
+    else:
+        with open(path, "rb") as f:
+            yield from _jsonl_rows(f, str(path))
+
+
+def study_of(path: Path) -> str:
+    """`<study>/prompts.jsonl[.zip]` names the study by its folder; other files by their stem."""
+    stem = path.name
+    for suffix in DATA_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return path.resolve().parent.name if stem == "prompts" else stem
+
+
+def _data_file(folder: Path) -> Path | None:
+    for suffix in DATA_SUFFIXES:
+        candidate = folder / f"prompts{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def discover(path: Path) -> list[tuple[str, Path]]:
+    """(study, file) pairs for a file, a study folder, or a Psych-201-style tree."""
+    if path.is_file():
+        if not path.name.endswith(DATA_SUFFIXES):
+            raise DataError(str(path), None, None,
+                            f"unsupported file type; expected one of {', '.join(DATA_SUFFIXES)}")
+        return [(study_of(path), path)]
+    own = _data_file(path)
+    if own is not None:
+        return [(path.resolve().name, own)]
+    found = [(d.name, f) for d in sorted(path.iterdir()) if d.is_dir() and (f := _data_file(d))]
+    if not found:
+        raise DataError(str(path), None, None,
+                        "no prompts.jsonl, prompts.jsonl.zip or prompts.parquet here or in its "
+                        "subfolders")
+    return found
+
+
+def _collect(
+    groups: Iterable[tuple[str | None, Iterable[_Row]]],
+    *,
+    skip_invalid: bool,
+    max_participants: int | None,
+    studies: set[str] | None,
+) -> Dataset:
+    """Validate rows; `study=None` derives the study from each row's experiment."""
+    participants: list[Participant] = []
+    invalid: list[InvalidRecord] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    per_study: dict[str, int] = {}
+    for study, rows in groups:
+        for row in rows:
+            row_study = study or _study_from_experiment(row.record)
+            if studies is not None and row_study not in studies:
+                continue
+            if max_participants is not None and per_study.get(row_study, 0) >= max_participants:
+                if study is not None:
+                    break  # file order: nothing more is needed from this file
+                continue
+            try:
+                if row.error is not None:
+                    raise DataError(row.source, row.line, None, row.error)
+                p = participant_from_record(row.record, study=row_study, source=row.source,
+                                            line=row.line)
+                if p.key in seen:
+                    raise DataError(row.source, row.line, p.participant,
+                                    f"duplicate participant in experiment {p.experiment!r} "
+                                    f"(first at {seen[p.key]})")
+            except DataError as e:
+                if not skip_invalid:
+                    raise
+                invalid.append(InvalidRecord(source=e.source, line=e.line, participant=e.participant,
+                                             reason=e.reason, record=row.raw))
+                continue
+            seen[p.key] = f"{row.source}:{row.line}"
+            participants.append(p)
+            per_study[row_study] = per_study.get(row_study, 0) + 1
+    return Dataset(participants=participants, invalid=invalid)
+
+
+def _study_from_experiment(record: Any) -> str:
+    exp = record.get("experiment") if isinstance(record, dict) else None
+    if isinstance(exp, str) and exp.strip("/"):
+        return exp.strip("/").split("/")[0]
+    return "unknown"
+
+
+def load(
+    source: str | Path,
+    *,
+    skip_invalid: bool = False,
+    max_participants: int | None = None,
+    studies: Iterable[str] | None = None,
+    split: str = "train",
+) -> Dataset:
+    """Load Psych-201 participants.
+
+    `source`: a prompts.jsonl / .jsonl.zip / .parquet file; a study folder holding one; a
+    folder of study folders (the Psych-201 repository layout); or a Hugging Face dataset id
+    (`owner/name` or `hf:owner/name[@revision]`, needs the `hf` extra). `max_participants`
+    applies per study, in file order. Bad records raise DataError unless `skip_invalid`, in
+    which case they are returned in `Dataset.invalid`.
+    """
+    wanted = set(studies) if studies is not None else None
+    path = Path(source)
+    if not path.exists():
+        text = str(source)
+        if text.startswith("hf:") or _HF_ID.match(text):
+            return load_hf(text.removeprefix("hf:"), split=split, skip_invalid=skip_invalid,
+                           max_participants=max_participants, studies=wanted)
+        raise DataError(text, None, None, "no such file or directory")
+    pairs = [(s, f) for s, f in discover(path) if wanted is None or s in wanted]
+    ds = _collect(((s, _file_rows(f)) for s, f in pairs), skip_invalid=skip_invalid,
+                  max_participants=max_participants, studies=wanted)
+    ds.sources = [str(f) for _, f in pairs]
+    return ds
+
+
+def load_hf(
+    name: str,
+    *,
+    split: str = "train",
+    skip_invalid: bool = False,
+    max_participants: int | None = None,
+    studies: set[str] | None = None,
+) -> Dataset:
+    """A Hugging Face dataset id, `owner/name[@revision]`. Needs `pip install surrogate[hf]`."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("Loading a Hugging Face dataset needs the 'datasets' package: "
+                          "pip install 'surrogate[hf]'") from None
+    name, _, revision = name.partition("@")
+    hf = datasets.load_dataset(name, split=split, revision=revision or None)
+    return from_hf_dataset(hf, source=f"hf:{name}", skip_invalid=skip_invalid,
+                           max_participants=max_participants, studies=studies)
+
+
+def from_hf_dataset(hf: Any, *, source: str, skip_invalid: bool = False,
+                    max_participants: int | None = None, studies: set[str] | None = None,
+                    study: str | None = None) -> Dataset:
+    """Participants from an in-memory `datasets.Dataset` (a hub id or a local parquet/jsonl).
+
+    The study comes from `study` if given, else from each row's experiment (its first path
+    segment, as Psych-201's experiment fields start with the study name).
+    """
+    ds = _collect([(study, _table_rows(iter(hf), source))], skip_invalid=skip_invalid,
+                  max_participants=max_participants, studies=studies)
+    ds.sources = [source]
+    return ds

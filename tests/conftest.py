@@ -1,0 +1,97 @@
+"""Shared fixtures: the real Psych-201 data beside the project, the paper's reference
+scorer, and small random-weight models of real architectures built once per session."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared"))
+PSYCH201 = SHARED / "psych201"
+REFERENCE = SHARED / "reference" / "psych201_reference.py"
+
+# Studies with different response formats, marker neighbours and metadata.
+EQUIVALENCE_STUDIES = ("busch2024_stroop", "thoma2025problearn", "guenther2022relational",
+                       "sandbrink2024metacontrol", "guenther2020LDT")
+
+
+def require_shared() -> None:
+    if not PSYCH201.is_dir():
+        pytest.fail(f"the Psych-201 data is expected at {PSYCH201} (set SURROGATE_SHARED)")
+
+
+@pytest.fixture(scope="session")
+def psych201() -> Path:
+    require_shared()
+    return PSYCH201
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The paper's reference scorer, imported as a module."""
+    require_shared()
+    spec = importlib.util.spec_from_file_location("psych201_reference", REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw_records(study: str, n: int) -> list[dict]:
+    """The first n JSON records of a shared study, as written."""
+    require_shared()
+    out = []
+    with zipfile.ZipFile(PSYCH201 / study / "prompts.jsonl.zip") as zf, zf.open("prompts.jsonl") as f:
+        for line in f:
+            out.append(json.loads(line))
+            if len(out) == n:
+                break
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    """Transcripts to train test tokenizers on (a few per shared study)."""
+    require_shared()
+    texts = []
+    for study in sorted(p.name for p in PSYCH201.iterdir() if p.is_dir()):
+        texts += [r["text"] for r in raw_records(study, 6)]
+    return texts
+
+
+def _tiny(tmp_path_factory, corpus, name, **kw) -> Path:
+    from surrogate.models.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp(name), corpus, vocab_size=3000, hidden_size=64,
+                     num_layers=2, **kw)
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory, corpus) -> Path:
+    """Qwen3 architecture, byte-level BPE that merges '>>' with what follows, chat template."""
+    return _tiny(tmp_path_factory, corpus, "qwen", arch="qwen3", style="qwen", chat_template=True)
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory, corpus) -> Path:
+    """Llama architecture, byte-level BPE with BOS, '>>' isolated, Llama-3-like template."""
+    return _tiny(tmp_path_factory, corpus, "llama", arch="llama", style="llama", chat_template=True,
+                 seed=1)
+
+
+@pytest.fixture(scope="session")
+def qwen_backend(qwen_dir):
+    from surrogate.models import ModelSpec, load_backend
+
+    return load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", device="cpu"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Demo models and data are built in a per-session cache, not the user's."""
+    monkeypatch.setenv("SURROGATE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
