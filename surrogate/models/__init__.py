@@ -1,0 +1,20 @@
+"""Scorer backends: the HF causal-LM scorer, its encoding rules, and the backend Protocol."""
+
+from ._backend import ScoreRequest, ScoreResult, ScorerBackend, score_all
+from ._fake import HashBackend
+from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
+from ._spec import ChatMode, DType, ModelSpec
+
+
+def load_backend(spec: ModelSpec) -> ScorerBackend:
+    """The HF scorer for a spec (imports torch and transformers on first use)."""
+    from ._hf import load_hf
+
+    return load_hf(spec)
+
+
+__all__ = [
+    "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
+    "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
+    "score_all",
+]

@@ -1,0 +1,65 @@
+"""What a scorer backend is: requests in, per-response NLLs out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from ..data import Transcript
+
+
+class ScoreRequest(BaseModel):
+    """One transcript to score, with its conditioning already rendered into it.
+
+    `system` is a system message for chat-template scoring (the `system` persona strategy);
+    a backend that cannot use one must refuse the request rather than drop it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    transcript: Transcript
+    system: str | None = None
+    max_tokens: int | None = None  # token budget; the backend also caps at its context length
+
+
+class ScoreResult(BaseModel):
+    """Per scored response: summed NLL (nats) and token count, aligned with transcript.spans.
+
+    A response the backend could not score (cut by the token budget) has nll NaN,
+    n_tokens 0 and its index in `token_truncated`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    nll: list[float]
+    n_tokens: list[int]
+    n_input_tokens: int
+    token_truncated: list[int] = []
+
+
+@runtime_checkable
+class ScorerBackend(Protocol):
+    """Anything that scores transcripts: the HF backend, a deterministic test backend, an
+    oracle built from a generative cognitive model."""
+
+    @property
+    def name(self) -> str: ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines the scores (weights, tokenizer, template, dtype); keys resumes."""
+        ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
+        """Yield (index into requests, result) as each is done, in any order."""
+        ...
+
+
+def score_all(backend: ScorerBackend, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    """All results, in request order."""
+    out: list[ScoreResult | None] = [None] * len(requests)
+    for i, result in backend.score(requests):
+        out[i] = result
+    missing = [i for i, r in enumerate(out) if r is None]
+    if missing:
+        raise RuntimeError(f"{backend.name} returned no result for requests {missing[:10]}")
+    return out  # type: ignore[return-value]

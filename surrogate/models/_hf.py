@@ -1,0 +1,291 @@
+"""The Hugging Face scorer: exact per-response NLLs, computed only where they are needed.
+
+One teacher-forced pass per transcript, with three savings over the naive procedure:
+the LM head runs only at positions whose next token is a response token (gathered hidden
+states), log-softmax runs in float32 on chunks of those positions only, and per-response
+sums are one scatter-add. Transcripts are batched by length under a token budget, longest
+first so an out-of-memory shows in the first batch. Peak memory is bounded by the batch's
+hidden states and a fixed-size logits chunk, never by sequence length x vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _rows
+from ._backend import ScoreRequest, ScoreResult
+from ._encode import Encoded, TranscriptEncoder
+from ._spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Bytes of float32 logits materialised at once (per chunk of scored positions). On CPU a
+# chunk that stays in cache makes the softmax compute-bound instead of memory-bound.
+LOGITS_CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
+_SAMPLE = 4 * 2**20  # bytes read from each end of a large weight file for its fingerprint
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= 4 * _SAMPLE:
+            h.update(f.read())
+        else:  # weights are large: size plus both ends identifies a checkpoint file
+            h.update(f.read(_SAMPLE))
+            f.seek(size - _SAMPLE)
+            h.update(f.read(_SAMPLE))
+    return h.hexdigest()[:16]
+
+
+def weights_fingerprint(model: Any) -> str:
+    """Commit hash for hub checkpoints; a digest of config and weight files for folders."""
+    commit = getattr(model.config, "_commit_hash", None)
+    folder = Path(getattr(model.config, "_name_or_path", "") or ".")
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json")
+                       and not p.name.startswith("tokenizer"))
+        return hashlib.sha256(json.dumps({p.name: _file_digest(p) for p in files}).encode()).hexdigest()[:16]
+    return commit or "unknown"
+
+
+def load_hf(spec: ModelSpec) -> "HFScorer":
+    """Load tokenizer and model per the spec (lazy heavy imports)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
+    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **kw)
+    if spec.adapter:
+        try:
+            from peft import PeftModel
+        except ImportError:  # pragma: no cover
+            raise ImportError("Applying an adapter needs peft: pip install 'surrogate[finetune]'") from None
+        model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+    model = model.to(device).eval()
+    return HFScorer(model, tokenizer, spec=spec, device=device)
+
+
+class HFScorer:
+    """A ScorerBackend over a loaded transformers causal LM."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, spec: ModelSpec, device: str):
+        import torch
+
+        self.model, self.tokenizer, self.spec, self.device = model, tokenizer, spec, device
+        if spec.chat == "auto":
+            self.chat = bool(tokenizer.chat_template)
+        else:
+            self.chat = spec.chat == "on"
+        self.encoder = TranscriptEncoder(tokenizer, chat=self.chat)
+        self.dtype = next(model.parameters()).dtype
+        # On CPU one transcript per pass is fastest (activations stay in cache); on GPU
+        # large batches keep the device busy.
+        self.batch_tokens = spec.batch_tokens or (65536 if device.startswith("cuda") else 2048)
+        self.context_length = getattr(model.config, "max_position_embeddings", None)
+        self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        self._torch = torch
+        self._body = getattr(model, model.base_model_prefix, None)
+        self._head = model.get_output_embeddings()
+        self._rows = None
+        self.fast_path = self._check_fast_path()
+        if not self.fast_path:
+            log.warning("%s: gathered-head scoring does not reproduce the model's own logits; "
+                        "using full logits (slower, more memory)", spec.label)
+        else:
+            self._rows = _rows.install(self._body)
+            if self._rows is not None and not self._check_fast_path():
+                log.info("%s: row-restricted last layer does not match; not using it", spec.label)
+                _rows.uninstall(self._rows)
+                self._rows = None
+
+    # --- ScorerBackend ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+    def fingerprint(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        tok_digest = hashlib.sha256(
+            (tok.backend_tokenizer.to_str() + str(tok.chat_template) + str(tok.bos_token)).encode()
+        ).hexdigest()[:16]
+        return {
+            "model": self.spec.path,
+            "revision": self.spec.revision,
+            "weights": weights_fingerprint(self.model),
+            "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
+            "tokenizer": tok_digest,
+            "chat": self.chat,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
+        encoded = [self.encode(r) for r in requests]
+        for batch in self.batches([len(e) for e in encoded]):
+            results = self._score_batch([encoded[i] for i in batch])
+            yield from zip(batch, results)
+
+    # --- internals -------------------------------------------------------------------
+
+    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices grouped longest-first so that batch size x longest length <= budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        out: list[list[int]] = []
+        for i in order:
+            if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= self.batch_tokens:
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
+    def encode(self, request: ScoreRequest) -> Encoded:
+        limits = [x for x in (request.max_tokens, self.context_length) if x is not None]
+        return self.encoder.encode(request.transcript, request.system, min(limits, default=None))
+
+    def _score_batch(self, items: list[Encoded]) -> list[ScoreResult]:
+        torch = self._torch
+        targets = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]  # position 0 has no context
+        # Tokens after the last scored one cannot change any score: the pass stops there.
+        ends = [int(t[-1]) + 1 if len(t) else 1 for t in targets]
+        B, L = len(items), max(ends)
+        ids = np.full((B, L), self.pad_id, dtype=np.int64)
+        src, tgt, seg, rows = [], [], [], []
+        seg_base = 0
+        for b, (e, pos, end) in enumerate(zip(items, targets, ends)):
+            ids[b, :end] = e.ids[:end]
+            rows.append(pos - 1)
+            src.append(b * L + pos - 1)
+            tgt.append(e.ids[pos])
+            seg.append(seg_base + e.response_of[pos])
+            seg_base += e.n_responses
+        dev = self.device
+        src_t = torch.from_numpy(np.concatenate(src)).to(dev)
+        tgt_t = torch.from_numpy(np.concatenate(tgt)).to(dev)
+        seg_t = torch.from_numpy(np.concatenate(seg).astype(np.int64)).to(dev)
+        input_ids = torch.from_numpy(ids).to(dev)
+        # Right padding needs no attention mask: causal attention never looks ahead.
+        with torch.inference_mode():
+            if self.fast_path:
+                hidden = self._hidden(input_ids, src_t, rows)
+                hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
+                tok_nll = self._nll_chunks(hidden, tgt_t)
+            else:
+                logits = self.model(input_ids=input_ids, use_cache=False).logits
+                logits = logits.reshape(B * L, -1).index_select(0, src_t).float()
+                tok_nll = torch.nn.functional.cross_entropy(logits, tgt_t, reduction="none")
+            sums = torch.zeros(seg_base, dtype=torch.float64, device=dev)
+            sums.index_add_(0, seg_t, tok_nll.double())
+            counts = torch.bincount(seg_t, minlength=seg_base)
+        sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
+        out, base = [], 0
+        for e in items:
+            nll = sums_np[base : base + e.n_responses].copy()
+            n = counts_np[base : base + e.n_responses].copy()
+            nll[n == 0] = np.nan  # cut by the token budget (or unscorable first token)
+            out.append(ScoreResult(nll=nll.tolist(), n_tokens=n.astype(int).tolist(),
+                                   n_input_tokens=len(e), token_truncated=list(e.token_truncated)))
+            base += e.n_responses
+        return out
+
+    def _hidden(self, input_ids, flat_rows, rows_per_item):
+        """Final hidden states; with row restriction only `flat_rows` hold real values."""
+        if self._rows is None:
+            return self._body(input_ids=input_ids, use_cache=False)[0]
+        dev = input_ids.device
+        self._rows.set(flat_rows, [self._torch.from_numpy(r).to(dev) for r in rows_per_item])
+        try:
+            return self._body(input_ids=input_ids, use_cache=False)[0]
+        finally:
+            self._rows.clear()
+
+    def _logits(self, hidden):
+        """LM head plus the output transforms some architectures apply after it."""
+        logits = self._head(hidden)
+        cfg = self.model.config
+        if getattr(cfg, "logit_scale", None) is not None:  # Cohere
+            logits = logits * cfg.logit_scale
+        if getattr(cfg, "logits_scaling", None) is not None:  # Granite
+            logits = logits / cfg.logits_scaling
+        cap = getattr(cfg, "final_logit_softcapping", None)  # Gemma 2/3
+        if cap is not None:
+            logits = self._torch.tanh(logits / cap) * cap
+        return logits
+
+    def _nll_chunks(self, hidden, targets):
+        torch = self._torch
+        vocab = self._head.weight.shape[0]
+        budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
+        rows = max(16, budget // (4 * vocab))
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        for a in range(0, hidden.shape[0], rows):
+            logits = self._logits(hidden[a : a + rows]).float()
+            out[a : a + rows] = torch.nn.functional.cross_entropy(logits, targets[a : a + rows],
+                                                                  reduction="none")
+        return out
+
+    def _check_fast_path(self) -> bool:
+        """Does body + head reproduce the model's own logits? Checked once on a probe."""
+        import torch
+
+        if self._body is None or self._head is None:
+            return False
+        gen = torch.Generator().manual_seed(0)
+        T = 12
+        probe = torch.randint(0, self._head.weight.shape[0], (2, T), generator=gen).to(self.device)
+        rows = [np.array([2, 5, 11]), np.array([0, 7])]
+        flat = torch.from_numpy(np.concatenate([b * T + r for b, r in enumerate(rows)])).to(self.device)
+        with torch.inference_mode():
+            try:
+                hidden = self._hidden(probe, flat, rows).reshape(2 * T, -1).index_select(0, flat)
+                ours = self._logits(hidden).float()
+            except Exception as e:  # noqa: BLE001 - an unusual body means: use the full path
+                log.info("fast path unavailable: %s", e)
+                return False
+            theirs = self.model(input_ids=probe, use_cache=False).logits.float()
+            theirs = theirs.reshape(2 * T, -1).index_select(0, flat)
+        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
+        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
+
+
+def _dir_digest(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps({str(p.relative_to(folder)): _file_digest(p)
+                                      for p in files}).encode()).hexdigest()[:16]
+
+
+def _quiet_transformers() -> None:
+    """Library progress bars would interleave with ours."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

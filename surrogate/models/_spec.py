@@ -1,0 +1,40 @@
+"""What model to score, and how."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ChatMode = Literal["auto", "on", "off"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class ModelSpec(BaseModel):
+    """A Hugging Face causal LM: a local folder or hub id, plus scoring options."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description="Local checkpoint folder or Hugging Face hub id.")
+    name: str | None = Field(None, description="Label in result tables (default: path).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: DType = Field("auto", description="auto: bfloat16 on CUDA, float32 on CPU.")
+    device: str = Field("auto", description="auto: CUDA when present, else CPU.")
+    chat: ChatMode = Field("auto", description="Score through the chat template: auto uses it "
+                                               "when the tokenizer has one.")
+    trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint.")
+    adapter: str | None = Field(None, description="A PEFT (LoRA) adapter folder applied on top.")
+    batch_tokens: int | None = Field(None, ge=1, description="Padded tokens per forward pass "
+                                                             "(default: 16384 on CPU, 65536 on GPU).")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path
+
+    @classmethod
+    def parse(cls, text: str, **options) -> "ModelSpec":
+        """`PATH_OR_ID` or `NAME=PATH_OR_ID`."""
+        name, sep, path = text.partition("=")
+        if sep and name and "/" not in name:
+            return cls(path=path, name=name, **options)
+        return cls(path=text, **options)

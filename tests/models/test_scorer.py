@@ -1,0 +1,104 @@
+"""The HF scorer's shortcuts change nothing: batching, gathered heads, row restriction,
+logits chunking and the token budget all give the brute-force answer."""
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate.data import load, prepare_transcript
+from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
+from surrogate.models import _hf, _rows
+
+
+@pytest.fixture(scope="module")
+def requests(psych201):
+    ps = (load(psych201 / "busch2024_stroop", max_participants=2).participants
+          + load(psych201 / "guenther2022relational", max_participants=3).participants
+          + load(psych201 / "thoma2025problearn", max_participants=2).participants)
+    return [ScoreRequest(transcript=prepare_transcript(p.text)) for p in ps]
+
+
+def brute_force(backend, request):
+    """Full logits of the plain model forward, summed over each response's tokens."""
+    enc = backend.encode(request)
+    ids = torch.tensor(enc.ids)[None]
+    with torch.inference_mode():
+        logp = torch.log_softmax(backend.model(input_ids=ids).logits[0].float(), -1)
+    out = []
+    for r in range(enc.n_responses):
+        pos = np.nonzero(enc.response_of == r)[0]
+        out.append(-sum(logp[t - 1, enc.ids[t]].item() for t in pos))
+    return out
+
+
+def test_matches_brute_force(qwen_backend, requests):
+    assert qwen_backend.fast_path and qwen_backend._rows is not None
+    results = score_all(qwen_backend, requests)
+    for req, res in zip(requests, results):
+        np.testing.assert_allclose(res.nll, brute_force(qwen_backend, req), atol=1e-3, rtol=0)
+        assert res.n_tokens == [int((qwen_backend.encode(req).response_of == r).sum())
+                                for r in range(len(res.nll))]
+
+
+def test_batching_does_not_change_scores(qwen_backend, requests):
+    budget = qwen_backend.batch_tokens
+    try:
+        qwen_backend.batch_tokens = 1
+        singles = score_all(qwen_backend, requests)
+        qwen_backend.batch_tokens = 10**6
+        assert len(qwen_backend.batches([len(qwen_backend.encode(r)) for r in requests])) == 1
+        batched = score_all(qwen_backend, requests)
+    finally:
+        qwen_backend.batch_tokens = budget
+    for a, b in zip(singles, batched):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
+
+
+def test_row_restriction_and_full_logits_agree(qwen_dir, requests):
+    spec = ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", device="cpu")
+    fast = load_backend(spec)
+    plain = load_backend(spec)
+    _rows.uninstall(plain._rows)
+    plain._rows = None
+    full = load_backend(spec)
+    full.fast_path = False
+    for a, b, c in zip(score_all(fast, requests), score_all(plain, requests), score_all(full, requests)):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(a.nll, c.nll, atol=1e-4, rtol=0)
+
+
+def test_logits_are_chunked_without_changing_scores(qwen_backend, requests, monkeypatch):
+    whole = score_all(qwen_backend, requests[:2])
+    # 16 rows per chunk: many chunks per transcript.
+    monkeypatch.setitem(_hf.LOGITS_CHUNK_BYTES, "cpu", 1)
+    chunked = score_all(qwen_backend, requests[:2])
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-5, rtol=0)
+
+
+def test_token_budget_marks_cut_responses(qwen_backend, requests):
+    req = requests[0]
+    n = len(qwen_backend.encode(req))
+    full = score_all(qwen_backend, [req])[0]
+    cut = score_all(qwen_backend, [req.model_copy(update={"max_tokens": n // 3})])[0]
+    kept = [i for i, x in enumerate(cut.nll) if not np.isnan(x)]
+    assert kept and cut.token_truncated
+    assert set(cut.token_truncated) == {i for i, x in enumerate(cut.nll) if np.isnan(x)}
+    np.testing.assert_allclose([cut.nll[i] for i in kept], [full.nll[i] for i in kept], atol=1e-4)
+    assert cut.n_input_tokens == n // 3
+
+
+def test_fingerprint_tracks_weights_and_settings(qwen_dir, tmp_path):
+    import shutil
+
+    a = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32"))
+    copy = shutil.copytree(qwen_dir, tmp_path / "copy")
+    b = load_backend(ModelSpec(path=str(copy), chat="off", dtype="float32"))
+    assert a.fingerprint()["weights"] == b.fingerprint()["weights"]
+    with torch.no_grad():
+        b.model.lm_head.weight.mul_(1.01)
+    b.model.save_pretrained(copy)
+    c = load_backend(ModelSpec(path=str(copy), chat="off", dtype="float32"))
+    assert c.fingerprint()["weights"] != a.fingerprint()["weights"]
+    d = load_backend(ModelSpec(path=str(qwen_dir), chat="on", dtype="float32"))
+    assert d.fingerprint() != a.fingerprint()
