@@ -1,0 +1,33 @@
+"""Programmable experiments, generative cognitive models and synthetic participants."""
+
+from ._base import (
+    LABEL_POOL,
+    Experiment,
+    Feedback,
+    Session,
+    SessionRecord,
+    Trial,
+    context_before,
+    draw_labels,
+    render,
+    trial_line,
+)
+from ._cognitive import CognitiveModel, HyperbolicDiscounter, ParamSpec, ProspectTheory, QLearner, softmax
+from ._paradigms import BUILTIN, IntertemporalChoice, MixedLotteries, RestlessBandit
+from ._synthetic import (
+    DEFAULT_TRAITS,
+    SyntheticSpec,
+    TraitLink,
+    TraitSpec,
+    choice_nlls,
+    records_to_jsonl,
+    simulate_synthetic,
+)
+
+__all__ = [
+    "BUILTIN", "DEFAULT_TRAITS", "LABEL_POOL", "CognitiveModel", "Experiment", "Feedback",
+    "HyperbolicDiscounter", "IntertemporalChoice", "MixedLotteries", "ParamSpec", "ProspectTheory",
+    "QLearner", "RestlessBandit", "Session", "SessionRecord", "SyntheticSpec", "TraitLink",
+    "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",
+    "render", "simulate_synthetic", "softmax", "trial_line",
+]
