@@ -1,0 +1,126 @@
+"""The `surrogate` command line. Heavy libraries are imported inside commands, so --help is
+instant; each command calls the Python function of the same name."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Test language models as stand-ins for human participants (Psych-201 transcripts).",
+    pretty_exceptions_enable=False,
+)
+
+@app.callback()
+def _root() -> None:
+    """Test language models as stand-ins for human participants (Psych-201 transcripts)."""
+
+
+# Errors a user can fix: shown as one clear line, no traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, ImportError)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextmanager
+def _user_errors():
+    try:
+        yield
+    except _USER_ERRORS as e:
+        _console().print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress():
+    """A rich progress bar with one task per label, fed by (label, done, total) calls."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=_console(), transient=False) as bar:
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def _print_table(frame, title: str, float_format: str = "{:.3f}") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "iuf" else "left")
+    for _, row in frame.iterrows():
+        table.add_row(*[float_format.format(v) if isinstance(v, float) else str(v) for v in row])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def _log(message: str) -> None:
+    _console().print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def run(
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Local folder or hub id, optionally NAME=PATH; repeat for several. "
+        "Default: the random-weight demo pair.")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. "
+        "Default: the built-in demo study.")] = None,
+    persona: Annotated[str, typer.Option(
+        help="off | on | both, or strategies: none,interview,narrative,demographics,"
+        "questionnaires,system,shuffled,population or module:Class.")] = "off",
+    chat: Annotated[str, typer.Option(help="Score through the chat template: auto | on | off.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
+    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
+    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Write bad records to OUT/invalid.jsonl and go on.")] = False,
+    max_chars: Annotated[int, typer.Option(help="Character cut per transcript (paper: 32768; 0: none).")] = 32768,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per transcript (default: "
+                                                      "the model's context length).")] = None,
+    persona_outside_cut: Annotated[bool, typer.Option(
+        "--persona-outside-cut", help="Cut the transcript alone, so every persona scores the same "
+        "responses (the paper counts the persona towards the cut).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffled-persona derangement.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/default"),
+) -> None:
+    """Score models on human transcripts: per-response NLL, with and without personas."""
+    from .data import TruncationConfig
+    from .runner import run as run_job
+
+    with _user_errors(), _progress() as progress:
+        truncation = TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
+                                      count_prefix=not persona_outside_cut)
+        result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
+                         batch_tokens=batch_tokens, max_participants=max_participants, studies=study,
+                         skip_invalid=skip_invalid, truncation=truncation, seed=seed,
+                         progress=progress, log=_log)
+    _print_table(result.summary, "Mean NLL per response (nats)")
+    for label, stats in result.info["models"].items():
+        tps = stats.get("tokens_per_second")
+        empty = {k: v for k, v in stats["empty_persona"].items() if v}
+        note = f"; participants with an empty persona: {empty}" if empty else ""
+        _log(f"{label}: scored {stats['scored']} units, skipped {stats['skipped']} done; "
+             f"{stats['tokens']} tokens" + (f" at {tps:.0f} tokens/s" if tps else "") + note)
+    _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(sys.argv[1:])

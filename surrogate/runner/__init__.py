@@ -1,0 +1,83 @@
+"""Jobs: `run` scores models on transcripts; results land in a resumable folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..data import TruncationConfig, load
+from ..models import ModelSpec, ScorerBackend, load_backend
+from ._defaults import NOTICE, demo_data, demo_models
+from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
+from ._store import RESPONSES, PartStore, read_responses
+
+ModelLike = str | ModelSpec | ScorerBackend
+
+
+def _backend_factories(models: Sequence[ModelLike], **options) -> list[tuple[str, Callable[[], ScorerBackend]]]:
+    out: list[tuple[str, Callable[[], ScorerBackend]]] = []
+    for m in models:
+        if isinstance(m, str):
+            m = ModelSpec.parse(m, **options)
+        if isinstance(m, ModelSpec):
+            out.append((m.label, lambda spec=m: load_backend(spec)))
+        else:
+            out.append((m.name, lambda b=m: b))
+    labels = [label for label, _ in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels repeat: {labels}; name them with NAME=PATH")
+    return out
+
+
+def run(
+    models: Sequence[ModelLike] = (),
+    data: str | Path | None = None,
+    persona: str | Sequence[str] = "off",
+    out: str | Path = "runs/default",
+    *,
+    chat: str = "auto",
+    dtype: str = "auto",
+    device: str = "auto",
+    batch_tokens: int | None = None,
+    max_participants: int | None = None,
+    studies: Sequence[str] | None = None,
+    skip_invalid: bool = False,
+    truncation: TruncationConfig | None = None,
+    seed: int = 0,
+    checkpoint_seconds: float = 30.0,
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> RunResult:
+    """Score models on Psych-201 transcripts; the Python form of `surrogate run`.
+
+    `models`: paths / hub ids (optionally NAME=PATH), ModelSpecs, or ready ScorerBackends;
+    none: the demo model pair. `data`: any source `surrogate.data.load` reads; None: the demo
+    study. `persona`: strategy names (comma-separated or a list; on/off/both). Results go to
+    `out` (responses.parquet, run.json, summary.csv); a re-run skips finished units.
+    """
+    if not models:
+        log(NOTICE)
+        models = demo_models()
+    if data is None:
+        data = demo_data()
+    personas = persona.split(",") if isinstance(persona, str) else list(persona)
+    options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens)
+    factories = _backend_factories(models, **options)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m, **options)
+             for m in models if isinstance(m, (str, ModelSpec))]
+    config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
+                       max_participants=max_participants, studies=list(studies) if studies else None,
+                       skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
+                       checkpoint_seconds=checkpoint_seconds)
+    dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
+    if dataset.invalid:
+        log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
+    if not dataset.participants:
+        raise ValueError(f"no participants to score in {data}")
+    return execute(config, dataset, factories, progress=progress, log=log)
+
+
+__all__ = [
+    "COLUMNS", "NOTICE", "RESPONSES", "PartStore", "RunConfig", "RunResult", "build_units",
+    "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
+]

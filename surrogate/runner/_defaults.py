@@ -1,0 +1,80 @@
+"""The offline default of `surrogate run`: a demo study and a demo model pair, built locally.
+
+Nothing here is downloaded. The demo study holds synthetic participants (known cognitive
+models, not people); the demo models have random weights. Together they exercise the whole
+pipeline on any machine, and say nothing about how well language models predict people.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..models import ModelSpec
+
+DEMO_MODELS_VERSION = 1
+NOTICE = (
+    "Built-in default: the demo study (synthetic participants from surrogate's own "
+    "paradigms, not human data) scored by a random-weight demo model pair "
+    "(demo-base: Qwen3 architecture, 2 layers, no chat template; demo-chat: the same "
+    "architecture with a chat template and perturbed weights, standing in for a "
+    "post-trained model). Their NLLs carry no scientific meaning. Pass --model and --data "
+    "to score real models on real transcripts."
+)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SURROGATE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "surrogate")
+    return Path(root)
+
+
+def demo_data() -> Path:
+    from ..experiments._demo import DEMO_VERSION, write_demo_data
+
+    return write_demo_data(cache_dir() / f"demo-data-v{DEMO_VERSION}")
+
+
+def demo_models() -> list[ModelSpec]:
+    """Build (once, then cached) the demo-base / demo-chat pair."""
+    folder = cache_dir() / f"demo-models-v{DEMO_MODELS_VERSION}"
+    base, chat = folder / "demo-base", folder / "demo-chat"
+    if not (base / "config.json").exists() or not (chat / "config.json").exists():
+        _build(base, chat)
+    return [ModelSpec(path=str(base), name="demo-base"), ModelSpec(path=str(chat), name="demo-chat")]
+
+
+def _build(base: Path, chat: Path) -> None:
+    import shutil
+
+    import torch
+
+    from ..data import load
+    from .. models.tiny import build_model, train_tokenizer
+    from ._store import atomic_write_bytes
+
+    from ..models.tiny import _quiet_transformers
+
+    _quiet_transformers()
+    texts = [p.text for p in load(demo_data())]
+    tok = train_tokenizer(texts, vocab_size=2000, style="qwen", chat_template=False)
+    for target, template, seed in ((base, False, 0), (chat, True, 0)):
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = build_model(tok, arch="qwen3", hidden_size=64, num_layers=2, seed=seed)
+        if template:  # a "post-trained" variant: same start, perturbed weights, chat template
+            torch.manual_seed(1)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.02 * torch.randn_like(p))
+            from .. models.tiny import QWEN_CHAT_TEMPLATE
+
+            tok.chat_template = QWEN_CHAT_TEMPLATE
+        else:
+            tok.chat_template = None
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        atomic_write_bytes(tmp / "README.md", f"# {target.name}\n\n{NOTICE}\n".encode())
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)

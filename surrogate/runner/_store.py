@@ -1,0 +1,75 @@
+"""Result tables that survive being killed.
+
+`responses.parquet` is a folder of parquet parts (pandas and pyarrow read it as one table).
+Each part is written to a hidden temporary name and renamed into place, so a reader sees a
+part whole or not at all; every scoring unit lives in exactly one part, so resuming never
+duplicates rows. Small JSON files are replaced atomically the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESPONSES = "responses.parquet"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+class PartStore:
+    """Append-only parquet parts under one folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_temporaries(self) -> None:
+        for tmp in self.folder.glob("_part-*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def parts(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("part-*.parquet"))
+
+    def append(self, frame: pd.DataFrame) -> Path | None:
+        if frame.empty:
+            return None
+        name = f"part-{len(self.parts()):06d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.folder / f"_{name}.tmp"  # '_' prefix: pyarrow readers skip it
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.folder / name)
+        return self.folder / name
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        parts = self.parts()
+        if not parts:
+            return pd.DataFrame(columns=columns or [])
+        return pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
+
+
+def read_responses(run_dir: str | Path) -> pd.DataFrame:
+    """The responses table of a run folder (or a responses.parquet path)."""
+    path = Path(run_dir)
+    folder = path if path.name == RESPONSES else path / RESPONSES
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist; is {run_dir} a surrogate run folder?")
+    if folder.is_file():
+        return pd.read_parquet(folder)
+    return PartStore(folder).read()
