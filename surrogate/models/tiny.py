@@ -19,9 +19,7 @@ Arch = Literal["qwen3", "llama"]
 # runs, newlines, spaces.
 _QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-# The llama-style pipeline also isolates the '>>' marker, so the naive marker search works on
-# it everywhere (the qwen-style one merges '>>.' and breaks that search, which is the point).
-_LLAMA_SPLIT = ">>|" + _QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+_LLAMA_SPLIT = _QWEN_SPLIT.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
 
 # Chat templates written for these models, shaped like the families they are named after.
 QWEN_CHAT_TEMPLATE = (
@@ -59,13 +57,16 @@ def train_tokenizer(
     vocab_size: int = 4000,
     style: TokenizerStyle = "qwen",
     chat_template: bool = False,
-    extra_merges_corpus: Iterable[str] = (),
+    isolate_close_marker: bool | None = None,
 ) -> Any:
     """Train a BPE tokenizer locally and wrap it as a transformers fast tokenizer.
 
     `style` picks the pipeline of a model family: "qwen" (byte-level, no BOS), "llama"
     (byte-level, BOS added), "metaspace" (SentencePiece-like '▁' spaces with byte fallback,
-    BOS added). `chat_template` attaches the family's chat template.
+    BOS added). `chat_template` attaches the family's chat template. `isolate_close_marker`
+    keeps '>>' a token of its own, so the paper's naive marker search works everywhere (by
+    default on for "llama"; "qwen" merges '>>.' like many real tokenizers, which breaks that
+    search).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -82,6 +83,9 @@ def train_tokenizer(
     else:
         tok = Tokenizer(models.BPE())
         split = _QWEN_SPLIT if style == "qwen" else _LLAMA_SPLIT
+        isolate = style == "llama" if isolate_close_marker is None else isolate_close_marker
+        if isolate:
+            split = ">>|" + split
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(split), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
@@ -90,7 +94,7 @@ def train_tokenizer(
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                       show_progress=False)
-    tok.train_from_iterator(_chain(texts, extra_merges_corpus), trainer)
+    tok.train_from_iterator(texts, trainer)
     bos = spec["bos"]
     if bos is not None:
         bos_id = tok.token_to_id(bos)
@@ -109,11 +113,6 @@ def train_tokenizer(
     )
 
 
-def _chain(*iterables: Iterable[str]):
-    for it in iterables:
-        yield from it
-
-
 def build_model(
     tokenizer: Any,
     *,
@@ -123,21 +122,26 @@ def build_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int | None = None,
+    head_dim: int | None = None,
+    vocab_size: int | None = None,
     max_position_embeddings: int = 32768,
     seed: int = 0,
 ) -> Any:
-    """A random-weight causal LM of a real architecture, sized for CPU tests."""
+    """A random-weight causal LM of a real architecture, sized for CPU tests.
+
+    `vocab_size` may exceed the tokenizer's (padded embedding rows, as real checkpoints have).
+    """
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
 
     common = dict(
-        vocab_size=len(tokenizer),
+        vocab_size=max(vocab_size or 0, len(tokenizer)),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 3 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
-        head_dim=hidden_size // num_heads,
+        head_dim=head_dim or hidden_size // num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
@@ -164,6 +168,7 @@ def save_tiny(
     vocab_size: int = 4000,
     seed: int = 0,
     tokenizer: Any = None,
+    isolate_close_marker: bool | None = None,
     **model_kwargs: Any,
 ) -> Path:
     """Train a tokenizer (unless given), build a model, save both as a checkpoint folder."""
@@ -171,7 +176,8 @@ def save_tiny(
     out = Path(out)
     if tokenizer is None:
         tokenizer = train_tokenizer(texts, vocab_size=vocab_size, style=style,
-                                    chat_template=chat_template)
+                                    chat_template=chat_template,
+                                    isolate_close_marker=isolate_close_marker)
     model = build_model(tokenizer, arch=arch, seed=seed, **model_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
