@@ -1,3 +1,31 @@
-"""surrogate: test language models as stand-ins for human participants."""
+"""surrogate: test language models as stand-ins for human participants.
+
+The Python API mirrors the CLI: `surrogate.run`, `surrogate.compare_personas`,
+`surrogate.analyze`, `surrogate.simulate`, plus `surrogate.load` for data. Submodules are
+imported on first use, so `import surrogate` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "run": ("surrogate.runner", "run"),
+    "compare_personas": ("surrogate.runner", "compare_personas"),
+    "analyze": ("surrogate.runner", "analyze"),
+    "simulate": ("surrogate.runner", "simulate"),
+    "load": ("surrogate.data", "load"),
+    "read_responses": ("surrogate.runner", "read_responses"),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'surrogate' has no attribute {name!r}")

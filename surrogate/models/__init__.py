@@ -1,6 +1,14 @@
 """Scorer backends: the HF causal-LM scorer, its encoding rules, and the backend Protocol."""
 
-from ._backend import ScoreRequest, ScoreResult, ScorerBackend, score_all
+from ._backend import (
+    ChoiceBackend,
+    ChoiceRequest,
+    ChoiceResult,
+    ScoreRequest,
+    ScoreResult,
+    ScorerBackend,
+    score_all,
+)
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
 from ._spec import ChatMode, DType, ModelSpec
@@ -14,7 +22,7 @@ def load_backend(spec: ModelSpec) -> ScorerBackend:
 
 
 __all__ = [
-    "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
+    "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
     "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
     "score_all",
 ]

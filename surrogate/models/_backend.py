@@ -37,6 +37,20 @@ class ScoreResult(BaseModel):
     token_truncated: list[int] = []
 
 
+class ChoiceRequest(ScoreRequest):
+    """A transcript plus, for each scored response, the closed set of options to score at
+    its position (the recorded response must be one of them)."""
+
+    options: tuple[tuple[str, ...], ...]
+
+
+class ChoiceResult(ScoreResult):
+    """ScoreResult plus, per response, log p(option | everything before) for each option
+    (exact, all of its tokens); NaN rows for responses cut by the token budget."""
+
+    option_logprobs: list[list[float]]
+
+
 @runtime_checkable
 class ScorerBackend(Protocol):
     """Anything that scores transcripts: the HF backend, a deterministic test backend, an
@@ -52,6 +66,13 @@ class ScorerBackend(Protocol):
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
         """Yield (index into requests, result) as each is done, in any order."""
         ...
+
+
+@runtime_checkable
+class ChoiceBackend(ScorerBackend, Protocol):
+    """A backend that can also score every option of a closed set at each response."""
+
+    def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]: ...
 
 
 def score_all(backend: ScorerBackend, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:

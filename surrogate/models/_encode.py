@@ -207,10 +207,7 @@ class TranscriptEncoder:
         """Tokens of each piece of a straddling token, checked to spell the same string."""
         bounds = list(zip(cuts[:-1], cuts[1:]))
         want = self._backend.decode([tid], skip_special_tokens=False)
-        strategies = [lambda piece: self._backend.encode(piece, add_special_tokens=False).ids]
-        if self._model_alphabet is not None:
-            strategies.append(self._model_tokenize)
-        for tokenize in strategies:
+        for tokenize in self._piece_tokenizers(prefer_model=False):
             pieces = [(a, b, list(tokenize(text[a:b]))) for a, b in bounds]
             flat = [i for _, _, p in pieces for i in p]
             if None not in flat and self._backend.decode(flat, skip_special_tokens=False) == want:
@@ -219,20 +216,46 @@ class TranscriptEncoder:
         raise EncodingError(f"cannot split the token {self._backend.id_to_token(tid)!r} at a "
                             f"response edge near {text[max(0, s - 20):e + 20]!r}")
 
+    def piece_ids(self, piece: str) -> list[int]:
+        """Token ids of a response text on its own (an option of a closed set)."""
+        for tokenize in self._piece_tokenizers(prefer_model=True):
+            ids = list(tokenize(piece))
+            if ids and None not in ids and self._backend.decode(ids, skip_special_tokens=False) == piece:
+                return ids
+        raise EncodingError(f"cannot tokenize {piece!r} on its own without changing it")
+
+    def _piece_tokenizers(self, *, prefer_model: bool):
+        """Ways to tokenize a piece alone. A Metaspace pipeline prefixes every piece with '▁';
+        when the check cannot see that (a lone piece, whose decoder strips the prefix), the
+        BPE model is asked first."""
+        def pipeline(piece: str) -> list[int]:
+            return self._backend.encode(piece, add_special_tokens=False).ids
+
+        if self._model_alphabet is None:
+            return [pipeline]
+        return [self._model_tokenize, pipeline] if prefer_model else [pipeline, self._model_tokenize]
+
     def _model_tokenize(self, piece: str) -> list[int | None]:
-        """The BPE model alone, bypassing a pre-tokenizer that would prefix every piece."""
-        tokens = self._backend.model.tokenize(self._model_alphabet(piece))
-        return [self._backend.token_to_id(t.value) for t in tokens]
+        """The BPE model alone on the piece's words, without the prefix the pipeline adds."""
+        ids: list[int | None] = []
+        for word in self._model_alphabet(piece):
+            ids += [self._backend.token_to_id(t.value) for t in self._backend.model.tokenize(word)]
+        return ids
 
 
 def _model_alphabet(backend: Any):
-    """For Metaspace tokenizers: how a piece looks to the BPE model (spaces as '▁')."""
+    """For Metaspace tokenizers: the words a piece becomes for the BPE model (spaces as '▁',
+    split before each '▁' when the pre-tokenizer splits), else None."""
     pre = json.loads(backend.to_str()).get("pre_tokenizer") or {}
-    nodes = pre.get("pretokenizers", [pre])
-    for node in nodes:
+    for node in pre.get("pretokenizers", [pre]):
         if node.get("type") == "Metaspace":
-            repl = node.get("replacement", "\u2581")
-            return lambda piece: piece.replace(" ", repl)
+            repl, split = node.get("replacement", "\u2581"), node.get("split", True)
+
+            def words(piece: str) -> list[str]:
+                s = piece.replace(" ", repl)
+                return [w for w in re.split(f"(?={re.escape(repl)})", s) if w] if split else [s]
+
+            return words
     return None
 
 

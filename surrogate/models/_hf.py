@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import _rows
-from ._backend import ScoreRequest, ScoreResult
+from ._backend import ChoiceRequest, ChoiceResult, ScoreRequest, ScoreResult
 from ._encode import Encoded, TranscriptEncoder
 from ._spec import ModelSpec
 
@@ -156,7 +156,128 @@ class HFScorer:
             results = self._score_batch([encoded[i] for i in batch])
             yield from zip(batch, results)
 
+    def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]:
+        """Score the recorded responses and every option of each response's closed set.
+
+        One pass over the transcript gives each option's first token (the logits at the
+        position before the response). Options of several tokens continue from the shared
+        key/value cache of that pass: all continuations go through the model together, each
+        seeing the transcript up to its response and its own earlier tokens (a tree mask).
+        """
+        for i, request in enumerate(requests):
+            yield i, self._choices_one(request)
+
     # --- internals -------------------------------------------------------------------
+
+    def _choices_one(self, req: ChoiceRequest) -> ChoiceResult:
+        torch = self._torch
+        enc = self.encode(req)
+        R = enc.n_responses
+        if len(req.options) != R:
+            raise ValueError(f"{len(req.options)} option sets for {R} responses")
+        responses = req.transcript.responses
+        for r, (opts, said) in enumerate(zip(req.options, responses)):
+            if said not in opts:
+                raise ValueError(f"response {r} ({said!r}) is not among its options {opts}")
+        option_ids = {o: self.encoder.piece_ids(o) for opts in req.options for o in opts}
+        pos = np.nonzero(enc.response_of[1:] >= 0)[0] + 1
+        logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
+        if len(pos) == 0:
+            return ChoiceResult(nll=[float("nan")] * R, n_tokens=[0] * R, n_input_tokens=len(enc),
+                                token_truncated=list(enc.token_truncated),
+                                option_logprobs=logprobs.tolist())
+        first = {}  # response -> position of its first token
+        for p in pos:
+            first.setdefault(int(enc.response_of[p]), int(p))
+        end = int(pos[-1]) + 1
+        need_cache = any(len(option_ids[o]) > 1 for r in first for o in req.options[r])
+        dev = self.device
+        input_ids = torch.from_numpy(enc.ids[:end]).to(dev)[None]
+        rows = torch.from_numpy(pos - 1).to(dev)
+        # Targets per scored row: the recorded token, then (at a response's first position)
+        # the first token of each option; -1 pads.
+        K = logprobs.shape[1]
+        targets = np.full((len(pos), 1 + K), -1, dtype=np.int64)
+        targets[:, 0] = enc.ids[pos]
+        row_of_first = {}
+        for j, p in enumerate(pos):
+            r = int(enc.response_of[p])
+            if first[r] == p:
+                row_of_first[r] = j
+                targets[j, 1 : 1 + len(req.options[r])] = [option_ids[o][0] for o in req.options[r]]
+        with torch.inference_mode():
+            if self._rows is not None:
+                self._rows.set(rows, [rows])
+            try:
+                out = self._body(input_ids=input_ids, use_cache=need_cache)
+            finally:
+                if self._rows is not None:
+                    self._rows.clear()
+            hidden = out[0][0].index_select(0, rows)
+            lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev)).cpu().numpy()
+            cont = self._continuations(req, option_ids, first, out.past_key_values, end) if need_cache else {}
+        seg = enc.response_of[pos]
+        nll = np.zeros(R)
+        np.add.at(nll, seg, -lp[:, 0])
+        counts = np.bincount(seg, minlength=R)
+        nll[counts == 0] = np.nan
+        for r, j in row_of_first.items():
+            for k, o in enumerate(req.options[r]):
+                logprobs[r, k] = lp[j, 1 + k] + cont.get((r, k), 0.0)
+        return ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(enc),
+                            token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist())
+
+    def _continuations(self, req, option_ids, first, cache, end, max_tokens: int = 2048):
+        """log p(tokens 2.. of each multi-token option | context, token 1..), from the cache."""
+        torch = self._torch
+        groups = [(r, k, option_ids[o]) for r in sorted(first) for k, o in enumerate(req.options[r])
+                  if len(option_ids[o]) > 1]
+        out: dict[tuple[int, int], float] = {}
+        chunk: list = []
+        for g in [*groups, None]:
+            size = sum(len(ids) - 1 for _, _, ids in chunk)
+            if g is not None and (not chunk or size + len(g[2]) - 1 <= max_tokens):
+                chunk.append(g)
+                continue
+            if chunk:
+                inputs, positions, owner, offset = [], [], [], []
+                for gi, (r, k, ids) in enumerate(chunk):
+                    for m, tok in enumerate(ids[:-1]):
+                        inputs.append(tok)
+                        positions.append(first[r] + m)
+                        owner.append(gi)
+                        offset.append(m)
+                C = len(inputs)
+                owner_t, offset_t = torch.tensor(owner), torch.tensor(offset)
+                pos_t = torch.tensor(positions)
+                starts = torch.tensor([first[r] for r, _, _ in chunk])[owner_t]
+                sees_context = torch.arange(end)[None, :] < starts[:, None]
+                sees_own = (owner_t[:, None] == owner_t[None, :]) & (offset_t[None, :] <= offset_t[:, None])
+                mask = torch.cat([sees_context, sees_own], dim=1)[None, None].to(self.device)
+                logits = self.model(input_ids=torch.tensor([inputs], device=self.device),
+                                    position_ids=pos_t[None].to(self.device), past_key_values=cache,
+                                    attention_mask=mask, use_cache=True).logits[0].float()
+                cache.crop(-C)  # drop the continuations again (v5: negative = remove)
+                nexts = torch.tensor([chunk[o][2][m + 1] for o, m in zip(owner, offset)], device=self.device)
+                lp = torch.log_softmax(logits, -1).gather(1, nexts[:, None])[:, 0].cpu().numpy()
+                for gi, (r, k, _) in enumerate(chunk):
+                    out[(r, k)] = float(lp[np.asarray(owner) == gi].sum())
+            chunk = [g] if g is not None else []
+        return out
+
+    def _gather_logprobs(self, hidden, targets):
+        """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN)."""
+        torch = self._torch
+        vocab = self._head.weight.shape[0]
+        budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
+        rows = max(16, budget // (4 * vocab))
+        out = torch.full(targets.shape, float("nan"), dtype=torch.float32, device=hidden.device)
+        for a in range(0, hidden.shape[0], rows):
+            logp = torch.log_softmax(self._logits(hidden[a : a + rows]).float(), -1)
+            t = targets[a : a + rows]
+            got = logp.gather(1, t.clamp(min=0))
+            out[a : a + rows] = torch.where(t >= 0, got, out[a : a + rows])
+        return out
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped longest-first so that batch size x longest length <= budget."""

@@ -9,7 +9,7 @@ from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
 from ._defaults import NOTICE, demo_data, demo_models
 from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
-from ._store import RESPONSES, PartStore, read_responses
+from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
 
 ModelLike = str | ModelSpec | ScorerBackend
 
@@ -45,6 +45,8 @@ def run(
     truncation: TruncationConfig | None = None,
     seed: int = 0,
     checkpoint_seconds: float = 30.0,
+    choices: bool = True,
+    options: dict[str, list[str]] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> RunResult:
@@ -61,14 +63,14 @@ def run(
     if data is None:
         data = demo_data()
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
-    options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens)
-    factories = _backend_factories(models, **options)
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m, **options)
+    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens)
+    factories = _backend_factories(models, **model_options)
+    specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m, **model_options)
              for m in models if isinstance(m, (str, ModelSpec))]
     config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
-                       checkpoint_seconds=checkpoint_seconds)
+                       checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {})
     dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
     if dataset.invalid:
         log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
@@ -78,6 +80,6 @@ def run(
 
 
 __all__ = [
-    "COLUMNS", "NOTICE", "RESPONSES", "PartStore", "RunConfig", "RunResult", "build_units",
+    "CHOICES", "COLUMNS", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
     "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

@@ -23,15 +23,19 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
-from ..data import DataError, Dataset, MarkerError, Participant, Transcript, TruncationConfig, load, prepare_transcript
-from ..models import ModelSpec, ScoreRequest, ScoreResult, ScorerBackend
-from ..personas import Conditioning, PersonaStrategy, resolve_strategies
-from ._store import RESPONSES, PartStore, atomic_write_bytes, atomic_write_json
+from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents
+from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
+from ..models import ChoiceRequest, ModelSpec, ScoreResult, ScorerBackend
+from ..personas import PersonaStrategy, resolve_strategies
+from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
            "unit_key"]
 IDENTITY = ["model", "persona", "study", "experiment", "participant"]
+CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model", "persona", "options",
+                  "chosen", "probs", "p_chosen", "correct", "nll_choice", "nll_uniform", "condition",
+                  "unit_key"]
 CHUNK_UNITS = 256  # units handed to a backend at once (bounds memory for huge runs)
 
 
@@ -53,15 +57,30 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="Seed of the shuffled-persona derangement.")
     checkpoint_seconds: float = Field(30.0, ge=0, description="Write finished units to disk at "
                                       "least this often (and after every chunk of units).")
+    choices: bool = Field(True, description="For closed-set experiments, also score every option "
+                          "at every response (choices.parquet).")
+    options: dict[str, list[str]] = Field(default_factory=dict, description="Declared option sets "
+                                          "by study (overrides detection).")
 
 
 @dataclass
 class Unit:
     key: str
-    participant: Participant
-    persona: str
-    conditioning: Conditioning
+    agent: ParticipantAgent
     transcript: Transcript
+    options: tuple[tuple[str, ...], ...] | None = None  # closed option set per scored response
+
+    @property
+    def participant(self) -> Participant:
+        return self.agent.participant
+
+    @property
+    def persona(self) -> str:
+        return self.agent.persona
+
+    @property
+    def conditioning(self):
+        return self.agent.conditioning
 
 
 @dataclass
@@ -81,31 +100,49 @@ def _sha(obj: Any) -> str:
 def build_units(
     participants: Sequence[Participant],
     strategies: Sequence[PersonaStrategy],
-    fingerprint: dict[str, Any],
+    backend: ScorerBackend,
     truncation: TruncationConfig,
     *,
     supports_system: bool,
+    option_sets=None,
 ) -> list[Unit]:
-    """Render every strategy for every participant and key the resulting units."""
+    """An agent per participant and strategy, keyed by everything that sets its scores."""
+    fingerprint = backend.fingerprint()
     units = []
     for strategy in strategies:
-        conditionings = strategy.render(participants)
-        for p, c in zip(participants, conditionings, strict=True):
+        for agent in make_agents(participants, backend, strategy, truncation):
+            c, p = agent.conditioning, agent.participant
             if c.system and not supports_system:
                 raise ValueError(f"persona strategy {strategy.name!r} gives a system message, which "
                                  f"needs chat-template scoring; model {fingerprint.get('model')} "
                                  "is scored without one (use --chat on)")
-            try:
-                transcript = prepare_transcript(p.text, prefix=c.prefix, config=truncation)
-            except MarkerError as e:
-                raise DataError(p.source.file, p.source.line, p.participant, str(e)) from None
+            transcript = agent.transcript
+            options = option_sets.for_participant(p) if option_sets is not None else None
+            if options is not None:
+                options = options[: len(transcript.spans)]
             key = _sha({
                 "code": __version__, "backend": fingerprint, "persona": strategy.name,
                 "who": p.key, "text": hashlib.sha256(transcript.text.encode()).hexdigest(),
                 "spans": transcript.spans, "system": c.system, "truncation": truncation.model_dump(),
+                "options": options,
             })
-            units.append(Unit(key, p, strategy.name, c, transcript))
+            units.append(Unit(key, agent, transcript, options))
     return units
+
+
+def _score(backend: ScorerBackend, units: Sequence[Unit]) -> Iterator[tuple[Unit, ScoreResult]]:
+    """Closed-set units through score_choices, the rest through score."""
+    choice = [u for u in units if u.options is not None]
+    plain = [u for u in units if u.options is None]
+    if choice:
+        requests = [ChoiceRequest(transcript=u.transcript, system=u.conditioning.system,
+                                  max_tokens=u.agent.truncation.max_tokens, options=u.options) for u in choice]
+        for i, result in backend.score_choices(requests):
+            yield choice[i], result
+    if plain:
+        requests = [u.agent.request() for u in plain]
+        for i, result in backend.score(requests):
+            yield plain[i], result
 
 
 def unit_rows(unit: Unit, result: ScoreResult, model: str, chat: bool) -> list[dict[str, Any]]:
@@ -192,16 +229,26 @@ def execute(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     store = PartStore(out / RESPONSES)
-    store.remove_temporaries()  # parts a killed run was writing when it died
+    choice_store = PartStore(out / CHOICES)
+    for st in (store, choice_store):
+        st.remove_temporaries()  # parts a killed run was writing when it died
+    choice_store.keep_only(store.names())  # choices of units whose responses never landed
     strategies = resolve_strategies(config.personas, seed=config.seed)
     if dataset.invalid:
         lines = "".join(json.dumps(r.model_dump()) + "\n" for r in dataset.invalid)
         atomic_write_bytes(out / "invalid.jsonl", lines.encode())
+    option_sets = None
+    if config.choices:
+        plain = [prepare_transcript(p.text, "", config.truncation) for p in dataset.participants]
+        option_sets = detect_option_sets(dataset.participants, plain, declared=config.options)
     info: dict[str, Any] = {
         "status": "running", "started": datetime.now(timezone.utc).isoformat(),
         "config": json.loads(config.model_dump_json()), "versions": _versions(),
         "data": {"sources": dataset.sources, "participants": len(dataset),
                  "invalid": len(dataset.invalid), "studies": dataset.studies},
+        "choices": None if option_sets is None else {
+            "participants_with_options": len(option_sets.options),
+            "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)},
         "models": {},
     }
     atomic_write_json(out / "run.json", info)
@@ -211,8 +258,10 @@ def execute(
     for label, make_backend in backends:
         backend = make_backend()
         supports_system = bool(getattr(backend, "chat", False))
-        units = build_units(dataset.participants, strategies, backend.fingerprint(),
-                            config.truncation, supports_system=supports_system)
+        can_choose = hasattr(backend, "score_choices")
+        units = build_units(dataset.participants, strategies, backend, config.truncation,
+                            supports_system=supports_system,
+                            option_sets=option_sets if can_choose else None)
         _check_stale(existing, units, label)
         pending = [u for u in units if u.key not in done]
         empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
@@ -222,28 +271,37 @@ def execute(
                  "tokens": 0, "seconds": 0.0, "empty_persona": empty,
                  "device": getattr(backend, "device", None),
                  "dtype": str(getattr(backend, "dtype", "")).removeprefix("torch.") or None,
-                 "chat": supports_system, "fingerprint": backend.fingerprint()}
+                 "chat": supports_system, "fingerprint": backend.fingerprint(),
+                 "choice_units": sum(u.options is not None for u in units)}
         if hasattr(backend, "fast_path"):
             stats["fast_path"] = backend.fast_path
         buffer: list[dict[str, Any]] = []
+        choice_buffer: list[dict[str, Any]] = []
         last_flush = time.monotonic()
+
+        def flush() -> None:
+            nonlocal buffer, choice_buffer, last_flush
+            if buffer:
+                name = store.new_name()
+                choice_store.append(pd.DataFrame(choice_buffer, columns=CHOICE_COLUMNS), name=name)
+                store.append(pd.DataFrame(buffer, columns=COLUMNS), name=name)  # the commit point
+            buffer, choice_buffer, last_flush = [], [], time.monotonic()
+
         for chunk in _chunks(pending, CHUNK_UNITS):
-            requests = [ScoreRequest(transcript=u.transcript, system=u.conditioning.system,
-                                     max_tokens=config.truncation.max_tokens) for u in chunk]
             t0 = time.perf_counter()
-            for i, result in backend.score(requests):
+            for unit, result in _score(backend, chunk):
                 stats["seconds"] += time.perf_counter() - t0
                 stats["tokens"] += result.n_input_tokens
                 stats["scored"] += 1
-                buffer.extend(unit_rows(chunk[i], result, label, supports_system))
+                buffer.extend(unit_rows(unit, result, label, supports_system))
+                if unit.options is not None:
+                    choice_buffer.extend(choice_rows(unit.agent, result, unit.options, label, unit.key))
                 if progress:
                     progress(label, stats["skipped"] + stats["scored"], len(units))
                 if time.monotonic() - last_flush >= config.checkpoint_seconds:
-                    store.append(pd.DataFrame(buffer, columns=COLUMNS))
-                    buffer, last_flush = [], time.monotonic()
+                    flush()
                 t0 = time.perf_counter()
-            store.append(pd.DataFrame(buffer, columns=COLUMNS))
-            buffer, last_flush = [], time.monotonic()
+            flush()
         stats["tokens_per_second"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else None
         info["models"][label] = stats
         atomic_write_json(out / "run.json", info)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 RESPONSES = "responses.parquet"
+CHOICES = "choices.parquet"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -46,10 +47,22 @@ class PartStore:
     def parts(self) -> list[Path]:
         return sorted(p for p in self.folder.glob("part-*.parquet"))
 
-    def append(self, frame: pd.DataFrame) -> Path | None:
+    def names(self) -> set[str]:
+        return {p.name for p in self.parts()}
+
+    def new_name(self) -> str:
+        return f"part-{len(self.parts()):06d}-{uuid.uuid4().hex[:8]}.parquet"
+
+    def keep_only(self, names: set[str]) -> None:
+        """Remove parts without a partner of the same name in the committing store."""
+        for p in self.parts():
+            if p.name not in names:
+                p.unlink()
+
+    def append(self, frame: pd.DataFrame, name: str | None = None) -> Path | None:
         if frame.empty:
             return None
-        name = f"part-{len(self.parts()):06d}-{uuid.uuid4().hex[:8]}.parquet"
+        name = name or self.new_name()
         tmp = self.folder / f"_{name}.tmp"  # '_' prefix: pyarrow readers skip it
         frame.to_parquet(tmp, index=False)
         with open(tmp, "rb") as f:
@@ -73,3 +86,17 @@ def read_responses(run_dir: str | Path) -> pd.DataFrame:
     if folder.is_file():
         return pd.read_parquet(folder)
     return PartStore(folder).read()
+
+
+def read_choices(run_dir: str | Path) -> pd.DataFrame:
+    """The closed-set choices table of a run folder (empty if it has none). Only parts whose
+    responses part landed count: that is the commit point of a unit."""
+    path = Path(run_dir)
+    folder, committed = path / CHOICES, path / RESPONSES
+    if not folder.is_dir():
+        return pd.DataFrame()
+    names = PartStore(committed).names() if committed.is_dir() else set()
+    parts = [p for p in PartStore(folder).parts() if p.name in names]
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)

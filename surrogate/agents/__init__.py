@@ -1,0 +1,9 @@
+"""Participant agents: replay recorded sessions, score closed option sets, play experiments."""
+
+from ._agent import ParticipantAgent, choice_rows, choice_table, make_agents, replay_agents
+from ._options import MAX_CHARS, MAX_OPTIONS, OptionSets, detect_option_sets, slots
+
+__all__ = [
+    "MAX_CHARS", "MAX_OPTIONS", "OptionSets", "ParticipantAgent", "choice_rows", "choice_table",
+    "detect_option_sets", "make_agents", "replay_agents", "slots",
+]
