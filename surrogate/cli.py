@@ -122,5 +122,69 @@ def run(
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
 
 
+@app.command("compare-personas")
+def compare_personas(
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Model(s) as in `run` (default: the demo pair).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the demo study).")] = None,
+    strategies: Annotated[str, typer.Option(help="Strategies to score; must include none, the "
+                                            "matched one and the control.")] = "none,interview,shuffled,population",
+    matched: Annotated[str, typer.Option(help="The matched persona strategy.")] = "interview",
+    control: Annotated[str, typer.Option(help="shuffled or population.")] = "shuffled",
+    by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
+    chat: Annotated[str, typer.Option(help="auto | on | off.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
+    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="As in `run`.")] = False,
+    persona_outside_cut: Annotated[bool, typer.Option(
+        "--persona-outside-cut", help="Cut the transcript alone (all personas score the same "
+        "responses).")] = False,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    n_perm: Annotated[int, typer.Option(help="Permutations for the individual-level p-value.")] = 9999,
+    seed: Annotated[int, typer.Option(help="Seed of the derangement and the resampling.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/personas"),
+) -> None:
+    """Does a persona help predict this person, or only people in general?"""
+    from .data import TruncationConfig
+    from .runner import compare_personas as job
+
+    with _user_errors(), _progress() as progress:
+        result = job(model or [], data, out, strategies=strategies, matched=matched, control=control,
+                     by=by, n_boot=n_boot, n_perm=n_perm, log=_log, chat=chat, dtype=dtype, device=device,
+                     max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
+                     truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
+                     progress=progress)
+    columns = ["model", "experiment", "n_participants", "total", "population_component",
+               "individual_component", "individual_p", "d_z_individual"]
+    _print_table(result.table[columns], "Persona effects (nats per response; > 0: the persona helps)")
+    _log(result.summary())
+    _log(f"wrote {result.out / 'persona_effects.csv'} and persona_summary.txt")
+
+
+@app.command()
+def analyze(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
+    pairs: Annotated[Optional[Path], typer.Option(help="TOML with [[pairs]] base / post_trained "
+                                                  "model labels, for post-training misalignment.")] = None,
+    categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as "
+                                                       "psych201/categories.csv).")] = None,
+    by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
+) -> None:
+    """Estimate what earlier runs support: persona decomposition, meta-data benefit,
+    post-training misalignment, choice prediction."""
+    from .runner import analyze as job
+
+    with _user_errors():
+        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, n_boot=n_boot, seed=seed)
+    _log(result.summary())
+    written = sorted(p.name for p in result.out.iterdir())
+    _log(f"wrote {', '.join(written)} to {result.out}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])

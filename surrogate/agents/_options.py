@@ -46,11 +46,8 @@ def slots(transcript: Transcript) -> list[int]:
 
 
 def _numeric(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    """Quantities ('10', '10 coins') are values on a scale, not labels."""
+    return any(ch.isdigit() for ch in text)
 
 
 def _closed(values: set[str], max_options: int, max_chars: int) -> bool:
@@ -109,7 +106,7 @@ def detect_option_sets(
                     own[k].add(r)
                 # Randomised labels: every slot closed for this participant, each label used
                 # repeatedly (a free-text task repeats few of its answers), and labels rather
-                # than numbers (a participant's few amounts on a numeric scale are not the scale).
+                # than quantities (a participant's few amounts on a scale are not the scale).
                 if not own or not all(_closed(v, max_options, max_chars) for v in own.values()) \
                         or len(t.responses) < 3 * sum(len(v) for v in own.values()) \
                         or any(_numeric(r) for v in own.values() for r in v):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._stats import Estimate, bootstrap_mean, cohens_d
 
@@ -49,8 +49,9 @@ def read_pairs(path: str | Path) -> list[ModelPair]:
     for i, entry in enumerate(entries, start=1):
         try:
             out.append(ModelPair(**entry))
-        except Exception as e:  # pydantic's message names the missing field
-            raise ValueError(f"{path}: pair {i}: {e}") from None
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise ValueError(f"{path}: pair {i}: {problems}") from None
     return out
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
+from ._analysis import Analysis, PersonaComparison, analyze, compare_personas
 from ._defaults import NOTICE, demo_data, demo_models
 from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
 from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
@@ -80,6 +81,7 @@ def run(
 
 
 __all__ = [
+    "Analysis", "PersonaComparison", "analyze", "compare_personas",
     "CHOICES", "COLUMNS", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
     "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

@@ -1,0 +1,233 @@
+"""Population- vs individual-level prediction of choices in closed-set experiments.
+
+From `choices.parquet` (every option scored at every response):
+
+- fit: accuracy (argmax = the human's choice), mean normalised probability of the human's
+  choice, and pseudo-R² = 1 - NLL_model / NLL_uniform, per experiment, with participant
+  bootstrap CIs;
+- population level: does the model's mean choice distribution match the observed choice
+  frequencies (per experiment, and per condition when the metadata has one)? Total
+  variation distance, for experiments whose labels are shared across participants;
+- individual level: do the model's per-participant predicted choice rates track the
+  participants' actual rates? Pearson r across participants with its CI, per option
+  (averaged over options), plus per-participant NLL.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from scipy import stats
+
+from ._stats import CONFIDENCE, Estimate
+
+
+def _bootstrap_over(n: int, statistic, *, n_resamples: int, seed: int) -> tuple[float, float]:
+    """Percentile CI of statistic(indices) with participants resampled (scipy.stats.bootstrap)."""
+    if n < 2:
+        return math.nan, math.nan
+    idx = np.arange(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((idx,), lambda i: statistic(i.astype(int)), vectorized=False,
+                              n_resamples=n_resamples, method="percentile", confidence_level=CONFIDENCE,
+                              random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+class ChoiceFit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    experiment: str
+    n_participants: int
+    n_trials: int
+    accuracy: Estimate
+    p_chosen: Estimate
+    pseudo_r2: Estimate
+
+
+class PopulationMatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    experiment: str
+    condition: str | None
+    options: list[str]
+    observed: list[float]
+    predicted: list[float]
+    tvd: Estimate
+
+
+class IndividualTracking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    experiment: str
+    n_participants: int
+    correlation: Estimate  # mean over options of Pearson r (pred vs actual rate)
+    per_option: dict[str, float]
+
+
+class ChoicePrediction(BaseModel):
+    """Results of `choice_prediction` for one model and persona."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model: str
+    persona: str
+    fit: list[ChoiceFit]
+    population: list[PopulationMatch]
+    individual: list[IndividualTracking]
+    participants: pd.DataFrame
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Tables for CSV output: fit, population, individual, participants."""
+        def flat(est: Estimate, name: str) -> dict:
+            return {name: est.value, f"{name}_lo": est.lo, f"{name}_hi": est.hi}
+
+        fit = pd.DataFrame([{"model": self.model, "persona": self.persona, "experiment": f.experiment,
+                             "n_participants": f.n_participants, "n_trials": f.n_trials,
+                             **flat(f.accuracy, "accuracy"), **flat(f.p_chosen, "p_chosen"),
+                             **flat(f.pseudo_r2, "pseudo_r2")} for f in self.fit])
+        pop = pd.DataFrame([{"model": self.model, "persona": self.persona, "experiment": p.experiment,
+                             "condition": p.condition, "options": "|".join(p.options),
+                             "observed": "|".join(f"{x:.4f}" for x in p.observed),
+                             "predicted": "|".join(f"{x:.4f}" for x in p.predicted),
+                             **flat(p.tvd, "tvd")} for p in self.population])
+        ind = pd.DataFrame([{"model": self.model, "persona": self.persona, "experiment": i.experiment,
+                             "n_participants": i.n_participants, **flat(i.correlation, "r"),
+                             "p": i.correlation.p} for i in self.individual])
+        return {"fit": fit, "population": pop, "individual": ind, "participants": self.participants}
+
+    def summary(self) -> str:
+        lines = [f"Choice prediction for {self.model} ({self.persona}):"]
+        for f in self.fit:
+            lines.append(f"  {f.experiment}: accuracy {f.accuracy}; pseudo-R2 {f.pseudo_r2}")
+        for p in self.population:
+            cond = f" [{p.condition}]" if p.condition else ""
+            lines.append(f"  population {p.experiment}{cond}: observed {np.round(p.observed, 3).tolist()} "
+                         f"vs predicted {np.round(p.predicted, 3).tolist()}; TVD {p.tvd}")
+        for i in self.individual:
+            lines.append(f"  individual {i.experiment}: r(predicted, actual choice rate) {i.correlation}")
+        return "\n".join(lines)
+
+
+def _participant_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per participant: trials, accuracy, NLL sums, and per-option predicted/actual rates."""
+    rows = []
+    for (unit, exp, pid), g in frame.groupby(["unit", "experiment", "participant"], sort=True):
+        options = sorted({o for opts in g["options"] for o in opts})
+        pred = {o: 0.0 for o in options}
+        actual = {o: 0.0 for o in options}
+        for opts, probs, chosen in zip(g["options"], g["probs"], g["chosen"]):
+            for o, p in zip(opts, probs):
+                pred[o] += p
+            actual[chosen] += 1
+        n = len(g)
+        rows.append({"unit": unit, "experiment": exp, "participant": pid, "n_trials": n,
+                     "accuracy": g["correct"].mean(), "p_chosen": g["p_chosen"].mean(),
+                     "nll_choice": g["nll_choice"].mean(), "nll_sum": g["nll_choice"].sum(),
+                     "uniform_sum": g["nll_uniform"].sum(),
+                     "condition": g["condition"].iloc[0] if "condition" in g else None,
+                     "pred_rate": {o: pred[o] / n for o in options},
+                     "actual_rate": {o: actual[o] / n for o in options}})
+    return pd.DataFrame(rows)
+
+
+def _rate(rates: dict, column, shared_labels: bool) -> float:
+    if shared_labels:
+        return rates[column]
+    ordered = [rates[o] for o in sorted(rates)]  # randomised labels: k-th option by label
+    return ordered[column] if column < len(ordered) else math.nan
+
+
+def _tracking(experiment: str, g: pd.DataFrame, shared: set) -> list[IndividualTracking]:
+    """Pearson r across participants of predicted vs actual rate, per option, averaged.
+
+    With randomised labels the k-th option in label order stands in for an option: arbitrary
+    across participants, but fixed within each, which is all individual tracking needs."""
+    shared_labels = all(set(r) == shared for r in g["actual_rate"])
+    columns = sorted(shared) if shared_labels else range(max(len(r) for r in g["actual_rate"]))
+    per_option, found = {}, []
+    for col in columns:
+        a = np.array([_rate(r, col, shared_labels) for r in g["actual_rate"]])
+        p = np.array([_rate(r, col, shared_labels) for r in g["pred_rate"]])
+        ok = ~np.isnan(a) & ~np.isnan(p)
+        if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(p[ok]) == 0:
+            continue
+        res = stats.pearsonr(p[ok], a[ok])
+        ci = res.confidence_interval(CONFIDENCE)
+        per_option[str(col)] = float(res.statistic)
+        found.append((float(res.statistic), float(ci.low), float(ci.high), float(res.pvalue)))
+    if not found:
+        return []
+    r, lo, hi = (float(np.mean([f[j] for f in found])) for j in range(3))
+    # The options of one set are dependent (binary: r is the same for both); report the
+    # first option's p rather than pretending they are separate tests.
+    return [IndividualTracking(experiment=experiment, n_participants=len(g), per_option=per_option,
+                               correlation=Estimate(value=r, lo=lo, hi=hi, p=found[0][3], n=len(g)))]
+
+
+def choice_prediction(
+    choices: pd.DataFrame,
+    *,
+    model: str | None = None,
+    persona: str = "none",
+    by: str = "study",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> ChoicePrediction:
+    """Fit, population-level match and individual-level tracking of closed-set choices."""
+    frame = choices[choices["persona"] == persona]
+    if model is not None:
+        frame = frame[frame["model"] == model]
+    models = frame["model"].unique()
+    if len(models) != 1:
+        raise ValueError(f"choose one model; the choices table holds {list(models)} for persona {persona!r}")
+    frame = frame.assign(unit=frame[by], options=frame["options"].map(list), probs=frame["probs"].map(list))
+    parts = _participant_table(frame)
+    fit, population, individual = [], [], []
+    for unit, g in parts.groupby("unit", sort=True):
+        g = g.reset_index(drop=True)
+        n = len(g)
+        acc, pc = g["accuracy"].to_numpy(), g["p_chosen"].to_numpy()
+        nll, uni = g["nll_sum"].to_numpy(), g["uniform_sum"].to_numpy()
+
+        def r2(i, nll=nll, uni=uni):
+            return 1 - nll[i].sum() / uni[i].sum()
+
+        fit.append(ChoiceFit(
+            experiment=str(unit), n_participants=n, n_trials=int(g["n_trials"].sum()),
+            accuracy=Estimate(value=float(acc.mean()), n=n,
+                              **dict(zip(("lo", "hi"), _bootstrap_over(n, lambda i: acc[i].mean(), n_resamples=n_boot, seed=seed)))),
+            p_chosen=Estimate(value=float(pc.mean()), n=n,
+                              **dict(zip(("lo", "hi"), _bootstrap_over(n, lambda i: pc[i].mean(), n_resamples=n_boot, seed=seed)))),
+            pseudo_r2=Estimate(value=float(r2(np.arange(n))), n=n,
+                               **dict(zip(("lo", "hi"), _bootstrap_over(n, r2, n_resamples=n_boot, seed=seed))))))
+        shared = {o for rates in g["actual_rate"] for o in rates}
+        if all(set(r) == shared for r in g["actual_rate"]):  # labels shared across participants
+            options = sorted(shared)
+            conditions = [None] + sorted({c for c in g["condition"] if c is not None})
+            for cond in conditions:
+                sub = g if cond is None else g[g["condition"] == cond].reset_index(drop=True)
+                if len(sub) == 0:
+                    continue
+                w = sub["n_trials"].to_numpy(dtype=float)
+                actual = np.array([[r[o] for o in options] for r in sub["actual_rate"]])
+                pred = np.array([[r[o] for o in options] for r in sub["pred_rate"]])
+
+                def tvd(i, actual=actual, pred=pred, w=w):
+                    f = (actual[i] * w[i, None]).sum(0) / w[i].sum()
+                    q = (pred[i] * w[i, None]).sum(0) / w[i].sum()
+                    return 0.5 * np.abs(f - q).sum()
+
+                allidx = np.arange(len(sub))
+                lo, hi = _bootstrap_over(len(sub), tvd, n_resamples=n_boot, seed=seed)
+                population.append(PopulationMatch(
+                    experiment=str(unit), condition=cond, options=options,
+                    observed=((actual * w[:, None]).sum(0) / w.sum()).tolist(),
+                    predicted=((pred * w[:, None]).sum(0) / w.sum()).tolist(),
+                    tvd=Estimate(value=float(tvd(allidx)), lo=lo, hi=hi, n=len(sub))))
+        if n >= 3:
+            individual += _tracking(str(unit), g, shared)
+    table = parts.drop(columns=["pred_rate", "actual_rate"]).rename(columns={"unit": by})
+    return ChoicePrediction(model=str(models[0]), persona=persona, fit=fit, population=population,
+                            individual=individual, participants=table)

@@ -1,0 +1,170 @@
+"""`surrogate compare-personas` and `surrogate analyze`: estimates from run folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..analysis import (
+    ChoicePrediction,
+    Misalignment,
+    PersonaDecomposition,
+    choice_prediction,
+    decompose_personas,
+    metadata_benefit,
+    post_training_misalignment,
+    read_categories,
+    read_pairs,
+)
+from ._store import atomic_write_bytes, read_choices, read_responses
+
+PERSONA_STRATEGIES = "none,interview,shuffled,population"
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write_bytes(path, frame.to_csv(index=False).encode())
+
+
+@dataclass
+class PersonaComparison:
+    """What compare-personas produced: the run, and one decomposition per model."""
+
+    out: Path
+    decompositions: dict[str, PersonaDecomposition]
+    table: pd.DataFrame
+
+    def summary(self) -> str:
+        return "\n\n".join(d.summary() for d in self.decompositions.values())
+
+
+def persona_effects_table(decompositions: dict[str, PersonaDecomposition]) -> pd.DataFrame:
+    frames = [d.to_frame().assign(model=m) for m, d in decompositions.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model", *[c for c in table.columns if c != "model"]]]
+
+
+def compare_personas(
+    models: Sequence[Any],
+    data: str | Path | None,
+    out: str | Path,
+    *,
+    strategies: str = PERSONA_STRATEGIES,
+    matched: str = "interview",
+    control: str = "shuffled",
+    by: str = "study",
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    log=lambda s: None,
+    **run_options: Any,
+) -> PersonaComparison:
+    """Run what the decomposition needs (resumable), then write persona_effects.csv."""
+    from . import run
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    missing = {"none", matched, control} - set(names)
+    if missing:
+        raise ValueError(f"--strategies must include {sorted(missing)} for the decomposition")
+    result = run(models, data, names, out, log=log, **run_options)
+    responses = result.responses[result.responses["persona"].isin(names)]
+    decompositions = {
+        m: decompose_personas(responses, model=m, matched=matched, control=control, by=by,
+                              n_boot=n_boot, n_perm=n_perm, seed=run_options.get("seed", 0))
+        for m in responses["model"].unique()
+    }
+    table = persona_effects_table(decompositions)
+    out = Path(out)
+    _write_csv(out / "persona_effects.csv", table)
+    summary = "\n\n".join(d.summary() for d in decompositions.values())
+    atomic_write_bytes(out / "persona_summary.txt", (summary + "\n").encode())
+    return PersonaComparison(out=out, decompositions=decompositions, table=table)
+
+
+@dataclass
+class Analysis:
+    """Everything `analyze` could estimate from the tables it was given."""
+
+    out: Path
+    decompositions: dict[str, PersonaDecomposition] = field(default_factory=dict)
+    metadata_benefits: dict[str, Any] = field(default_factory=dict)
+    misalignment: Misalignment | None = None
+    choices: dict[tuple[str, str], ChoicePrediction] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [d.summary() for d in self.decompositions.values()]
+        parts += [f"{m}: {b.summary()}" for m, b in self.metadata_benefits.items()]
+        if self.misalignment is not None:
+            parts.append(self.misalignment.summary())
+        parts += [c.summary() for c in self.choices.values()]
+        parts += [f"note: {n}" for n in self.notes]
+        return "\n\n".join(parts) if parts else "nothing to estimate from these tables"
+
+
+def _combine(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).drop_duplicates(keys, keep="last")
+
+
+def analyze(
+    run_dirs: Sequence[str | Path],
+    *,
+    pairs: str | Path | None = None,
+    categories: str | Path | None = None,
+    out: str | Path | None = None,
+    by: str = "study",
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    seed: int = 0,
+) -> Analysis:
+    """Estimate what the run folders support; write CSVs and summary.txt to `out`
+    (default: <first run folder>/analysis)."""
+    if not run_dirs:
+        raise ValueError("give at least one run folder")
+    responses = _combine([read_responses(d) for d in run_dirs], ["unit_key", "response_index"])
+    choices = _combine([read_choices(d) for d in run_dirs], ["unit_key", "response_index"])
+    out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    result = Analysis(out=out)
+    personas = set(responses["persona"]) if not responses.empty else set()
+
+    for model in sorted(responses["model"].unique()) if not responses.empty else []:
+        have = set(responses.loc[responses["model"] == model, "persona"])
+        control = next((c for c in ("shuffled", "population") if c in have), None)
+        if {"none", "interview"} <= have and control:
+            result.decompositions[model] = decompose_personas(
+                responses, model=model, control=control, by=by, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        if {"none", "interview"} <= have:
+            result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by,
+                                                               n_boot=n_boot, seed=seed)
+    if result.decompositions:
+        _write_csv(out / "persona_effects.csv", persona_effects_table(result.decompositions))
+    elif personas:
+        result.notes.append("persona decomposition needs none, interview and shuffled (or population) "
+                            f"rows for a model; found personas {sorted(personas)}")
+    if result.metadata_benefits:
+        _write_csv(out / "metadata_benefit.csv", pd.concat(
+            [b.to_frame().assign(model=m) for m, b in result.metadata_benefits.items()], ignore_index=True))
+
+    if pairs is not None:
+        cats = read_categories(categories) if categories is not None else None
+        result.misalignment = post_training_misalignment(responses, read_pairs(pairs), categories=cats,
+                                                         by=by, n_boot=n_boot, seed=seed)
+        _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
+        if cats is None:
+            result.notes.append("no --categories given: misalignment is not broken down by domain")
+
+    if not choices.empty:
+        for (model, persona), _ in choices.groupby(["model", "persona"]):
+            result.choices[(model, persona)] = choice_prediction(choices, model=model, persona=persona,
+                                                                 by=by, n_boot=n_boot, seed=seed)
+        for name in ("fit", "population", "individual", "participants"):
+            frames = [c.frames()[name].assign(model=m, persona=p) for (m, p), c in result.choices.items()]
+            _write_csv(out / f"choice_{name}.csv", pd.concat(frames, ignore_index=True))
+    atomic_write_bytes(out / "summary.txt", (result.summary() + "\n").encode())
+    return result

@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from surrogate.analysis import ModelPair, choice_prediction, post_training_misalignment, read_categories, read_pairs
+
+
+def _two_models(d_by_exp: dict[str, float], n=150, seed=0):
+    """Per-participant NLL for a base and a post-trained model whose difference has a
+    planted Cohen's d per experiment (pooled SD = 1)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for exp, d in d_by_exp.items():
+        for i in range(n):
+            for model, shift in (("base", 0.0), ("chat", d)):
+                rows.append({"study": exp, "experiment": exp, "participant": str(i), "response_index": 0,
+                             "model": model, "persona": "none", "nll": 3 + shift + rng.normal(0, 1)})
+    return pd.DataFrame(rows)
+
+
+def test_misalignment_recovers_planted_d_and_domains(tmp_path):
+    frame = _two_models({"a": 0.5, "b": 0.5, "c": -0.2, "d": 0.0}, n=400)
+    cats = tmp_path / "categories.csv"
+    cats.write_text("experiment,dataset,Risky Choice,Memory\na,x,1,0\nb,x,1,0\nc,x,0,1\nd,x,0,1\n")
+    result = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat", family="fam")],
+                                        categories=read_categories(cats), n_boot=500)
+    pm = result.pairs[0]
+    for exp, d in {"a": 0.5, "b": 0.5, "c": -0.2, "d": 0.0}.items():
+        assert abs(pm.per_experiment[exp] - d) < 0.2
+    assert pm.mean.value == pytest.approx(np.mean(list(pm.per_experiment.values())))
+    assert pm.by_domain["Risky Choice"].value > pm.by_domain["Memory"].value
+    table = result.to_frame()
+    assert set(table["level"]) == {"experiment", "mean", "domain"}
+
+
+def test_pairs_file_errors_are_clear(tmp_path):
+    good = tmp_path / "pairs.toml"
+    good.write_text('[[pairs]]\nbase = "b"\npost_trained = "c"\ngeneration = "2025"\n')
+    assert read_pairs(good)[0].generation == "2025"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[pairs]]\nbase = "b"\n')
+    with pytest.raises(ValueError, match="pair 1.*post_trained"):
+        read_pairs(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[pairs]\n")
+    with pytest.raises(ValueError, match="broken.toml"):
+        read_pairs(broken)
+
+
+def _choices(n=60, trials=40, informative=True, seed=0):
+    """Participants with individual choice propensities; the model predicts them exactly
+    (informative) or predicts the population average for everyone."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        p_a = rng.uniform(0.1, 0.9)
+        predicted = p_a if informative else 0.5
+        for t in range(trials):
+            chosen = "A" if rng.random() < p_a else "B"
+            probs = [predicted, 1 - predicted]
+            k = 0 if chosen == "A" else 1
+            rows.append({"study": "s", "experiment": "s", "participant": str(i), "response_index": t,
+                         "model": "m", "persona": "none", "options": ["A", "B"], "chosen": chosen,
+                         "probs": probs, "p_chosen": probs[k], "correct": int(np.argmax(probs)) == k,
+                         "nll_choice": -np.log(probs[k]), "nll_uniform": np.log(2),
+                         "condition": "hi" if i % 2 else "lo", "unit_key": str(i)})
+    return pd.DataFrame(rows)
+
+
+def test_individual_tracking_separates_informed_from_population_predictions():
+    informed = choice_prediction(_choices(informative=True), n_boot=300)
+    flat = choice_prediction(_choices(informative=False), n_boot=300)
+    assert informed.individual[0].correlation.value > 0.8 and informed.individual[0].correlation.p < 1e-6
+    assert flat.individual == []  # a constant prediction cannot track anyone
+    # Both match the population's choice frequencies about equally well...
+    assert flat.population[0].tvd.value < 0.1 and informed.population[0].tvd.value < 0.1
+    # ...but only the informed model predicts individuals: higher pseudo-R2.
+    assert informed.fit[0].pseudo_r2.value > flat.fit[0].pseudo_r2.value
+    assert flat.fit[0].pseudo_r2.value == pytest.approx(0.0, abs=1e-9)
+    assert {p.condition for p in informed.population} == {None, "hi", "lo"}

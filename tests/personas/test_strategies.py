@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from surrogate.data import load
+from surrogate.personas import (
+    Conditioning,
+    Interview,
+    Narrative,
+    Persona,
+    Population,
+    Shuffled,
+    builtin_strategies,
+    derangement,
+    resolve_strategies,
+)
+
+
+@pytest.fixture(scope="module")
+def thoma(psych201):
+    return load(psych201 / "thoma2025problearn", max_participants=12).participants
+
+
+@pytest.fixture(scope="module")
+def sandbrink(psych201):
+    return load(psych201 / "sandbrink2024metacontrol", max_participants=6).participants
+
+
+def test_persona_is_typed(thoma, sandbrink):
+    p = Persona.from_participant(thoma[0])
+    assert p.demographics == {"age": "3.07", "gender": "female"} and p.condition == {"condition": "static_high"}
+    q = Persona.from_participant(sandbrink[0])
+    assert set(q.questionnaires) == {"FACSIMILE A/D", "FACSIMILE Compul", "FACSIMILE SW"}
+    assert not q.demographics
+
+
+def test_every_builtin_strategy_renders(thoma):
+    for name in builtin_strategies():
+        strategy = resolve_strategies(name)[0]
+        out = strategy.render(thoma)
+        assert len(out) == len(thoma) and all(isinstance(c, Conditioning) for c in out)
+    assert resolve_strategies("on")[0].name == "interview"
+    assert [s.name for s in resolve_strategies("both")] == ["none", "interview"]
+
+
+def test_narrative_and_questionnaires(thoma, sandbrink):
+    text = Narrative().render(thoma[:1])[0].prefix
+    assert text.startswith("Participant description: The participant is a 3.07-year-old woman.")
+    assert "static_high condition" in text
+    q = resolve_strategies("questionnaires")[0].render(sandbrink[:1])[0]
+    assert "Interviewer: What is your FACSIMILE A/D score?\nInterviewee: " in q.prefix
+    assert q.fields == ("FACSIMILE A/D", "FACSIMILE Compul", "FACSIMILE SW")
+    assert resolve_strategies("demographics")[0].render(sandbrink[:1])[0].prefix == ""
+
+
+def test_system_strategy_gives_a_system_message(thoma):
+    c = resolve_strategies("system")[0].render(thoma[:1])[0]
+    assert c.prefix == "" and c.system.startswith("You are a participant in a psychology experiment.")
+    assert "You are a 3.07-year-old woman" in c.system
+
+
+def test_shuffled_is_a_seeded_derangement_within_experiments(thoma, sandbrink):
+    people = thoma + sandbrink
+    out = Shuffled(seed=3).render(people)
+    assert [c.donor for c in out] == [c.donor for c in Shuffled(seed=3).render(people)]
+    assert [c.donor for c in out] != [c.donor for c in Shuffled(seed=4).render(people)]
+    for p, c in zip(people, out):
+        assert c.donor != p.participant
+        donor = next(q for q in people if q.participant == c.donor and q.experiment == p.experiment)
+        assert c.prefix == Interview().render([donor])[0].prefix
+    assert sorted(c.donor for c in out[: len(thoma)]) == sorted(p.participant for p in thoma)
+
+
+def test_derangement_is_uniform_over_derangements():
+    rng = np.random.default_rng(0)
+    counts = {}
+    for _ in range(4000):
+        perm = tuple(derangement(3, rng))
+        counts[perm] = counts.get(perm, 0) + 1
+    assert set(counts) == {(1, 2, 0), (2, 0, 1)}  # the only two derangements of three
+    assert abs(counts[(1, 2, 0)] / 4000 - 0.5) < 0.05
+
+
+def test_population_persona_is_pooled(thoma):
+    out = Population().render(thoma)
+    assert len({c.prefix for c in out}) == 1
+    ages = sorted(float(p.metadata["age"]) for p in thoma)
+    median = (ages[5] + ages[6]) / 2
+    assert f"Interviewee: {median:.4g}\n" in out[0].prefix
+    genders = [p.metadata["gender"] for p in thoma]
+    assert f"Interviewee: {max(set(genders), key=genders.count)}\n" in out[0].prefix
+
+
+def test_user_strategies_by_mapping_and_import_path(thoma):
+    class Shouting:
+        name = "shouting"
+
+        def render(self, participants):
+            return [Conditioning(prefix=f"PARTICIPANT {p.participant}!\n") for p in participants]
+
+    registry = {**builtin_strategies(), "shouting": Shouting}
+    assert resolve_strategies("none,shouting", registry)[1].render(thoma[:1])[0].prefix == "PARTICIPANT 301!\n"
+    assert resolve_strategies("surrogate.personas:Narrative")[0].name == "narrative"
+    with pytest.raises(ValueError, match="unknown persona strategy"):
+        resolve_strategies("nonsense")
+    with pytest.raises(ValueError, match="repeat"):
+        resolve_strategies("on,interview")
