@@ -186,5 +186,38 @@ def analyze(
     _log(f"wrote {', '.join(written)} to {result.out}")
 
 
+@app.command()
+def simulate(
+    experiment: Annotated[str, typer.Option(help="restless_bandit | mixed_lotteries | "
+                                            "intertemporal_choice, or module:Class.")],
+    agents: Annotated[Optional[list[str]], typer.Option(
+        "--agents", "-a", help="synthetic | synthetic:none | synthetic:TRAIT>PARAM=SLOPE[;...] | "
+        "model:PATH[,persona=S][,chat=auto|on|off][,policy=sample|argmax][,name=N]; repeatable.")] = None,
+    participants: Annotated[int, typer.Option(help="Participants per agent.")] = 50,
+    trials: Annotated[Optional[int], typer.Option(help="Trials per session (default: the experiment's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: traits, task randomness, choices.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Model agents played per forward pass.")] = 16,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/simulated"),
+) -> None:
+    """Simulate participants (synthetic ones with known traits, or model agents playing
+    closed loop) and write Psych-201-format transcripts."""
+    from .runner import simulate as job
+
+    with _user_errors():
+        result = job(experiment, agents or ["synthetic"], participants, seed=seed, out=out, trials=trials,
+                     batch_size=batch_size, log=_log)
+    import pandas as pd
+
+    means = pd.DataFrame([{"agent": a, "participants": e["participants"], **e["means"]}
+                          for a, e in result.summary["agents"].items()])
+    _print_table(means, f"Behaviour in {result.summary['experiment']} (means over participants)")
+    cors = pd.DataFrame([{"agent": a, "trait ~ behaviour": k, "r": v["r"], "p": v["p"]}
+                         for a, e in result.summary["agents"].items() for k, v in e["trait_correlations"].items()])
+    if not cors.empty:
+        _print_table(cors, "Trait-behaviour correlations across participants")
+    _log(f"wrote {out / 'prompts.jsonl'} ({len(result.records)} participants), sessions.jsonl, "
+         "behaviour.csv, summary.json")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])

@@ -13,7 +13,8 @@ from ._base import (
     trial_line,
 )
 from ._cognitive import CognitiveModel, HyperbolicDiscounter, ParamSpec, ProspectTheory, QLearner, softmax
-from ._paradigms import BUILTIN, IntertemporalChoice, MixedLotteries, RestlessBandit
+from ._oracle import OracleBackend
+from ._paradigms import BUILTIN, IntertemporalChoice, MixedLotteries, RestlessBandit, switch_rate
 from ._synthetic import (
     DEFAULT_TRAITS,
     SyntheticSpec,
@@ -26,7 +27,7 @@ from ._synthetic import (
 
 __all__ = [
     "BUILTIN", "DEFAULT_TRAITS", "LABEL_POOL", "CognitiveModel", "Experiment", "Feedback",
-    "HyperbolicDiscounter", "IntertemporalChoice", "MixedLotteries", "ParamSpec", "ProspectTheory",
+    "HyperbolicDiscounter", "IntertemporalChoice", "OracleBackend", "switch_rate", "MixedLotteries", "ParamSpec", "ProspectTheory",
     "QLearner", "RestlessBandit", "Session", "SessionRecord", "SyntheticSpec", "TraitLink",
     "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",
     "render", "simulate_synthetic", "softmax", "trial_line",

@@ -79,6 +79,8 @@ class SessionRecord(BaseModel):
     params: dict[str, float] = Field(default_factory=dict, description="True parameters of a "
                                      "synthetic participant (empty for model agents).")
     agent: str = ""
+    option_logprobs: list[list[float]] = Field(default_factory=list, description="Per trial, "
+                                               "log p(option) a model agent chose from.")
 
     @property
     def text(self) -> str:

@@ -62,6 +62,11 @@ class RestlessBandit:
     def session(self, rng: np.random.Generator) -> "_BanditSession":
         return _BanditSession(self, rng)
 
+    def behaviour(self, record) -> dict[str, float]:
+        """Mean reward and how often the choice switches between rounds."""
+        return {"mean_reward": float(np.mean([f.reward for f in record.feedback])),
+                "switch_rate": switch_rate(record.choices)}
+
 
 class _BanditSession(_Stepper):
     def __init__(self, spec: RestlessBandit, rng: np.random.Generator):
@@ -103,6 +108,14 @@ class MixedLotteries:
     def session(self, rng: np.random.Generator) -> "_LotterySession":
         return _LotterySession(self, rng)
 
+    def behaviour(self, record) -> dict[str, float]:
+        """How often the riskier lottery (the wider outcome range) was chosen."""
+        risky = []
+        for trial, choice in zip(record.trials, record.choices):
+            ranges = [max(o) - min(o) for o in trial.info["outcomes"]]
+            risky.append(trial.options.index(choice) == int(np.argmax(ranges)))
+        return {"risky_rate": float(np.mean(risky))}
+
 
 class _LotterySession(_Stepper):
     def __init__(self, spec: MixedLotteries, rng: np.random.Generator):
@@ -135,6 +148,12 @@ class _LotterySession(_Stepper):
         return Feedback(text=f". You get {_signed(x)} points.", reward=float(x))
 
 
+def switch_rate(choices) -> float:
+    if len(choices) < 2:
+        return float("nan")
+    return float(np.mean([a != b for a, b in zip(choices[:-1], choices[1:])]))
+
+
 def _signed(x: float) -> str:
     return f"+{int(x)}" if x >= 0 else f"{int(x)}"
 
@@ -153,6 +172,11 @@ class IntertemporalChoice:
 
     def session(self, rng: np.random.Generator) -> "_DelaySession":
         return _DelaySession(self, rng)
+
+    def behaviour(self, record) -> dict[str, float]:
+        """How often the larger-later reward was chosen."""
+        later = [trial.info["delays"][trial.options.index(c)] > 0 for trial, c in zip(record.trials, record.choices)]
+        return {"later_rate": float(np.mean(later))}
 
 
 class _DelaySession(_Stepper):

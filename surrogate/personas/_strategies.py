@@ -9,7 +9,6 @@ the group's pooled persona. Strategies are selected by name from an explicit map
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -20,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .._imports import load_object
 from ..data import Participant, parse_value
 from ._persona import PAPER_FIELDS, Persona, paper_order, question_for
 
@@ -298,7 +298,8 @@ def resolve_strategies(
     *,
     seed: int = 0,
 ) -> list[PersonaStrategy]:
-    """Strategies from names: `interview,shuffled`, `on`/`off`/`both`, or `module:Class`."""
+    """Strategies from names: `interview,shuffled`, `on`/`off`/`both`, `module:Class` or
+    `file.py:Class`."""
     registry = builtin_strategies(seed) if registry is None else registry
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     out: list[PersonaStrategy] = []
@@ -307,8 +308,7 @@ def resolve_strategies(
             if n in registry:
                 out.append(registry[n]())
             elif ":" in n:
-                module, _, attr = n.partition(":")
-                obj = getattr(importlib.import_module(module), attr)
+                obj = load_object(n)
                 strategy = obj() if isinstance(obj, type) else obj
                 if not isinstance(strategy, PersonaStrategy):
                     raise TypeError(f"{n} is not a persona strategy (needs .name and .render)")

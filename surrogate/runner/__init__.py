@@ -9,6 +9,7 @@ from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
 from ._analysis import Analysis, PersonaComparison, analyze, compare_personas
 from ._defaults import NOTICE, demo_data, demo_models
+from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
 from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
 from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
 
@@ -82,6 +83,7 @@ def run(
 
 __all__ = [
     "Analysis", "PersonaComparison", "analyze", "compare_personas",
+    "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
     "CHOICES", "COLUMNS", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
     "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

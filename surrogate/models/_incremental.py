@@ -1,0 +1,130 @@
+"""Option log-probabilities for a batch of growing transcripts, reusing KV caches.
+
+Closed-loop play asks, trial after trial, "given everything so far, how likely is each
+option?". Re-running the whole history each time would cost one full pass per trial. Here
+each row keeps the keys and values of the tokens it has seen; a step processes only the
+tokens that are new since the last one, for all rows in one forward pass.
+
+Tokens are always the canonical tokenization of the current history (the one a fresh
+scoring of the finished transcript would use). When appending text changes how the tail of
+the history tokenizes (a merge across the join), the row rolls back to the longest common
+prefix: its stale cache slots are masked out rather than removed, so rows never need to
+agree on a cache length. Pad slots of shorter rows are masked the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+class IncrementalChoices:
+    def __init__(self, scorer: Any, batch_size: int):
+        import torch
+        from transformers import DynamicCache
+
+        self.scorer, self.B, self.torch = scorer, batch_size, torch
+        self.device = scorer.device
+        self.cache = DynamicCache(config=scorer.model.config)
+        self.visible = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
+        self.tokens: list[list[int]] = [[] for _ in range(batch_size)]
+        self.slots: list[list[int]] = [[] for _ in range(batch_size)]
+        self.processed = 0  # tokens run through the model (for reporting the saving)
+
+    def step(self, contexts: Sequence[Sequence[int] | None],
+             options: Sequence[Sequence[Sequence[int]] | None]) -> list[np.ndarray | None]:
+        """log p(option | context) for each active row (contexts[i] None: row idle)."""
+        torch = self.torch
+        new: list[list[int]] = []
+        for i in range(self.B):
+            ctx = contexts[i]
+            if ctx is None:
+                new.append([])
+                continue
+            ctx = list(ctx)
+            keep = _common_prefix(self.tokens[i], ctx)
+            keep = min(keep, len(ctx) - 1)  # the last context token must run: its output is needed
+            if keep < len(self.tokens[i]):
+                self.visible[i, self.slots[i][keep:]] = False
+                del self.tokens[i][keep:], self.slots[i][keep:]
+            new.append(ctx[keep:])
+        L = max(len(n) for n in new)
+        S = self.visible.shape[1]
+        ids = torch.zeros(self.B, L, dtype=torch.long)
+        pos = torch.zeros(self.B, L, dtype=torch.long)
+        real = torch.zeros(self.B, L, dtype=torch.bool)
+        for i, n in enumerate(new):
+            ids[i, : len(n)] = torch.tensor(n)
+            pos[i, : len(n)] = torch.arange(len(self.tokens[i]), len(self.tokens[i]) + len(n))
+            real[i, : len(n)] = True
+        real = real.to(self.device)
+        mask = torch.cat([self.visible, real], dim=1)
+        with torch.inference_mode():
+            hidden = self.scorer._body(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
+                                       attention_mask=mask.long(), past_key_values=self.cache,
+                                       use_cache=True)[0]
+        self.processed += sum(len(n) for n in new)
+        self.visible = mask
+        for i, n in enumerate(new):
+            self.tokens[i] += n
+            self.slots[i] += list(range(S, S + len(n)))
+        out: list[np.ndarray | None] = [None] * self.B
+        rows = [i for i in range(self.B) if contexts[i] is not None]
+        last = hidden[rows, [len(new[i]) - 1 for i in rows]]
+        kmax = max(len(options[i]) for i in rows)
+        targets = torch.full((len(rows), kmax), -1, dtype=torch.long)
+        for j, i in enumerate(rows):
+            targets[j, : len(options[i])] = torch.tensor([o[0] for o in options[i]])
+        with torch.inference_mode():
+            first = self.scorer._gather_logprobs(last, targets.to(self.device)).cpu().numpy()
+            rest = self._continuations(rows, options)
+        for j, i in enumerate(rows):
+            out[i] = np.array([first[j, k] + rest.get((i, k), 0.0) for k in range(len(options[i]))])
+        return out
+
+    def _continuations(self, rows: list[int], options) -> dict[tuple[int, int], float]:
+        """Tokens 2.. of multi-token options: one pass over all rows' continuations, each
+        seeing its row's visible cache and its own earlier tokens; then dropped again."""
+        torch = self.torch
+        items = {i: [(k, list(o)) for k, o in enumerate(options[i]) if len(o) > 1] for i in rows}
+        C = max((sum(len(o) - 1 for _, o in v) for v in items.values()), default=0)
+        if C == 0:
+            return {}
+        S = self.visible.shape[1]
+        ids = torch.zeros(self.B, C, dtype=torch.long)
+        pos = torch.zeros(self.B, C, dtype=torch.long)
+        mask = torch.zeros(self.B, 1, C, S + C, dtype=torch.bool)
+        owner: dict[tuple[int, int], tuple[int, int, list[int]]] = {}
+        for i, opts in items.items():
+            c = 0
+            for k, o in opts:
+                start = c
+                for m, tok in enumerate(o[:-1]):
+                    ids[i, c] = tok
+                    pos[i, c] = len(self.tokens[i]) + m
+                    mask[i, 0, c, :S] = self.visible[i].cpu()
+                    mask[i, 0, c, S + start : S + c + 1] = True
+                    c += 1
+                owner[(i, k)] = (start, c, o)
+        for i in range(self.B):  # rows without continuations: let pad queries see something
+            mask[i, 0, :, :S] |= self.visible[i].cpu()
+            mask[i, 0, torch.arange(C), S + torch.arange(C)] = True
+        with torch.inference_mode():
+            logits = self.scorer.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
+                                       attention_mask=mask.to(self.device), past_key_values=self.cache,
+                                       use_cache=True).logits.float()
+            self.cache.crop(-C)
+            logp = torch.log_softmax(logits, -1)
+        out = {}
+        for (i, k), (start, end, o) in owner.items():
+            nxt = torch.tensor(o[1:], device=self.device)
+            out[(i, k)] = float(logp[i, start:end].gather(1, nxt[:, None]).sum())
+        return out
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    differ = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    return int(differ[0]) if len(differ) else n
