@@ -125,8 +125,9 @@ class MixedModelResult(BaseModel):
     note: str = ""
 
     def summary(self) -> str:
-        head = (f"Mixed model {self.formula} ({self.n_participants} participants, "
-                f"{self.n_experiments} experiments){' - ' + self.note if self.note else ''}")
+        experiments = f"{self.n_experiments} experiment{'s' if self.n_experiments != 1 else ''}"
+        head = (f"Mixed model {self.formula} ({self.n_participants} participants, {experiments})"
+                f"{' - ' + self.note if self.note else ''}")
         return "\n".join([head, *(f"  {k:<22} {v}" for k, v in self.effects.items())])
 
 

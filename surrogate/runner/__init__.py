@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
 from ._analysis import Analysis, PersonaComparison, analyze, compare_personas
-from ._defaults import NOTICE, demo_data, demo_models
+from ._defaults import NOTICE, demo_data, demo_models, resolve_model_path
 from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
 from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
 from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
@@ -22,6 +22,9 @@ def _backend_factories(models: Sequence[ModelLike], **options) -> list[tuple[str
         if isinstance(m, str):
             m = ModelSpec.parse(m, **options)
         if isinstance(m, ModelSpec):
+            path = resolve_model_path(m.path)
+            if path != m.path:
+                m = m.model_copy(update={"path": path, "name": m.name or m.path})
             out.append((m.label, lambda spec=m: load_backend(spec)))
         else:
             out.append((m.name, lambda b=m: b))

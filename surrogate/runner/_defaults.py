@@ -44,6 +44,16 @@ def demo_models() -> list[ModelSpec]:
     return [ModelSpec(path=str(base), name="demo-base"), ModelSpec(path=str(chat), name="demo-chat")]
 
 
+DEMO_NAMES = ("demo-base", "demo-chat")
+
+
+def resolve_model_path(path: str) -> str:
+    """`demo-base` / `demo-chat` name the built-in demo models (unless such a folder exists)."""
+    if path in DEMO_NAMES and not Path(path).exists():
+        return next(spec.path for spec in demo_models() if spec.name == path)
+    return path
+
+
 def _build(base: Path, chat: Path) -> None:
     import shutil
 
