@@ -66,22 +66,28 @@ def make_agents(
             for p, c in zip(participants, conditionings, strict=True)]
 
 
+def response_rows(agent: ParticipantAgent, transcript: Transcript, result, model: str) -> list[dict]:
+    """One row per response of the uncut transcript; responses that were cut (characters or
+    token budget) have NaN NLL, 0 tokens and truncated=True."""
+    p = agent.participant
+    rows = []
+    for r, text in enumerate(transcript.all_responses):
+        scored = r < len(transcript.spans) and not np.isnan(result.nll[r])
+        rows.append({"study": p.study, "experiment": p.experiment, "participant": p.participant,
+                     "response_index": r, "response_text": text, "model": model, "persona": agent.persona,
+                     "nll": float(result.nll[r]) if scored else float("nan"),
+                     "n_tokens": int(result.n_tokens[r]) if scored else 0, "truncated": not scored})
+    return rows
+
+
 def replay_agents(agents: Sequence[ParticipantAgent]) -> pd.DataFrame:
     """Per-response NLL rows for agents sharing one backend, scored in batches."""
     backend = agents[0].backend
     if any(a.backend is not backend for a in agents):
         raise ValueError("replay_agents scores agents of one backend at a time")
     results = score_all(backend, [a.request() for a in agents])
-    rows = []
-    for agent, res in zip(agents, results):
-        p, t = agent.participant, agent.transcript
-        for r, text in enumerate(t.all_responses):
-            scored = r < len(t.spans) and not np.isnan(res.nll[r])
-            rows.append({"study": p.study, "experiment": p.experiment, "participant": p.participant,
-                         "response_index": r, "response_text": text, "model": backend.name,
-                         "persona": agent.persona, "nll": res.nll[r] if scored else np.nan,
-                         "n_tokens": res.n_tokens[r] if scored else 0, "truncated": not scored})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([row for a, res in zip(agents, results)
+                         for row in response_rows(a, a.transcript, res, backend.name)])
 
 
 def choice_rows(agent: ParticipantAgent, result: ChoiceResult, options: Sequence[Sequence[str]],

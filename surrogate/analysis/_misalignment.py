@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._personas import paired_means
 from ._stats import Estimate, bootstrap_mean, cohens_d
 
 
@@ -115,18 +116,6 @@ class Misalignment(BaseModel):
         return "\n".join(lines)
 
 
-def _participant_model_means(responses: pd.DataFrame, models: list[str], by: str, persona: str) -> pd.DataFrame:
-    frame = responses[responses["model"].isin(models) & (responses["persona"] == persona)
-                      & responses["nll"].notna()]
-    wide = frame.pivot_table(index=[by, "experiment", "participant", "response_index"], columns="model",
-                             values="nll", aggfunc="first")
-    missing = set(models) - set(wide.columns)
-    if missing:
-        raise ValueError(f"no {persona!r} responses for model(s) {sorted(missing)} in the table")
-    wide = wide[models].dropna()
-    return wide.groupby(level=[by, "experiment", "participant"]).mean().reset_index().rename(columns={by: "unit"})
-
-
 def post_training_misalignment(
     responses: pd.DataFrame,
     pairs: list[ModelPair],
@@ -141,7 +130,8 @@ def post_training_misalignment(
     the mean across experiments with a bootstrap CI over experiments, and means by domain."""
     results = []
     for pair in pairs:
-        means = _participant_model_means(responses, [pair.base, pair.post_trained], by, persona)
+        means = paired_means(responses[responses["persona"] == persona], "model",
+                             [pair.base, pair.post_trained], by=by)
         per, counts = {}, {}
         for unit, g in means.groupby("unit", sort=True):
             if len(g) >= 2:

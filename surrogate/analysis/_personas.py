@@ -34,6 +34,24 @@ from ._stats import (
 )
 
 
+def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str = "study") -> pd.DataFrame:
+    """One row per participant, one column per level of `column` (persona strategies, or
+    models), each the mean NLL over the responses scored under every level, so that cut or
+    unscored responses never make the levels compare different responses."""
+    frame = frame[frame[column].isin(levels) & frame["nll"].notna()]
+    missing = set(levels) - set(frame[column])
+    if missing:
+        raise ValueError(f"no scored responses for {column} {sorted(missing)}")
+    keys = [by, "experiment", "participant"]
+    wide = frame.pivot_table(index=[*keys, "response_index"], columns=column, values="nll",
+                             aggfunc="first")
+    wide = wide[levels].dropna()
+    means = wide.groupby(level=keys).mean()
+    means["n_responses"] = wide.groupby(level=keys).size()
+    means.columns.name = None
+    return means.reset_index().rename(columns={by: "unit"})
+
+
 def participant_means(
     responses: pd.DataFrame,
     strategies: list[str],
@@ -41,25 +59,12 @@ def participant_means(
     model: str | None = None,
     by: str = "study",
 ) -> pd.DataFrame:
-    """Wide table: one row per participant, one column per strategy, mean NLL over the
-    responses scored under every one of the strategies (so a persona prefix that pushed
-    responses past the cut does not change which responses are compared)."""
-    frame = responses
-    if model is not None:
-        frame = frame[frame["model"] == model]
+    """Per-participant mean NLL under each persona strategy, for one model."""
+    frame = responses if model is None else responses[responses["model"] == model]
     models = frame["model"].unique()
     if len(models) != 1:
         raise ValueError(f"choose one model; the table holds {list(models)}")
-    frame = frame[frame["persona"].isin(strategies) & frame["nll"].notna()]
-    missing = set(strategies) - set(frame["persona"])
-    if missing:
-        raise ValueError(f"no scored responses for persona strategies {sorted(missing)}")
-    wide = frame.pivot_table(index=[by, "experiment", "participant", "response_index"],
-                             columns="persona", values="nll", aggfunc="first")
-    wide = wide[strategies].dropna()
-    means = wide.groupby(level=[by, "experiment", "participant"]).mean()
-    means["n_responses"] = wide.groupby(level=[by, "experiment", "participant"]).size()
-    return means.reset_index().rename(columns={by: "unit"})
+    return paired_means(frame, "persona", strategies, by=by)
 
 
 class ComponentRow(BaseModel):

@@ -77,7 +77,6 @@ def weights_fingerprint(model: Any) -> str:
 
 def load_hf(spec: ModelSpec) -> "HFScorer":
     """Load tokenizer and model per the spec (lazy heavy imports)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
@@ -222,7 +221,7 @@ class HFScorer:
         counts = np.bincount(seg, minlength=R)
         nll[counts == 0] = np.nan
         for r, j in row_of_first.items():
-            for k, o in enumerate(req.options[r]):
+            for k in range(len(req.options[r])):
                 logprobs[r, k] = lp[j, 1 + k] + cont.get((r, k), 0.0)
         return ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(enc),
                             token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist())
@@ -241,7 +240,7 @@ class HFScorer:
                 continue
             if chunk:
                 inputs, positions, owner, offset = [], [], [], []
-                for gi, (r, k, ids) in enumerate(chunk):
+                for gi, (r, _, ids) in enumerate(chunk):
                     for m, tok in enumerate(ids[:-1]):
                         inputs.append(tok)
                         positions.append(first[r] + m)
@@ -266,7 +265,8 @@ class HFScorer:
         return out
 
     def _gather_logprobs(self, hidden, targets):
-        """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN)."""
+        """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN), with the
+        float32 log-softmax on chunks of rows that fit LOGITS_CHUNK_BYTES."""
         torch = self._torch
         vocab = self._head.weight.shape[0]
         budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
@@ -320,7 +320,7 @@ class HFScorer:
             if self.fast_path:
                 hidden = self._hidden(input_ids, src_t, rows)
                 hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
-                tok_nll = self._nll_chunks(hidden, tgt_t)
+                tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None])[:, 0]
             else:
                 logits = self.model(input_ids=input_ids, use_cache=False).logits
                 logits = logits.reshape(B * L, -1).index_select(0, src_t).float()
@@ -362,18 +362,6 @@ class HFScorer:
         if cap is not None:
             logits = self._torch.tanh(logits / cap) * cap
         return logits
-
-    def _nll_chunks(self, hidden, targets):
-        torch = self._torch
-        vocab = self._head.weight.shape[0]
-        budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
-        rows = max(16, budget // (4 * vocab))
-        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        for a in range(0, hidden.shape[0], rows):
-            logits = self._logits(hidden[a : a + rows]).float()
-            out[a : a + rows] = torch.nn.functional.cross_entropy(logits, targets[a : a + rows],
-                                                                  reduction="none")
-        return out
 
     def _check_fast_path(self) -> bool:
         """Does body + head reproduce the model's own logits? Checked once on a probe."""

@@ -176,6 +176,11 @@ class SystemPersona(_PerParticipant):
 
 # --- group controls ----------------------------------------------------------------------
 
+def _control_name(kind: str, base: _PerParticipant) -> str:
+    """`shuffled` / `population` over the paper's interview, else `shuffled-narrative` etc."""
+    return kind if isinstance(base, Interview) else f"{kind}-{base.name}"
+
+
 def _groups(participants: Sequence[Participant]) -> list[list[int]]:
     """Indices by (study, experiment); an experiment with one participant joins its study."""
     by_exp: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -215,7 +220,7 @@ class Shuffled:
 
     @property
     def name(self) -> str:
-        return "shuffled" if isinstance(self.base, Interview) else f"shuffled-{self.base.name}"
+        return _control_name("shuffled", self.base)
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
         out: list[Conditioning | None] = [None] * len(participants)
@@ -261,7 +266,7 @@ class Population:
 
     @property
     def name(self) -> str:
-        return "population" if isinstance(self.base, Interview) else f"population-{self.base.name}"
+        return _control_name("population", self.base)
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
         out: list[Conditioning | None] = [None] * len(participants)

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
-from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents
+from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents, response_rows
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
 from ..models import ChoiceRequest, ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, resolve_strategies
@@ -146,22 +146,10 @@ def _score(backend: ScorerBackend, units: Sequence[Unit]) -> Iterator[tuple[Unit
 
 
 def unit_rows(unit: Unit, result: ScoreResult, model: str, chat: bool) -> list[dict[str, Any]]:
-    """One row per response of the uncut transcript; cut ones have NaN and truncated=True."""
-    p, t = unit.participant, unit.transcript
-    scored = len(t.spans)
-    rows = []
-    for r, text in enumerate(t.all_responses):
-        ok = r < scored and not np.isnan(result.nll[r])
-        rows.append({
-            "study": p.study, "experiment": p.experiment, "participant": p.participant,
-            "response_index": r, "response_text": text, "model": model, "persona": unit.persona,
-            "nll": float(result.nll[r]) if ok else float("nan"),
-            "n_tokens": int(result.n_tokens[r]) if ok else 0,
-            "truncated": not ok, "chat": chat,
-            "persona_fields": ",".join(unit.conditioning.fields),
-            "persona_donor": unit.conditioning.donor, "unit_key": unit.key,
-        })
-    return rows
+    """The agent's response rows plus what the run records about the unit."""
+    extra = {"chat": chat, "persona_fields": ",".join(unit.conditioning.fields),
+             "persona_donor": unit.conditioning.donor, "unit_key": unit.key}
+    return [row | extra for row in response_rows(unit.agent, unit.transcript, result, model)]
 
 
 def summarize(responses: pd.DataFrame) -> pd.DataFrame:

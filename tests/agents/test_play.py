@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from surrogate.agents import agreement_with_replay, play_model
-from surrogate.experiments import MixedLotteries, RestlessBandit
+from surrogate.experiments import RestlessBandit
 from surrogate.models import ModelSpec, load_backend
 from surrogate.personas import Interview, Shuffled, SystemPersona
 from surrogate.runner import resolve_experiment, simulate
