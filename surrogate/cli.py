@@ -73,6 +73,16 @@ def _log(message: str) -> None:
     _console().print(message, highlight=False, markup=False, soft_wrap=True)
 
 
+def _option_sets(items: list[str] | None) -> dict[str, list[str]]:
+    out = {}
+    for item in items or []:
+        study, sep, values = item.partition("=")
+        if not sep or not study or not values:
+            raise typer.BadParameter(f"{item!r}: expected STUDY=a,b,c", param_hint="--options")
+        out[study] = [v for v in values.split(",") if v]
+    return out
+
+
 @app.command()
 def run(
     model: Annotated[Optional[list[str]], typer.Option(
@@ -88,10 +98,16 @@ def run(
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Run code shipped with a checkpoint (off unless asked).")] = False,
     max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
     study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Write bad records to OUT/invalid.jsonl and go on.")] = False,
+    choices: Annotated[bool, typer.Option(help="Score every option of closed-set experiments "
+                                          "(choices.parquet).")] = True,
+    options: Annotated[Optional[list[str]], typer.Option(
+        help="Declare a study's closed option set: STUDY=a,b,c (repeatable).")] = None,
     max_chars: Annotated[int, typer.Option(help="Character cut per transcript (paper: 32768; 0: none).")] = 32768,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per transcript (default: "
                                                       "the model's context length).")] = None,
@@ -109,9 +125,10 @@ def run(
         truncation = TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
                                       count_prefix=not persona_outside_cut)
         result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
-                         batch_tokens=batch_tokens, max_participants=max_participants, studies=study,
-                         skip_invalid=skip_invalid, truncation=truncation, seed=seed,
-                         progress=progress, log=_log)
+                         batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
+                         max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
+                         truncation=truncation, seed=seed, choices=choices,
+                         options=_option_sets(options), progress=progress, log=_log)
     _print_table(result.summary, "Mean NLL per response (nats)")
     for label, stats in result.info["models"].items():
         tps = stats.get("tokens_per_second")
@@ -135,6 +152,7 @@ def compare_personas(
     chat: Annotated[str, typer.Option(help="auto | on | off.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="As in `run`.")] = False,
     max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
     study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="As in `run`.")] = False,
@@ -153,6 +171,7 @@ def compare_personas(
     with _user_errors(), _progress() as progress:
         result = job(model or [], data, out, strategies=strategies, matched=matched, control=control,
                      by=by, n_boot=n_boot, n_perm=n_perm, log=_log, chat=chat, dtype=dtype, device=device,
+                     trust_remote_code=trust_remote_code,
                      max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                      truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
                      progress=progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,8 +34,13 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str, **options) -> "ModelSpec":
-        """`PATH_OR_ID` or `NAME=PATH_OR_ID`."""
+        """`PATH_OR_ID`, `NAME=PATH_OR_ID`, and for hub ids `...@REVISION`."""
         name, sep, path = text.partition("=")
-        if sep and name and "/" not in name:
-            return cls(path=path, name=name, **options)
-        return cls(path=text, **options)
+        if not (sep and name and "/" not in name):
+            name, path = None, text
+        path, at, revision = path.partition("@")
+        if at and revision and not Path(path + at + revision).exists():
+            options = {**options, "revision": revision}
+        else:
+            path = path + at + revision
+        return cls(path=path, name=name, **options)

@@ -44,6 +44,7 @@ def run(
     dtype: str = "auto",
     device: str = "auto",
     batch_tokens: int | None = None,
+    trust_remote_code: bool = False,
     max_participants: int | None = None,
     studies: Sequence[str] | None = None,
     skip_invalid: bool = False,
@@ -68,7 +69,8 @@ def run(
     if data is None:
         data = demo_data()
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
-    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens)
+    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens,
+                         trust_remote_code=trust_remote_code)
     factories = _backend_factories(models, **model_options)
     specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m, **model_options)
              for m in models if isinstance(m, (str, ModelSpec))]

@@ -102,3 +102,12 @@ def test_fingerprint_tracks_weights_and_settings(qwen_dir, tmp_path):
     assert c.fingerprint()["weights"] != a.fingerprint()["weights"]
     d = load_backend(ModelSpec(path=str(qwen_dir), chat="on", dtype="float32"))
     assert d.fingerprint() != a.fingerprint()
+
+
+def test_model_spec_parsing():
+    from surrogate.models import ModelSpec
+
+    m = ModelSpec.parse("chat=Qwen/Qwen3-0.6B@abc123", dtype="float32")
+    assert (m.name, m.path, m.revision, m.dtype, m.label) == ("chat", "Qwen/Qwen3-0.6B", "abc123", "float32", "chat")
+    assert ModelSpec.parse("Qwen/Qwen3-0.6B").label == "Qwen/Qwen3-0.6B"
+    assert not ModelSpec.parse("Qwen/Qwen3-0.6B").trust_remote_code

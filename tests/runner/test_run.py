@@ -164,3 +164,19 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     res = CliRunner().invoke(app, ["run", "--data", str(data), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "prompts.jsonl:1" in res.output and "participant 9" in res.output and "nested" in res.output
+
+
+def test_cli_declared_options_and_no_choices(qwen_dir, psych201, tmp_path):
+    from surrogate.runner import read_choices
+
+    common = ["run", "--model", str(qwen_dir), "--data", str(psych201), "--study", "busch2024_stroop",
+              "--max-participants", "1", "--chat", "off"]
+    res = CliRunner().invoke(app, [*common, "--options", "busch2024_stroop=left,down,right,up",
+                                   "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    assert all(list(o) == ["left", "down", "right", "up"] for o in read_choices(tmp_path / "a")["options"])
+    res = CliRunner().invoke(app, [*common, "--no-choices", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert read_choices(tmp_path / "b").empty and not read_responses(tmp_path / "b").empty
+    res = CliRunner().invoke(app, [*common, "--options", "nonsense", "--out", str(tmp_path / "c")])
+    assert res.exit_code != 0 and "STUDY=a,b,c" in res.output
