@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,9 @@ class ParticipantAgent:
     persona: str = "none"
     truncation: TruncationConfig = TruncationConfig()
 
-    @property
+    @cached_property
     def transcript(self) -> Transcript:
+        """The cleaned transcript with the conditioning prefix (computed once)."""
         try:
             return prepare_transcript(self.participant.text, self.conditioning.prefix, self.truncation)
         except MarkerError as e:

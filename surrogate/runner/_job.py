@@ -196,10 +196,13 @@ def _check_stale(existing: pd.DataFrame, units: Sequence[Unit], model: str) -> N
         ident = (model, u.persona, *u.participant.key)
         old = known.get(ident)
         if old is not None and old != u.key:
+            group = (" Shuffled and population personas depend on the whole group of participants, "
+                     "so a different participant selection changes them too.") if u.conditioning.donor else ""
             raise ValueError(
                 f"the output folder already holds results for model {model!r}, persona "
-                f"{u.persona!r}, participant {u.participant.participant} computed with different "
-                "weights, tokenizer, settings or code version; use a new --out folder")
+                f"{u.persona!r}, participant {u.participant.participant} computed differently "
+                f"(weights, tokenizer, settings, persona text or code version); use a new --out "
+                f"folder.{group}")
 
 
 Progress = Callable[[str, int, int], None]  # (model, done, total)

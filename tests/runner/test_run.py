@@ -122,8 +122,15 @@ def test_changed_model_in_the_same_folder_is_refused(psych201, tmp_path):
         def fingerprint(self):
             return {**super().fingerprint(), "weights": "new"}
 
-    with pytest.raises(ValueError, match="different weights"):
+    with pytest.raises(ValueError, match="computed differently"):
         run([Changed("h")], psych201, "off", out, studies=STUDIES, max_participants=2)
+
+
+def test_changed_group_under_shuffled_personas_is_explained(psych201, tmp_path):
+    out = tmp_path / "run"
+    run([HashBackend("h")], psych201, "shuffled", out, studies=STUDIES, max_participants=4)
+    with pytest.raises(ValueError, match="depend on the whole group"):
+        run([HashBackend("h")], psych201, "shuffled", out, studies=STUDIES, max_participants=6)
 
 
 def test_skip_invalid_writes_invalid_jsonl(tmp_path):
