@@ -68,10 +68,10 @@ def make_agents(
             for p, c in zip(participants, conditionings, strict=True)]
 
 
-def response_rows(agent: ParticipantAgent, transcript: Transcript, result, model: str) -> list[dict]:
+def response_rows(agent: ParticipantAgent, result, model: str) -> list[dict]:
     """One row per response of the uncut transcript; responses that were cut (characters or
     token budget) have NaN NLL, 0 tokens and truncated=True."""
-    p = agent.participant
+    p, transcript = agent.participant, agent.transcript
     rows = []
     for r, text in enumerate(transcript.all_responses):
         scored = r < len(transcript.spans) and not np.isnan(result.nll[r])
@@ -89,7 +89,7 @@ def replay_agents(agents: Sequence[ParticipantAgent]) -> pd.DataFrame:
         raise ValueError("replay_agents scores agents of one backend at a time")
     results = score_all(backend, [a.request() for a in agents])
     return pd.DataFrame([row for a, res in zip(agents, results)
-                         for row in response_rows(a, a.transcript, res, backend.name)])
+                         for row in response_rows(a, res, backend.name)])
 
 
 def choice_rows(agent: ParticipantAgent, result: ChoiceResult, options: Sequence[Sequence[str]],

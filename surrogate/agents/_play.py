@@ -160,17 +160,15 @@ def agreement_with_replay(records: Sequence[SessionRecord], backend: Any,
                           strategy: PersonaStrategy | None = None, spec: SyntheticSpec | None = None) -> float:
     """Largest difference between the option log-probabilities seen in play and those from
     scoring the finished transcripts afresh (a check that KV reuse changed nothing)."""
-    from ..data import TruncationConfig, prepare_transcript
-    from ..models import ChoiceRequest
+    from ..data import TruncationConfig
+    from ._agent import make_agents
 
-    strategy = strategy or NoPersona()
     people = [Participant(study=r.experiment, experiment=r.experiment, participant=r.participant, text=r.text,
                           metadata=r.metadata, metadata_text={k: str(v) for k, v in r.metadata.items()},
                           source=SourceRef(file="<simulated>", line=1)) for r in records]
+    agents = make_agents(people, backend, strategy, TruncationConfig(max_chars=None, paper_fixes=False))
     worst = 0.0
-    for rec, c in zip(records, strategy.render(people)):
-        t = prepare_transcript(rec.text, c.prefix, TruncationConfig(max_chars=None, paper_fixes=False))
-        req = ChoiceRequest(transcript=t, system=c.system, options=tuple(tr.options for tr in rec.trials))
-        _, fresh = next(iter(backend.score_choices([req])))
+    for rec, agent in zip(records, agents):
+        _, fresh = next(iter(backend.score_choices([agent.request([tr.options for tr in rec.trials])])))
         worst = max(worst, float(np.max(np.abs(np.asarray(fresh.option_logprobs) - np.asarray(rec.option_logprobs)))))
     return worst

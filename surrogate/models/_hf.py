@@ -205,13 +205,7 @@ class HFScorer:
                 row_of_first[r] = j
                 targets[j, 1 : 1 + len(req.options[r])] = [option_ids[o][0] for o in req.options[r]]
         with torch.inference_mode():
-            if self._rows is not None:
-                self._rows.set(rows, [rows])
-            try:
-                out = self._body(input_ids=input_ids, use_cache=need_cache)
-            finally:
-                if self._rows is not None:
-                    self._rows.clear()
+            out = self._forward(input_ids, rows, [pos - 1], use_cache=need_cache)
             hidden = out[0][0].index_select(0, rows)
             lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev)).cpu().numpy()
             cont = self._continuations(req, option_ids, first, out.past_key_values, end) if need_cache else {}
@@ -341,12 +335,17 @@ class HFScorer:
 
     def _hidden(self, input_ids, flat_rows, rows_per_item):
         """Final hidden states; with row restriction only `flat_rows` hold real values."""
+        return self._forward(input_ids, flat_rows, rows_per_item)[0]
+
+    def _forward(self, input_ids, flat_rows, rows_per_item, use_cache: bool = False):
+        """The body's output, its last layer restricted to the given rows when installed
+        (`rows_per_item`: numpy positions per batch item)."""
         if self._rows is None:
-            return self._body(input_ids=input_ids, use_cache=False)[0]
+            return self._body(input_ids=input_ids, use_cache=use_cache)
         dev = input_ids.device
         self._rows.set(flat_rows, [self._torch.from_numpy(r).to(dev) for r in rows_per_item])
         try:
-            return self._body(input_ids=input_ids, use_cache=False)[0]
+            return self._body(input_ids=input_ids, use_cache=use_cache)
         finally:
             self._rows.clear()
 

@@ -16,8 +16,9 @@ from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
 ModelLike = str | ModelSpec | ScorerBackend
 
 
-def _backend_factories(models: Sequence[ModelLike], **options) -> list[tuple[str, Callable[[], ScorerBackend]]]:
-    out: list[tuple[str, Callable[[], ScorerBackend]]] = []
+def _resolve(models: Sequence[ModelLike], **options) -> list[ModelSpec | ScorerBackend]:
+    """Model strings parsed once into ModelSpecs (demo names resolved); backends as given."""
+    out: list[ModelSpec | ScorerBackend] = []
     for m in models:
         if isinstance(m, str):
             m = ModelSpec.parse(m, **options)
@@ -25,6 +26,14 @@ def _backend_factories(models: Sequence[ModelLike], **options) -> list[tuple[str
             path = resolve_model_path(m.path)
             if path != m.path:
                 m = m.model_copy(update={"path": path, "name": m.name or m.path})
+        out.append(m)
+    return out
+
+
+def _backend_factories(models: Sequence[ModelSpec | ScorerBackend]) -> list[tuple[str, Callable[[], ScorerBackend]]]:
+    out: list[tuple[str, Callable[[], ScorerBackend]]] = []
+    for m in models:
+        if isinstance(m, ModelSpec):
             out.append((m.label, lambda spec=m: load_backend(spec)))
         else:
             out.append((m.name, lambda b=m: b))
@@ -71,9 +80,9 @@ def run(
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
     model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens,
                          trust_remote_code=trust_remote_code)
-    factories = _backend_factories(models, **model_options)
-    specs = [m if isinstance(m, ModelSpec) else ModelSpec.parse(m, **model_options)
-             for m in models if isinstance(m, (str, ModelSpec))]
+    resolved = _resolve(models, **model_options)
+    factories = _backend_factories(resolved)
+    specs = [m for m in resolved if isinstance(m, ModelSpec)]
     config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,

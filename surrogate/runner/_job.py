@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents, response_rows
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
-from ..models import ChoiceRequest, ModelSpec, ScoreResult, ScorerBackend
+from ..models import ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, resolve_strategies
 from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json
 
@@ -67,8 +67,11 @@ class RunConfig(BaseModel):
 class Unit:
     key: str
     agent: ParticipantAgent
-    transcript: Transcript
     options: tuple[tuple[str, ...], ...] | None = None  # closed option set per scored response
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.agent.transcript
 
     @property
     def participant(self) -> Participant:
@@ -105,9 +108,11 @@ def build_units(
     *,
     supports_system: bool,
     option_sets=None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> list[Unit]:
-    """An agent per participant and strategy, keyed by everything that sets its scores."""
-    fingerprint = backend.fingerprint()
+    """An agent per participant and strategy, keyed by everything that sets its scores
+    (`fingerprint`: the backend's, if already computed; hashing weights is not free)."""
+    fingerprint = fingerprint if fingerprint is not None else backend.fingerprint()
     units = []
     for strategy in strategies:
         for agent in make_agents(participants, backend, strategy, truncation):
@@ -126,7 +131,7 @@ def build_units(
                 "spans": transcript.spans, "system": c.system, "truncation": truncation.model_dump(),
                 "options": options,
             })
-            units.append(Unit(key, agent, transcript, options))
+            units.append(Unit(key, agent, options))
     return units
 
 
@@ -135,8 +140,7 @@ def _score(backend: ScorerBackend, units: Sequence[Unit]) -> Iterator[tuple[Unit
     choice = [u for u in units if u.options is not None]
     plain = [u for u in units if u.options is None]
     if choice:
-        requests = [ChoiceRequest(transcript=u.transcript, system=u.conditioning.system,
-                                  max_tokens=u.agent.truncation.max_tokens, options=u.options) for u in choice]
+        requests = [u.agent.request(u.options) for u in choice]
         for i, result in backend.score_choices(requests):
             yield choice[i], result
     if plain:
@@ -149,7 +153,7 @@ def unit_rows(unit: Unit, result: ScoreResult, model: str, chat: bool) -> list[d
     """The agent's response rows plus what the run records about the unit."""
     extra = {"chat": chat, "persona_fields": ",".join(unit.conditioning.fields),
              "persona_donor": unit.conditioning.donor, "unit_key": unit.key}
-    return [row | extra for row in response_rows(unit.agent, unit.transcript, result, model)]
+    return [row | extra for row in response_rows(unit.agent, result, model)]
 
 
 def summarize(responses: pd.DataFrame) -> pd.DataFrame:
@@ -250,9 +254,10 @@ def execute(
         backend = make_backend()
         supports_system = bool(getattr(backend, "chat", False))
         can_choose = hasattr(backend, "score_choices")
+        fingerprint = backend.fingerprint()
         units = build_units(dataset.participants, strategies, backend, config.truncation,
                             supports_system=supports_system,
-                            option_sets=option_sets if can_choose else None)
+                            option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
         _check_stale(existing, units, label)
         pending = [u for u in units if u.key not in done]
         empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
@@ -262,7 +267,7 @@ def execute(
                  "tokens": 0, "seconds": 0.0, "empty_persona": empty,
                  "device": getattr(backend, "device", None),
                  "dtype": str(getattr(backend, "dtype", "")).removeprefix("torch.") or None,
-                 "chat": supports_system, "fingerprint": backend.fingerprint(),
+                 "chat": supports_system, "fingerprint": fingerprint,
                  "choice_units": sum(u.options is not None for u in units)}
         if hasattr(backend, "fast_path"):
             stats["fast_path"] = backend.fast_path
