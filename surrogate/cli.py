@@ -93,7 +93,7 @@ def run(
         "Default: the built-in demo study.")] = None,
     persona: Annotated[str, typer.Option(
         help="off | on | both, or strategies: none,interview,narrative,demographics,"
-        "questionnaires,system,shuffled,population or module:Class.")] = "off",
+        "questionnaires,system,shuffled,population,placebo or module:Class.")] = "off",
     chat: Annotated[str, typer.Option(help="Score through the chat template: auto | on | off.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
@@ -145,7 +145,7 @@ def compare_personas(
         "--model", "-m", help="Model(s) as in `run` (default: the demo pair).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the demo study).")] = None,
     strategies: Annotated[str, typer.Option(help="Strategies to score; must include none, the "
-                                            "matched one and the control.")] = "none,interview,shuffled,population",
+                                            "matched one and the control.")] = "none,interview,shuffled,population,placebo",
     matched: Annotated[str, typer.Option(help="The matched persona strategy.")] = "interview",
     control: Annotated[str, typer.Option(help="shuffled or population.")] = "shuffled",
     by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
@@ -159,9 +159,9 @@ def compare_personas(
     persona_outside_cut: Annotated[bool, typer.Option(
         "--persona-outside-cut", help="Cut the transcript alone (all personas score the same "
         "responses).")] = False,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
-    n_perm: Annotated[int, typer.Option(help="Permutations for the individual-level p-value.")] = 9999,
-    seed: Annotated[int, typer.Option(help="Seed of the derangement and the resampling.")] = 0,
+    sesoi: Annotated[float, typer.Option(help="Smallest individual effect of interest (nats per "
+                                         "response) for the equivalence test.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of the derangement.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/personas"),
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
@@ -170,7 +170,7 @@ def compare_personas(
 
     with _user_errors(), _progress() as progress:
         result = job(model or [], data, out, strategies=strategies, matched=matched, control=control,
-                     by=by, n_boot=n_boot, n_perm=n_perm, log=_log, chat=chat, dtype=dtype, device=device,
+                     by=by, sesoi=sesoi, log=_log, chat=chat, dtype=dtype, device=device,
                      trust_remote_code=trust_remote_code,
                      max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                      truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
@@ -185,12 +185,17 @@ def compare_personas(
 @app.command()
 def analyze(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
-    pairs: Annotated[Optional[Path], typer.Option(help="TOML with [[pairs]] base / post_trained "
-                                                  "model labels, for post-training misalignment.")] = None,
+    pairs: Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / post_trained "
+                                                 "model labels, for post-training misalignment; `paper`: "
+                                                 "the paper's grid by hub id.")] = None,
     categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as "
                                                        "psych201/categories.csv).")] = None,
     by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    control: Annotated[str, typer.Option(help="Control persona of the decomposition: shuffled "
+                                         "(individual-level claims) or population.")] = "shuffled",
+    sesoi: Annotated[float, typer.Option(help="Smallest individual effect of interest (nats per "
+                                         "response) for the equivalence test.")] = 0.01,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis).")] = 2000,
     seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
 ) -> None:
@@ -199,7 +204,8 @@ def analyze(
     from .runner import analyze as job
 
     with _user_errors():
-        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, n_boot=n_boot, seed=seed)
+        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, control=control, sesoi=sesoi,
+                     n_boot=n_boot, seed=seed)
     _log(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")

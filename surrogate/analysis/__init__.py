@@ -2,21 +2,32 @@
 misalignment, and population- vs individual-level choice prediction."""
 
 from ._choices import ChoicePrediction, choice_prediction
+from ._inference import (
+    DEFAULT_SESOI,
+    MIN_PARTICIPANTS,
+    Pooled,
+    adjust,
+    cluster_mean_estimate,
+    mean_estimate,
+    minimum_detectable_effect,
+    pool,
+    tost_p,
+)
 from ._misalignment import Misalignment, ModelPair, post_training_misalignment, read_categories, read_pairs
 from ._personas import (
     MetadataBenefit,
-    MixedModelResult,
     PersonaDecomposition,
     decompose_personas,
     metadata_benefit,
-    mixed_model,
     participant_means,
+    persona_table,
 )
-from ._stats import Estimate, cluster_bootstrap, cohens_d, paired_dz, paired_permutation_p
+from ._stats import Estimate, cohens_d
 
 __all__ = [
-    "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment", "MixedModelResult", "ModelPair",
-    "PersonaDecomposition", "choice_prediction", "cluster_bootstrap", "cohens_d", "decompose_personas",
-    "metadata_benefit", "mixed_model", "paired_dz", "paired_permutation_p", "participant_means",
-    "post_training_misalignment", "read_categories", "read_pairs",
+    "DEFAULT_SESOI", "MIN_PARTICIPANTS", "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment",
+    "ModelPair", "PersonaDecomposition", "Pooled", "adjust", "choice_prediction", "cohens_d",
+    "decompose_personas", "cluster_mean_estimate", "mean_estimate", "metadata_benefit",
+    "minimum_detectable_effect", "participant_means", "persona_table", "pool", "post_training_misalignment",
+    "read_categories", "read_pairs", "tost_p",
 ]

@@ -18,7 +18,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._personas import paired_means
-from ._stats import Estimate, bootstrap_mean, cohens_d
+from ._inference import mean_estimate
+from ._stats import CONFIDENCE, Estimate, cohens_d
 
 
 class ModelPair(BaseModel):
@@ -28,17 +29,22 @@ class ModelPair(BaseModel):
     base: str
     post_trained: str
     family: str = Field("", description="Optional label, e.g. 'Qwen3'.")
-    generation: str = Field("", description="Optional, e.g. a release year, to compare generations.")
+    generation: str = Field("", description="Optional, e.g. '2.5' or a release year, to compare generations.")
+    post_training: str = Field("", description="Optional type: instruction-tuned, reasoning, code, math, vision.")
+    size_b: float | None = Field(None, description="Optional parameter count in billions.")
 
     @property
     def label(self) -> str:
-        return self.family or f"{self.post_trained} vs {self.base}"
+        return f"{self.post_trained} vs {self.base}"
+
+
+PAPER_PAIRS = Path(__file__).parent / "data" / "paper_pairs.toml"
 
 
 def read_pairs(path: str | Path) -> list[ModelPair]:
     """A TOML file of `[[pairs]]` tables with `base`, `post_trained` (and optional `family`,
-    `generation`)."""
-    path = Path(path)
+    `generation`, `post_training`, `size_b`); `paper` is the built-in file of the paper's grid."""
+    path = PAPER_PAIRS if str(path) == "paper" else Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -78,9 +84,11 @@ def read_categories(path: str | Path) -> dict[str, list[str]]:
 class PairMisalignment(BaseModel):
     model_config = ConfigDict(frozen=True)
     pair: ModelPair
-    per_experiment: dict[str, float]
+    per_experiment: dict[str, Estimate]
     n_participants: dict[str, int]
+    d_paper: dict[str, float]
     mean: Estimate
+    mean_paper: float
     by_domain: dict[str, Estimate]
 
 
@@ -93,27 +101,59 @@ class Misalignment(BaseModel):
     def to_frame(self) -> pd.DataFrame:
         rows = []
         for pm in self.pairs:
-            for exp, d in pm.per_experiment.items():
-                rows.append({"pair": pm.pair.label, "base": pm.pair.base, "post_trained": pm.pair.post_trained,
-                             "generation": pm.pair.generation, "level": "experiment", "name": exp,
-                             "cohens_d": d, "lo": math.nan, "hi": math.nan,
-                             "n": pm.n_participants[exp]})
-            for level, items in (("mean", {"all": pm.mean}), ("domain", pm.by_domain)):
-                for name, est in items.items():
-                    rows.append({"pair": pm.pair.label, "base": pm.pair.base,
-                                 "post_trained": pm.pair.post_trained, "generation": pm.pair.generation,
-                                 "level": level, "name": name, "cohens_d": est.value, "lo": est.lo,
-                                 "hi": est.hi, "n": est.n})
+            common = {"pair": pm.pair.label, "base": pm.pair.base, "post_trained": pm.pair.post_trained,
+                      "family": pm.pair.family, "generation": pm.pair.generation,
+                      "post_training": pm.pair.post_training}
+            for exp in sorted(set(pm.per_experiment) | set(pm.d_paper)):
+                est = pm.per_experiment.get(exp)
+                rows.append({**common, "level": "experiment", "experiment": exp,
+                             "cohens_d": est.value if est else math.nan, "lo": est.lo if est else math.nan,
+                             "hi": est.hi if est else math.nan, "d_paper": pm.d_paper.get(exp, math.nan),
+                             "n": pm.n_participants.get(exp, 0)})
+            rows.append({**common, "level": "pooled", "experiment": "pooled", "cohens_d": pm.mean.value,
+                         "lo": pm.mean.lo, "hi": pm.mean.hi, "d_paper": pm.mean_paper, "n": pm.mean.n})
+            for name, est in pm.by_domain.items():
+                rows.append({**common, "level": "domain", "experiment": name, "cohens_d": est.value,
+                             "lo": est.lo, "hi": est.hi, "d_paper": math.nan, "n": est.n})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
         lines = ["Post-training misalignment (Cohen's d of post-trained - base NLL; > 0: worse at "
                  "predicting people), averaged over experiments:"]
         for pm in self.pairs:
-            lines.append(f"  {pm.pair.label:<30} {pm.mean}")
+            lines.append(f"  {pm.pair.label:<30} {pm.mean}   paper's d {pm.mean_paper:+.4f}")
             for dom, est in pm.by_domain.items():
                 lines.append(f"      {dom:<26} {est}")
         return "\n".join(lines)
+
+
+def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: str = "study") -> dict[str, float]:
+    """plot.py: per experiment, (mean_post - mean_base) / sqrt((sd_base^2 + sd_post^2) / 2)
+    over all response rows (SD ddof=1), for experiments both models have."""
+    d = responses[responses["nll"].notna()]
+    b = d[d["model"] == base].groupby(by)["nll"]
+    p = d[d["model"] == post].groupby(by)["nll"]
+    common = b.mean().index.intersection(p.mean().index)
+    pooled = np.sqrt((b.std().loc[common] ** 2 + p.std().loc[common] ** 2) / 2)
+    per = (p.mean().loc[common] - b.mean().loc[common]) / pooled
+    return {str(k): float(v) for k, v in per.items()}
+
+
+def paired_d_estimate(post: np.ndarray, base: np.ndarray) -> Estimate:
+    """Cohen's d of post - base per-participant means (SD averaged over the two), with a
+    delta-method interval for paired data (Algina & Keselman, 2003):
+    var(d) ~ 2(1 - r)/n + d^2 (1 + r^2) / (4n)."""
+    from scipy import stats
+
+    n = len(post)
+    d = cohens_d(post, base)
+    if n < 3 or not np.isfinite(d):
+        return Estimate(value=d, lo=math.nan, hi=math.nan, n=n)
+    r = float(np.corrcoef(post, base)[0, 1]) if np.std(post) > 0 and np.std(base) > 0 else 0.0
+    se = math.sqrt(max(2 * (1 - r) / n + d * d * (1 + r * r) / (4 * n), 0.0))
+    z = stats.norm.ppf((1 + CONFIDENCE) / 2)
+    p = float(2 * stats.norm.sf(abs(d / se))) if se > 0 else None
+    return Estimate(value=d, lo=d - z * se, hi=d + z * se, p=p, n=n, se=se)
 
 
 def post_training_misalignment(
@@ -123,32 +163,35 @@ def post_training_misalignment(
     categories: dict[str, list[str]] | None = None,
     persona: str = "none",
     by: str = "study",
-    n_boot: int = 2000,
-    seed: int = 0,
 ) -> Misalignment:
-    """Per pair: d per experiment (participants scored by both models, same responses),
-    the mean across experiments with a bootstrap CI over experiments, and means by domain."""
+    """Per pair: d per experiment (participants scored by both models, same responses) with
+    its interval, the paper's d (all response rows), and the mean over experiments (equal
+    weights, t interval over experiments) overall and by domain."""
+    frame = responses[responses["persona"] == persona]
     results = []
     for pair in pairs:
-        means = paired_means(responses[responses["persona"] == persona], "model",
-                             [pair.base, pair.post_trained], by=by)
+        have = set(frame["model"])
+        if not {pair.base, pair.post_trained} <= have:
+            raise ValueError(f"pair {pair.base} -> {pair.post_trained}: no {persona!r} rows for "
+                             f"{sorted({pair.base, pair.post_trained} - have)}; models in the table: {sorted(have)}")
+        means = paired_means(frame, "model", [pair.base, pair.post_trained], by=by)
         per, counts = {}, {}
         for unit, g in means.groupby("unit", sort=True):
             if len(g) >= 2:
-                per[str(unit)] = cohens_d(g[pair.post_trained], g[pair.base])
+                per[str(unit)] = paired_d_estimate(g[pair.post_trained].to_numpy(), g[pair.base].to_numpy())
                 counts[str(unit)] = len(g)
-        values = np.array([v for v in per.values() if np.isfinite(v)])
-
-        def estimate(vals: np.ndarray) -> Estimate:
-            lo, hi = bootstrap_mean(vals, n_resamples=n_boot, seed=seed) if len(vals) > 1 else (math.nan, math.nan)
-            return Estimate(value=float(vals.mean()) if len(vals) else math.nan, lo=lo, hi=hi, n=len(vals))
-
+        values = np.array([e.value for e in per.values() if np.isfinite(e.value)])
+        paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by)
+        finite = [v for v in paper.values() if np.isfinite(v)]
         by_domain: dict[str, list[float]] = defaultdict(list)
         if categories is not None:
-            for exp, d in per.items():
+            for exp, e in per.items():
                 for dom in categories.get(exp, []) or ["(uncategorised)"]:
-                    by_domain[dom].append(d)
+                    by_domain[dom].append(e.value)
         results.append(PairMisalignment(
-            pair=pair, per_experiment=per, n_participants=counts, mean=estimate(values),
-            by_domain={k: estimate(np.array(v)) for k, v in sorted(by_domain.items())}))
+            pair=pair, per_experiment=per, n_participants=counts, d_paper=paper,
+            # the paper averages only over at least two experiments
+            mean_paper=float(np.mean(finite)) if len(finite) >= 2 else math.nan,
+            mean=mean_estimate(values),
+            by_domain={k: mean_estimate(np.array(v)) for k, v in sorted(by_domain.items())}))
     return Misalignment(pairs=results)

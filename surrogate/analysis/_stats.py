@@ -23,6 +23,8 @@ class Estimate(BaseModel):
     hi: float
     p: float | None = None
     n: int
+    se: float | None = None
+    df: float | None = None  # of the t reference distribution; inf = normal
 
     def __str__(self) -> str:
         p = "" if self.p is None else f", p={self.p:.3g}"

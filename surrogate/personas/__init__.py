@@ -9,6 +9,7 @@ from ._strategies import (
     Narrative,
     NoPersona,
     PersonaStrategy,
+    Placebo,
     Population,
     Shuffled,
     SystemPersona,
@@ -22,7 +23,7 @@ from ._strategies import (
 
 __all__ = [
     "ALIASES", "Conditioning", "FieldsInterview", "Interview", "Narrative", "NoPersona",
-    "PAPER_FIELDS", "Persona", "PersonaStrategy", "Population", "Shuffled", "SystemPersona",
+    "PAPER_FIELDS", "Persona", "PersonaStrategy", "Placebo", "Population", "Shuffled", "SystemPersona",
     "builtin_strategies", "derangement", "describe", "interview_text", "paper_order",
     "pooled_persona", "question_for", "resolve_strategies",
 ]

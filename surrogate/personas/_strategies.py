@@ -195,13 +195,23 @@ def _groups(participants: Sequence[Participant]) -> list[list[int]]:
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random permutation with no fixed point (rejection sampling, ~e tries)."""
+    """A random derangement made of swaps: participants are paired at random and exchange
+    personas (with one 3-cycle when n is odd). Each persona is then received by its owner and
+    by exactly one other participant, and each pair (or triple) is a closed cycle, so a
+    persona's own effect cancels within it and the cycles are independent units for the
+    individual-level test (see surrogate.analysis)."""
     if n < 2:
         raise ValueError("a derangement needs at least two participants")
-    while True:
-        perm = rng.permutation(n)
-        if not np.any(perm == np.arange(n)):
-            return perm
+    order = rng.permutation(n)
+    perm = np.empty(n, dtype=int)
+    stop = n - 3 if n % 2 else n
+    for k in range(0, stop, 2):
+        a, b = order[k], order[k + 1]
+        perm[a], perm[b] = b, a
+    if n % 2:
+        a, b, c = order[n - 3:]
+        perm[a], perm[b], perm[c] = b, c, a
+    return perm
 
 
 def _seed(seed: int, key: str) -> np.random.Generator:
@@ -211,31 +221,41 @@ def _seed(seed: int, key: str) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class Shuffled:
-    """Each participant gets the persona of another participant of the same experiment
-    (a seeded derangement: nobody keeps their own). The control for individual-level
-    information. Experiments with a single participant are pooled within their study."""
+    """Each participant with metadata gets the persona of another participant with metadata
+    from the same experiment (a seeded derangement of random swaps: nobody keeps their own).
+    The control for individual-level information. Participants whose persona would be empty
+    are left out of the derangement *before* it is drawn and get no persona (so they are not
+    donors either); an experiment with fewer than two such participants gives everyone an
+    empty persona. `stratify` names a metadata field (e.g. `condition`): swaps then happen
+    within its levels. Experiments with a single participant are pooled within their study."""
 
     base: _PerParticipant = field(default_factory=Interview)
     seed: int = 0
+    stratify: str | None = None
 
     @property
     def name(self) -> str:
         return _control_name("shuffled", self.base)
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
-        out: list[Conditioning | None] = [None] * len(participants)
+        out: list[Conditioning] = [Conditioning() for _ in participants]
+        own = [self.base.render_persona(Persona.from_participant(p)) for p in participants]
         for idx in _groups(participants):
-            if len(idx) < 2:
-                p = participants[idx[0]]
-                raise ValueError(f"study {p.study!r} has one participant ({p.participant}); a "
-                                 "shuffled persona needs at least two")
-            key = f"{participants[idx[0]].study}/{participants[idx[0]].experiment}"
-            perm = derangement(len(idx), _seed(self.seed, key))
-            for i, j in zip(idx, perm):
-                donor = participants[idx[j]]
-                c = self.base.render_persona(Persona.from_participant(donor))
-                out[i] = c.model_copy(update={"donor": donor.participant})
-        return out  # type: ignore[return-value]
+            with_fields = [i for i in idx if own[i].fields]
+            strata: dict[str, list[int]] = defaultdict(list)
+            for i in with_fields:
+                level = participants[i].metadata.get(self.stratify) if self.stratify else None
+                strata[str(level)].append(i)
+            for level, members in sorted(strata.items()):
+                if len(members) < 2:
+                    continue  # nobody to swap with: an empty persona, excluded by the analysis
+                p0 = participants[members[0]]
+                key = f"{p0.study}/{p0.experiment}" + (f"/{self.stratify}={level}" if self.stratify else "")
+                perm = derangement(len(members), _seed(self.seed, key))
+                for i, j in zip(members, perm):
+                    donor = participants[members[j]]
+                    out[i] = own[members[j]].model_copy(update={"donor": donor.participant})
+        return out
 
 
 def _pooled_value(values: list) -> str:
@@ -277,6 +297,35 @@ class Population:
         return out  # type: ignore[return-value]
 
 
+
+PLACEBO_ANSWER = "I would rather not say."
+
+
+@dataclass(frozen=True)
+class Placebo:
+    """The same interview questions as the participant's own persona, each answered "I would
+    rather not say.": a prefix of the same shape and length class that carries no
+    information. Separates what *any* persona-shaped prefix does from what population-level
+    information does (population - placebo)."""
+
+    base: _PerParticipant = field(default_factory=Interview)
+
+    @property
+    def name(self) -> str:
+        return _control_name("placebo", self.base)
+
+    def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
+        out = []
+        for p in participants:
+            c = self.base.render_persona(Persona.from_participant(p))
+            if not c.fields:
+                out.append(Conditioning())
+                continue
+            out.append(Conditioning(prefix=interview_text({k: PLACEBO_ANSWER for k in c.fields}),
+                                    fields=c.fields))
+        return out
+
+
 # --- selection by name -------------------------------------------------------------------
 
 ALIASES = {"on": ["interview"], "off": ["none"], "both": ["none", "interview"]}
@@ -294,6 +343,7 @@ def builtin_strategies(seed: int = 0) -> dict[str, Callable[[], PersonaStrategy]
         "system": SystemPersona,
         "shuffled": lambda: Shuffled(seed=seed),
         "population": Population,
+        "placebo": Placebo,
     }
 
 

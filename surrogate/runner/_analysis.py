@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis import (
+    DEFAULT_SESOI,
     ChoicePrediction,
     Misalignment,
     PersonaDecomposition,
@@ -22,7 +23,7 @@ from ..analysis import (
 )
 from ._store import atomic_write_bytes, read_choices, read_responses
 
-PERSONA_STRATEGIES = "none,interview,shuffled,population"
+PERSONA_STRATEGIES = "none,interview,shuffled,population,placebo"
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -56,8 +57,7 @@ def compare_personas(
     matched: str = "interview",
     control: str = "shuffled",
     by: str = "study",
-    n_boot: int = 2000,
-    n_perm: int = 9999,
+    sesoi: float = DEFAULT_SESOI,
     log=lambda s: None,
     **run_options: Any,
 ) -> PersonaComparison:
@@ -71,8 +71,7 @@ def compare_personas(
     result = run(models, data, names, out, log=log, **run_options)
     responses = result.responses[result.responses["persona"].isin(names)]
     decompositions = {
-        m: decompose_personas(responses, model=m, matched=matched, control=control, by=by,
-                              n_boot=n_boot, n_perm=n_perm, seed=run_options.get("seed", 0))
+        m: decompose_personas(responses, model=m, matched=matched, control=control, by=by, sesoi=sesoi)
         for m in responses["model"].unique()
     }
     table = persona_effects_table(decompositions)
@@ -118,8 +117,9 @@ def analyze(
     categories: str | Path | None = None,
     out: str | Path | None = None,
     by: str = "study",
+    control: str = "shuffled",
+    sesoi: float = DEFAULT_SESOI,
     n_boot: int = 2000,
-    n_perm: int = 9999,
     seed: int = 0,
 ) -> Analysis:
     """Estimate what the run folders support; write CSVs and summary.txt to `out`
@@ -135,27 +135,39 @@ def analyze(
 
     for model in sorted(responses["model"].unique()) if not responses.empty else []:
         have = set(responses.loc[responses["model"] == model, "persona"])
-        control = next((c for c in ("shuffled", "population") if c in have), None)
-        if {"none", "interview"} <= have and control:
+        if {"none", "interview", control} <= have:
             result.decompositions[model] = decompose_personas(
-                responses, model=model, control=control, by=by, n_boot=n_boot, n_perm=n_perm, seed=seed)
+                responses, model=model, control=control, by=by, sesoi=sesoi)
+        elif {"none", "interview"} <= have:
+            # Never fall back to another control silently: they estimate different things.
+            result.notes.append(f"{model}: no {control!r} rows, so no persona decomposition"
+                                + (" (population rows exist: pass --control population, whose "
+                                   "individual component includes persona completeness)"
+                                   if "population" in have and control != "population" else ""))
         if {"none", "interview"} <= have:
-            result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by,
-                                                               n_boot=n_boot, seed=seed)
+            result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by)
     if result.decompositions:
         _write_csv(out / "persona_effects.csv", persona_effects_table(result.decompositions))
-    elif personas:
-        result.notes.append("persona decomposition needs none, interview and shuffled (or population) "
-                            f"rows for a model; found personas {sorted(personas)}")
+    elif personas and not result.notes:
+        result.notes.append(f"persona decomposition needs none, interview and {control} rows for a "
+                            f"model; found personas {sorted(personas)}")
     if result.metadata_benefits:
         _write_csv(out / "metadata_benefit.csv", pd.concat(
             [b.to_frame().assign(model=m) for m, b in result.metadata_benefits.items()], ignore_index=True))
 
     if pairs is not None:
         cats = read_categories(categories) if categories is not None else None
-        result.misalignment = post_training_misalignment(responses, read_pairs(pairs), categories=cats,
-                                                         by=by, n_boot=n_boot, seed=seed)
-        _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
+        wanted = read_pairs(pairs)
+        have = set(responses["model"]) if not responses.empty else set()
+        if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
+            wanted = [p for p in wanted if {p.base, p.post_trained} <= have]
+            if not wanted:
+                result.notes.append("--pairs paper: no pair of the paper's grid has both models in these "
+                                    f"runs (models: {sorted(have)})")
+        if wanted:
+            result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by)
+        if result.misalignment is not None:
+            _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
         if cats is None:
             result.notes.append("no --categories given: misalignment is not broken down by domain")
 

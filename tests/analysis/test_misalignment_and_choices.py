@@ -23,14 +23,28 @@ def test_misalignment_recovers_planted_d_and_domains(tmp_path):
     cats = tmp_path / "categories.csv"
     cats.write_text("experiment,dataset,Risky Choice,Memory\na,x,1,0\nb,x,1,0\nc,x,0,1\nd,x,0,1\n")
     result = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat", family="fam")],
-                                        categories=read_categories(cats), n_boot=500)
+                                        categories=read_categories(cats))
     pm = result.pairs[0]
     for exp, d in {"a": 0.5, "b": 0.5, "c": -0.2, "d": 0.0}.items():
-        assert abs(pm.per_experiment[exp] - d) < 0.2
-    assert pm.mean.value == pytest.approx(np.mean(list(pm.per_experiment.values())))
+        est = pm.per_experiment[exp]
+        assert abs(est.value - d) < 0.2 and est.lo < est.value < est.hi
+    assert pm.mean.value == pytest.approx(np.mean([e.value for e in pm.per_experiment.values()]))
     assert pm.by_domain["Risky Choice"].value > pm.by_domain["Memory"].value
     table = result.to_frame()
-    assert set(table["level"]) == {"experiment", "mean", "domain"}
+    assert set(table["level"]) == {"experiment", "pooled", "domain"}
+    assert {"d_paper", "post_training", "family"} <= set(table.columns)
+
+
+def test_misalignment_interval_covers_the_planted_d():
+    """Coverage of the per-experiment delta-method interval over 200 replications."""
+    hits = []
+    for seed in range(200):
+        frame = _two_models({"a": 0.3}, n=60, seed=seed)
+        est = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")]).pairs[0] \
+            .per_experiment["a"]
+        hits.append(est.lo <= 0.3 / np.sqrt(1.0) <= est.hi)
+    rate = np.mean(hits)
+    assert abs(rate - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / 200), rate
 
 
 def test_pairs_file_errors_are_clear(tmp_path):
@@ -78,3 +92,12 @@ def test_individual_tracking_separates_informed_from_population_predictions():
     assert informed.fit[0].pseudo_r2.value > flat.fit[0].pseudo_r2.value
     assert flat.fit[0].pseudo_r2.value == pytest.approx(0.0, abs=1e-9)
     assert {p.condition for p in informed.population} == {None, "hi", "lo"}
+
+
+def test_built_in_paper_pairs():
+    pairs = read_pairs("paper")
+    assert len(pairs) > 40
+    assert {p.post_training for p in pairs} == {"instruction-tuned", "reasoning", "code", "math", "vision"}
+    qwen3 = next(p for p in pairs if p.base == "Qwen/Qwen3-0.6B-Base")
+    assert qwen3.post_trained == "Qwen/Qwen3-0.6B" and qwen3.size_b == 0.6 and qwen3.generation == "3"
+    assert len({p.label for p in pairs}) == len(pairs)

@@ -73,7 +73,7 @@ def _oracle_decomposition(tmp_path, true_links, seed):
     result = run([oracle], tmp_path / "sim", "none,interview,shuffled,population", tmp_path / "run",
                  seed=seed, choices=False)
     assert result.info["models"]["oracle"]["scored"] == 600 and len(sim.records) == 150
-    return decompose_personas(result.responses, n_boot=1000, n_perm=1999, seed=seed)
+    return decompose_personas(result.responses)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -63,11 +63,40 @@ def test_shuffled_is_a_seeded_derangement_within_experiments(thoma, sandbrink):
     out = Shuffled(seed=3).render(people)
     assert [c.donor for c in out] == [c.donor for c in Shuffled(seed=3).render(people)]
     assert [c.donor for c in out] != [c.donor for c in Shuffled(seed=4).render(people)]
-    for p, c in zip(people, out):
+    for p, c in zip(thoma, out):
         assert c.donor != p.participant
         donor = next(q for q in people if q.participant == c.donor and q.experiment == p.experiment)
         assert c.prefix == Interview().render([donor])[0].prefix
     assert sorted(c.donor for c in out[: len(thoma)]) == sorted(p.participant for p in thoma)
+    # sandbrink has no interview fields: left out of the derangement before it is drawn.
+    assert all(c.donor is None and c.prefix == "" and not c.fields for c in out[len(thoma):])
+
+
+def test_shuffled_leaves_out_participants_without_metadata_and_can_stratify(thoma):
+    import copy
+
+    people = [copy.deepcopy(p) for p in thoma]
+    people[0].metadata.clear()
+    people[0].metadata_text.clear()
+    out = Shuffled(seed=1).render(people)
+    assert out[0].donor is None and out[0].prefix == ""
+    assert people[0].participant not in {c.donor for c in out}
+    strat = Shuffled(seed=1, stratify="gender").render(thoma)
+    gender = {p.participant: p.metadata.get("gender") for p in thoma}
+    for p, c in zip(thoma, strat):
+        if c.donor is not None:
+            assert gender[c.donor] == gender[p.participant]
+
+
+def test_derangement_is_a_uniform_product_of_swaps():
+    rng = np.random.default_rng(1)
+    counts = {}
+    for _ in range(3000):
+        perm = derangement(4, rng)
+        assert (perm[perm] == np.arange(4)).all()  # swaps only
+        counts[tuple(perm)] = counts.get(tuple(perm), 0) + 1
+    assert len(counts) == 3  # the three pairings of four
+    assert all(abs(c / 3000 - 1 / 3) < 0.04 for c in counts.values())
 
 
 def test_derangement_is_uniform_over_derangements():

@@ -1,6 +1,10 @@
 """compare-personas and analyze, end to end, on shared studies that carry metadata."""
 
+import importlib.util
+
+import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from surrogate.cli import app
@@ -12,7 +16,7 @@ STUDIES = ["thoma2025problearn", "sandbrink2024metacontrol", "guenther2022relati
 def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     out = tmp_path / "personas"
     args = ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201), "--chat", "off",
-            "--max-participants", "4", "--n-boot", "200", "--n-perm", "199", "--out", str(out)]
+            "--max-participants", "8", "--out", str(out)]
     for s in STUDIES:
         args += ["--study", s]
     res = CliRunner().invoke(app, args)
@@ -24,14 +28,32 @@ def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
                 "individual_component", "individual_component_lo", "individual_component_hi",
                 "individual_p", "d_z_individual"]
     assert list(table.columns[: len(expected)]) == expected
-    assert sorted(table["experiment"]) == sorted([*STUDIES, "pooled"])
+    assert sorted(table["experiment"]) == sorted([*STUDIES, "pooled", "pooled_fixed"])
     row = table.set_index("experiment")
-    assert row.loc["pooled", "n_participants"] == 12 and (row.drop("pooled")["n_participants"] == 4).all()
-    # total = population + individual, per experiment and pooled.
-    assert ((row["total"] - row["population_component"] - row["individual_component"]).abs() < 1e-9).all()
-    assert (row["total_lo"] <= row["total"]).all() and (row["total"] <= row["total_hi"]).all()
+    # sandbrink's questionnaire scores are not among the paper's interview fields: nobody
+    # there has an interview persona, and the experiment says so instead of reporting zeros.
+    assert row.loc["sandbrink2024metacontrol", "status"] == "no metadata"
+    assert row.loc["sandbrink2024metacontrol", "n_without_metadata"] == 8
+    assert np.isnan(row.loc["sandbrink2024metacontrol", "individual_p"])
+    ok = row.loc[["thoma2025problearn", "guenther2022relational"]]
+    assert (ok["n_participants"] == 8).all() and (ok["status"] == "ok").all()
+    assert row.loc["pooled", "n_participants"] == 16
+    assert (ok["total_lo"] < ok["total"]).all() and (ok["total"] < ok["total_hi"]).all()
     responses = read_responses(out)
-    assert set(responses["persona"]) == {"none", "interview", "shuffled", "population"}
+    assert set(responses["persona"]) == {"none", "interview", "shuffled", "population", "placebo"}
+    # The individual component is the mean of shuffled - matched over participants, from the
+    # table itself (not an identity of the output columns).
+    thoma = responses[responses.study == "thoma2025problearn"].pivot_table(
+        index=["participant", "response_index"], columns="persona", values="nll").dropna()
+    per = thoma.groupby(level="participant").mean()
+    assert row.loc["thoma2025problearn", "individual_component"] == pytest.approx(
+        (per["shuffled"] - per["interview"]).mean())
+    # Swaps: each shuffled persona comes from a participant who received this one's persona.
+    sh = responses[(responses.study == "thoma2025problearn") & (responses.persona == "shuffled")]
+    donor = sh.groupby("participant")["persona_donor"].first()
+    assert all(donor[donor[p]] == p or donor[donor[donor[p]]] == p for p in donor.index)
+    placebo = responses[(responses.study == "thoma2025problearn") & (responses.persona == "placebo")]
+    assert (placebo["persona_fields"] == "age,gender").all()
     # sandbrink has questionnaire scores only: the paper's interview shows nothing there.
     sb = responses[(responses.study == "sandbrink2024metacontrol") & (responses.persona == "interview")]
     assert (sb["persona_fields"] == "").all()
@@ -45,7 +67,7 @@ def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
 
     base, chat = tmp_path / "base", tmp_path / "chat"
     common = dict(studies=["thoma2025problearn", "busch2024_stroop"], max_participants=4)
-    compare_personas([f"base={qwen_dir}"], psych201, base, chat="off", n_boot=100, n_perm=99, **common)
+    compare_personas([f"base={qwen_dir}"], psych201, base, chat="off", **common)
     run([f"post={qwen_dir}"], psych201, "none", chat, chat="on", **common)
     pairs = tmp_path / "pairs.toml"
     pairs.write_text('[[pairs]]\nbase = "base"\npost_trained = "post"\nfamily = "tiny"\n')
@@ -55,8 +77,27 @@ def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
     assert {"persona_effects.csv", "metadata_benefit.csv", "misalignment.csv", "choice_fit.csv",
             "choice_individual.csv", "choice_participants.csv", "summary.txt"} <= files
     mis = pd.read_csv(tmp_path / "analysis" / "misalignment.csv")
-    assert set(mis[mis.level == "domain"]["name"]) == {"Reinforcement Learning", "Cognitive Control"}
+    assert set(mis[mis.level == "domain"]["experiment"]) == {"Reinforcement Learning", "Cognitive Control"}
     assert "base" in result.decompositions and "post" not in result.decompositions
+
+    # The paper's d, equal to the restated paper analysis on the same rows.
+    spec = importlib.util.spec_from_file_location("paper", psych201.parent / "reference" /
+                                                  "psych201_analysis_reference.py")
+    paper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper)
+    responses = pd.concat([read_responses(base), read_responses(chat)], ignore_index=True)
+    expected = paper.misalignment(responses[responses.persona == "none"], "base", "post")
+    exp_rows = mis[mis.level == "experiment"].set_index("experiment")
+    for study, d in expected["per_study"].items():
+        assert exp_rows.loc[study, "d_paper"] == pytest.approx(d, abs=1e-6)
+    assert mis[mis.level == "pooled"]["d_paper"].item() == pytest.approx(expected["d"], abs=1e-6)
+    meta = pd.read_csv(tmp_path / "analysis" / "metadata_benefit.csv")
+    meta = meta[meta.model == "base"].set_index("experiment")
+    expected = paper.metadata_benefit(responses, "base")
+    assert len(expected["per_study"]) == 2
+    for study, d in expected["per_study"].items():
+        assert meta.loc[study, "d_paper"] == pytest.approx(d, abs=1e-6)
+    assert meta.loc["pooled", "d_paper"] == pytest.approx(expected["d"], abs=1e-6)
     res = CliRunner().invoke(app, ["analyze", str(base), str(chat), "--pairs", str(pairs), "--n-boot", "50",
                                    "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output

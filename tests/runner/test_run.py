@@ -50,7 +50,7 @@ def test_run_on_real_data_with_a_real_model(qwen_dir, psych201, tmp_path):
     np.testing.assert_allclose(
         summary.set_index(["persona", "study"])["mean_nll"].sort_index().to_numpy(),
         frame.groupby(["persona", "study"])["nll"].mean().sort_index().to_numpy())
-    assert result.summary.equals(summary) or len(result.summary) == 4
+    pd.testing.assert_frame_equal(result.summary.reset_index(drop=True), summary, check_dtype=False)
 
 
 def test_truncated_responses_are_rows_with_nan(qwen_dir, psych201, tmp_path):
@@ -94,17 +94,29 @@ def test_crash_leaves_a_readable_table_and_resume_completes(psych201, tmp_path):
 
 
 def test_killed_process_leaves_a_readable_table(qwen_dir, psych201, tmp_path):
-    """SIGKILL at an arbitrary moment: whatever is on disk reads back whole."""
+    """SIGKILL in the middle of writing the third part (the temporary file half written):
+    whatever is on disk reads back whole. The child kills itself at that point, so the
+    test does not depend on timing."""
     out = tmp_path / "run"
-    code = (f"from surrogate.runner import run; run([{str(qwen_dir)!r}], {str(psych201)!r}, 'both', "
-            f"{str(out)!r}, studies={STUDIES!r}, max_participants=8, chat='off', checkpoint_seconds=0)")
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    parts = out / "responses.parquet"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    code = f"""
+import os, signal
+import pandas as pd
+from surrogate.runner import run
+calls = []
+real = pd.DataFrame.to_parquet
+def write_then_die(frame, where, *a, **k):
+    calls.append(1)
+    if len(calls) == 3:
+        with open(where, "wb") as f:
+            f.write(b"PAR1 half a part")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(frame, where, *a, **k)
+pd.DataFrame.to_parquet = write_then_die
+run([{str(qwen_dir)!r}], {str(psych201)!r}, 'both', {str(out)!r}, studies={STUDIES!r}, max_participants=8,
+    chat='off', checkpoint_seconds=0)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == -signal.SIGKILL
     partial = read_responses(out)
     _check_table(partial)
     assert 0 < partial["unit_key"].nunique() < 32
