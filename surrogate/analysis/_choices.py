@@ -7,10 +7,11 @@ From `choices.parquet` (every option scored at every response):
   bootstrap CIs;
 - population level: does the model's mean choice distribution match the observed choice
   frequencies (per experiment, and per condition when the metadata has one)? Total
-  variation distance, for experiments whose labels are shared across participants;
+  variation distance, with a parametric-bootstrap p-value under "people choose as the
+  model predicts", for experiments whose labels are shared across participants;
 - individual level: do the model's per-participant predicted choice rates track the
-  participants' actual rates? Pearson r across participants with its CI, per option
-  (averaged over options), plus per-participant NLL.
+  participants' actual rates? Pearson r across participants with its CI, per option by
+  identity (shared labels only), plus per-participant NLL.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class IndividualTracking(BaseModel):
     model_config = ConfigDict(frozen=True)
     experiment: str
     n_participants: int
-    correlation: Estimate  # mean over options of Pearson r (pred vs actual rate)
-    per_option: dict[str, float]
+    option: str
+    correlation: Estimate  # Pearson r across participants (predicted vs actual rate of `option`)
 
 
 class ChoicePrediction(BaseModel):
@@ -91,9 +92,9 @@ class ChoicePrediction(BaseModel):
                              "condition": p.condition, "options": "|".join(p.options),
                              "observed": "|".join(f"{x:.4f}" for x in p.observed),
                              "predicted": "|".join(f"{x:.4f}" for x in p.predicted),
-                             **flat(p.tvd, "tvd")} for p in self.population])
+                             "tvd": p.tvd.value, "p_model": p.tvd.p} for p in self.population])
         ind = pd.DataFrame([{"model": self.model, "persona": self.persona, "experiment": i.experiment,
-                             "n_participants": i.n_participants, **flat(i.correlation, "r"),
+                             "option": i.option, "n_participants": i.n_participants, **flat(i.correlation, "r"),
                              "p": i.correlation.p} for i in self.individual])
         return {"fit": fit, "population": pop, "individual": ind, "participants": self.participants}
 
@@ -104,9 +105,10 @@ class ChoicePrediction(BaseModel):
         for p in self.population:
             cond = f" [{p.condition}]" if p.condition else ""
             lines.append(f"  population {p.experiment}{cond}: observed {np.round(p.observed, 3).tolist()} "
-                         f"vs predicted {np.round(p.predicted, 3).tolist()}; TVD {p.tvd}")
+                         f"vs predicted {np.round(p.predicted, 3).tolist()}; TVD {p.tvd.value:.4f}, "
+                         f"p = {p.tvd.p:.3g} under the model")
         for i in self.individual:
-            lines.append(f"  individual {i.experiment}: r(predicted, actual choice rate) {i.correlation}")
+            lines.append(f"  individual {i.experiment} [{i.option}]: r(predicted, actual choice rate) {i.correlation}")
         return "\n".join(lines)
 
 
@@ -132,38 +134,55 @@ def _participant_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rate(rates: dict, column, shared_labels: bool) -> float:
-    if shared_labels:
-        return rates[column]
-    ordered = [rates[o] for o in sorted(rates)]  # randomised labels: k-th option by label
-    return ordered[column] if column < len(ordered) else math.nan
-
-
 def _tracking(experiment: str, g: pd.DataFrame, shared: set) -> list[IndividualTracking]:
-    """Pearson r across participants of predicted vs actual rate, per option, averaged.
-
-    With randomised labels the k-th option in label order stands in for an option: arbitrary
-    across participants, but fixed within each, which is all individual tracking needs."""
-    shared_labels = all(set(r) == shared for r in g["actual_rate"])
-    columns = sorted(shared) if shared_labels else range(max(len(r) for r in g["actual_rate"]))
-    per_option, found = {}, []
-    for col in columns:
-        a = np.array([_rate(r, col, shared_labels) for r in g["actual_rate"]])
-        p = np.array([_rate(r, col, shared_labels) for r in g["pred_rate"]])
-        ok = ~np.isnan(a) & ~np.isnan(p)
-        if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(p[ok]) == 0:
-            continue
-        res = stats.pearsonr(p[ok], a[ok])
-        ci = res.confidence_interval(CONFIDENCE)
-        per_option[str(col)] = float(res.statistic)
-        found.append((float(res.statistic), float(ci.low), float(ci.high), float(res.pvalue)))
-    if not found:
+    """Pearson r across participants of predicted vs actual choice rate, one option at a
+    time, by the option's identity (its label). Only where every participant has the same
+    options: with labels randomised per participant there is no common option to compare
+    (ordering by label made base rates alone correlate), and individual tracking is then
+    measured as matched vs shuffled persona on the choice NLL (`analyze`)."""
+    if not all(set(r) == shared for r in g["actual_rate"]):
         return []
-    r, lo, hi = (float(np.mean([f[j] for f in found])) for j in range(3))
-    # The options of one set are dependent (binary: r is the same for both); report the
-    # first option's p rather than pretending they are separate tests.
-    return [IndividualTracking(experiment=experiment, n_participants=len(g), per_option=per_option,
-                               correlation=Estimate(value=r, lo=lo, hi=hi, p=found[0][3], n=len(g)))]
+    options = sorted(shared)
+    # A binary set has one free rate: its two options give the same |r|; report the first.
+    options = options[:1] if len(options) == 2 else options
+    per_option: dict[str, Estimate] = {}
+    for o in options:
+        a = np.array([r[o] for r in g["actual_rate"]])
+        p = np.array([r[o] for r in g["pred_rate"]])
+        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(p) == 0:
+            continue
+        res = stats.pearsonr(p, a)
+        ci = res.confidence_interval(CONFIDENCE)
+        per_option[o] = Estimate(value=float(res.statistic), lo=float(ci.low), hi=float(ci.high),
+                                 p=float(res.pvalue), n=len(a))
+    if not per_option:
+        return []
+    return [IndividualTracking(experiment=experiment, n_participants=len(g), option=o, correlation=est)
+            for o, est in per_option.items()]
+
+
+def tvd_test(trials: pd.DataFrame, options: list[str], *, n_sim: int = 999, seed: int = 0
+             ) -> tuple[float, float]:
+    """TVD between observed and predicted choice frequencies, and its p-value under "people
+    choose as the model predicts": choices are redrawn from the model's own probabilities
+    at every trial (parametric bootstrap), so a perfect model gets p ~ U(0, 1)."""
+    index = {o: k for k, o in enumerate(options)}
+    probs = np.zeros((len(trials), len(options)))
+    for t, (opts, pr) in enumerate(zip(trials["options"], trials["probs"])):
+        for o, x in zip(opts, pr):
+            probs[t, index[o]] = x
+    probs /= probs.sum(1, keepdims=True)
+    predicted = probs.mean(0)
+    observed = np.bincount([index[c] for c in trials["chosen"]], minlength=len(options)) / len(trials)
+    tvd = 0.5 * float(np.abs(observed - predicted).sum())
+    rng = np.random.default_rng(seed)
+    cum = probs.cumsum(1)
+    exceed = 0
+    for _ in range(n_sim):
+        draw = (rng.random((len(trials), 1)) > cum).sum(1).clip(max=len(options) - 1)
+        sim = np.bincount(draw, minlength=len(options)) / len(trials)
+        exceed += 0.5 * np.abs(sim - predicted).sum() >= tvd - 1e-12
+    return tvd, (1 + exceed) / (n_sim + 1)
 
 
 def choice_prediction(
@@ -214,18 +233,17 @@ def choice_prediction(
                 actual = np.array([[r[o] for o in options] for r in sub["actual_rate"]])
                 pred = np.array([[r[o] for o in options] for r in sub["pred_rate"]])
 
-                def tvd(i, actual=actual, pred=pred, w=w):
-                    f = (actual[i] * w[i, None]).sum(0) / w[i].sum()
-                    q = (pred[i] * w[i, None]).sum(0) / w[i].sum()
-                    return 0.5 * np.abs(f - q).sum()
-
-                allidx = np.arange(len(sub))
-                lo, hi = _bootstrap_over(len(sub), tvd, n_resamples=n_boot, seed=seed)
+                trials = frame[frame["unit"] == unit]
+                if cond is not None:
+                    trials = trials[trials["condition"] == cond]
+                value, p_model = tvd_test(trials, options, seed=seed)
                 population.append(PopulationMatch(
                     experiment=str(unit), condition=cond, options=options,
                     observed=((actual * w[:, None]).sum(0) / w.sum()).tolist(),
                     predicted=((pred * w[:, None]).sum(0) / w.sum()).tolist(),
-                    tvd=Estimate(value=float(tvd(allidx)), lo=lo, hi=hi, n=len(sub))))
+                    # no interval: a bootstrap CI of a distance never contains 0; the p-value
+                    # tests "people choose as the model predicts"
+                    tvd=Estimate(value=value, lo=math.nan, hi=math.nan, p=p_model, n=len(sub))))
         if n >= 3:
             individual += _tracking(str(unit), g, shared)
     table = parts.drop(columns=["pred_rate", "actual_rate"]).rename(columns={"unit": by})

@@ -191,6 +191,11 @@ def _collect(
 
 
 def _study_from_experiment(record: Any) -> str:
+    """The row's `study` column where it has one (Hugging Face copies of Psych-201), else the
+    first path segment of its experiment."""
+    study = record.get("study") if isinstance(record, dict) else None
+    if isinstance(study, str) and study.strip():
+        return study.strip()
     exp = record.get("experiment") if isinstance(record, dict) else None
     if isinstance(exp, str) and exp.strip("/"):
         return exp.strip("/").split("/")[0]
@@ -253,8 +258,9 @@ def from_hf_dataset(hf: Any, *, source: str, skip_invalid: bool = False,
                     study: str | None = None) -> Dataset:
     """Participants from an in-memory `datasets.Dataset` (a hub id or a local parquet/jsonl).
 
-    The study comes from `study` if given, else from each row's experiment (its first path
-    segment, as Psych-201's experiment fields start with the study name).
+    The study comes from `study` if given, else from each row's `study` column, else from its
+    experiment (its first path segment, as Psych-201's experiment fields start with the study
+    name). Bookkeeping columns (`study`, `participant_reindexed`) are never metadata.
     """
     ds = _collect([(study, _table_rows(iter(hf), source))], skip_invalid=skip_invalid,
                   max_participants=max_participants, studies=studies)

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 from ._transcript import MarkerError, _fix_markers, parse_spans
 
 RESERVED = ("text", "experiment", "participant")
+# Columns of Hugging Face copies of Psych-201 that are bookkeeping, not a participant's
+# metadata: never rendered into a persona.
+BOOKKEEPING = frozenset({"study", "participant_reindexed", "__index_level_0__", "Unnamed: 0"})
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 Scalar = str | int | float | bool
@@ -115,7 +118,7 @@ def participant_from_record(record: Any, *, study: str, source: str, line: int) 
     metadata: dict[str, Any] = {}
     metadata_text: dict[str, str] = {}
     for key, value in record.items():
-        if key in RESERVED or is_missing(value):
+        if key in RESERVED or key in BOOKKEEPING or is_missing(value):
             continue
         try:
             _check_value(key, value)

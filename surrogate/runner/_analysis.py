@@ -91,6 +91,7 @@ class Analysis:
     metadata_benefits: dict[str, Any] = field(default_factory=dict)
     misalignment: Misalignment | None = None
     choices: dict[tuple[str, str], ChoicePrediction] = field(default_factory=dict)
+    choice_decompositions: dict[str, PersonaDecomposition] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -99,6 +100,7 @@ class Analysis:
         if self.misalignment is not None:
             parts.append(self.misalignment.summary())
         parts += [c.summary() for c in self.choices.values()]
+        parts += ["Choices: " + d.summary() for d in self.choice_decompositions.values()]
         parts += [f"note: {n}" for n in self.notes]
         return "\n\n".join(parts) if parts else "nothing to estimate from these tables"
 
@@ -178,5 +180,17 @@ def analyze(
         for name in ("fit", "population", "individual", "participants"):
             frames = [c.frames()[name].assign(model=m, persona=p) for (m, p), c in result.choices.items()]
             _write_csv(out / f"choice_{name}.csv", pd.concat(frames, ignore_index=True))
+        # Individual tracking of choices, labels randomised or not: the persona decomposition
+        # on the choice NLL (matched vs shuffled persona), persona metadata from the responses.
+        units = responses.drop_duplicates("unit_key").set_index("unit_key")[["persona_fields", "persona_donor"]]
+        choice_nll = choices.drop(columns=[c for c in ("persona_fields", "persona_donor") if c in choices]) \
+            .join(units, on="unit_key").assign(nll=lambda f: f["nll_choice"])
+        for model in sorted(choice_nll["model"].unique()):
+            have = set(choice_nll.loc[choice_nll["model"] == model, "persona"])
+            if {"none", "interview", control} <= have:
+                result.choice_decompositions[model] = decompose_personas(
+                    choice_nll, model=model, control=control, by=by, sesoi=sesoi)
+        if result.choice_decompositions:
+            _write_csv(out / "choice_persona_effects.csv", persona_effects_table(result.choice_decompositions))
     atomic_write_bytes(out / "summary.txt", (result.summary() + "\n").encode())
     return result

@@ -88,6 +88,7 @@ def test_individual_tracking_separates_informed_from_population_predictions():
     assert flat.individual == []  # a constant prediction cannot track anyone
     # Both match the population's choice frequencies about equally well...
     assert flat.population[0].tvd.value < 0.1 and informed.population[0].tvd.value < 0.1
+    assert informed.individual[0].option == "A" and len(informed.individual) == 1  # binary: one rate
     # ...but only the informed model predicts individuals: higher pseudo-R2.
     assert informed.fit[0].pseudo_r2.value > flat.fit[0].pseudo_r2.value
     assert flat.fit[0].pseudo_r2.value == pytest.approx(0.0, abs=1e-9)
@@ -101,3 +102,41 @@ def test_built_in_paper_pairs():
     qwen3 = next(p for p in pairs if p.base == "Qwen/Qwen3-0.6B-Base")
     assert qwen3.post_trained == "Qwen/Qwen3-0.6B" and qwen3.size_b == 0.6 and qwen3.generation == "3"
     assert len({p.label for p in pairs}) == len(pairs)
+
+
+def test_randomised_labels_do_not_correlate_by_base_rate():
+    """60 identical participants, labels drawn per participant, a model that predicts the
+    same for everyone: sorting labels made base rates alone correlate (r = +0.92)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(60):
+        labels = list(rng.choice(list("ABCDEFGHJK"), 2, replace=False))
+        for t in range(40):
+            k = int(rng.random() < 0.3)  # the same propensity for everyone
+            probs = [0.7, 0.3]
+            rows.append({"study": "s", "experiment": "s", "participant": str(i), "response_index": t,
+                         "model": "m", "persona": "none", "options": labels, "chosen": labels[k],
+                         "probs": probs, "p_chosen": probs[k], "correct": k == 0,
+                         "nll_choice": -np.log(probs[k]), "nll_uniform": np.log(2), "condition": None,
+                         "unit_key": str(i)})
+    result = choice_prediction(pd.DataFrame(rows), n_boot=100)
+    assert result.individual == [] and result.population == []
+
+
+def test_tvd_p_value_is_uniform_for_a_correct_model():
+    """Choices drawn from the model's own probabilities: p < .05 in about 5% of 300 sets."""
+    from surrogate.analysis._choices import tvd_test
+
+    rejections = []
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        probs = rng.dirichlet([2, 2, 2], size=200)
+        chosen = [["x", "y", "z"][rng.choice(3, p=p)] for p in probs]
+        trials = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs), "chosen": chosen})
+        rejections.append(tvd_test(trials, ["x", "y", "z"], n_sim=199, seed=seed)[1] < 0.05)
+    rate = np.mean(rejections)
+    assert abs(rate - 0.05) <= 3 * np.sqrt(0.05 * 0.95 / 300), rate
+    # A model that is wrong about the population is rejected.
+    probs = np.tile([0.6, 0.2, 0.2], (200, 1))
+    trials = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs), "chosen": ["z"] * 200})
+    assert tvd_test(trials, ["x", "y", "z"], n_sim=199)[1] < 0.01

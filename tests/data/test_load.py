@@ -108,6 +108,15 @@ def test_parquet_file_and_hf_dataset_share_the_jsonl_path(tmp_path, psych201):
     # The study comes from the experiment field for hub datasets.
     assert from_hf.participants[0].study == "Thoma_et_al_2025_probability_learning"
 
+    # Hub copies of Psych-201 carry `study` and bookkeeping columns: the study is taken from
+    # `study`, and neither becomes persona metadata.
+    frame.assign(study="thoma2025problearn", participant_reindexed=range(len(frame))).to_parquet(
+        tmp_path / "hub.parquet")
+    hub = from_hf_dataset(datasets.load_dataset("parquet", data_files=str(tmp_path / "hub.parquet"),
+                                                split="train"), source="hf:local")
+    assert {p.study for p in hub} == {"thoma2025problearn"}
+    assert [p.metadata for p in hub] == [p.metadata for p in from_jsonl]
+
 
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no such file"):

@@ -75,7 +75,9 @@ def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
                      out=tmp_path / "analysis")
     files = {p.name for p in (tmp_path / "analysis").iterdir()}
     assert {"persona_effects.csv", "metadata_benefit.csv", "misalignment.csv", "choice_fit.csv",
-            "choice_individual.csv", "choice_participants.csv", "summary.txt"} <= files
+            "choice_individual.csv", "choice_participants.csv", "choice_persona_effects.csv",
+            "summary.txt"} <= files
+    assert "base" in result.choice_decompositions
     mis = pd.read_csv(tmp_path / "analysis" / "misalignment.csv")
     assert set(mis[mis.level == "domain"]["experiment"]) == {"Reinforcement Learning", "Cognitive Control"}
     assert "base" in result.decompositions and "post" not in result.decompositions
