@@ -92,11 +92,28 @@ class PairMisalignment(BaseModel):
     by_domain: dict[str, Estimate]
 
 
+class Trend(BaseModel):
+    """d regressed on a pair property (generation, log10 size) with experiment random
+    intercepts (statsmodels MixedLM): does misalignment grow across generations or sizes?"""
+
+    model_config = ConfigDict(frozen=True)
+    covariate: str
+    slope: Estimate
+    n_pairs: int
+    n_experiments: int
+
+
 class Misalignment(BaseModel):
     """Results of `post_training_misalignment`, one entry per pair."""
 
     model_config = ConfigDict(frozen=True)
     pairs: list[PairMisalignment]
+    trends: list[Trend] = []
+
+    def trend_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"covariate": t.covariate, "slope": t.slope.value, "lo": t.slope.lo,
+                              "hi": t.slope.hi, "p": t.slope.p, "n_pairs": t.n_pairs,
+                              "n_experiments": t.n_experiments} for t in self.trends])
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -124,6 +141,9 @@ class Misalignment(BaseModel):
             lines.append(f"  {pm.pair.label:<30} {pm.mean}   paper's d {pm.mean_paper:+.4f}")
             for dom, est in pm.by_domain.items():
                 lines.append(f"      {dom:<26} {est}")
+        for t in self.trends:
+            lines.append(f"  trend of d per unit of {t.covariate}: {t.slope} ({t.n_pairs} pairs, "
+                         f"{t.n_experiments} experiments; experiment random intercepts)")
         return "\n".join(lines)
 
 
@@ -194,4 +214,43 @@ def post_training_misalignment(
             mean_paper=float(np.mean(finite)) if len(finite) >= 2 else math.nan,
             mean=mean_estimate(values),
             by_domain={k: mean_estimate(np.array(v)) for k, v in sorted(by_domain.items())}))
-    return Misalignment(pairs=results)
+    return Misalignment(pairs=results, trends=misalignment_trends(results))
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def misalignment_trends(results: list[PairMisalignment]) -> list[Trend]:
+    """Per covariate the pairs give (numeric `generation`, `size_b` as log10 billions): a
+    linear mixed model d ~ covariate + (1 | experiment) over (pair, experiment) rows; only
+    with at least two distinct values and two experiments."""
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    rows = [{"d": e.value, "experiment": exp, "generation": _as_number(pm.pair.generation),
+             "log10_size_b": math.log10(pm.pair.size_b) if pm.pair.size_b else None}
+            for pm in results for exp, e in pm.per_experiment.items() if np.isfinite(e.value)]
+    frame = pd.DataFrame(rows)
+    trends = []
+    for cov in ("generation", "log10_size_b"):
+        if frame.empty or cov not in frame:
+            continue
+        sub = frame.dropna(subset=[cov]).astype({cov: float})
+        if sub[cov].nunique() < 2 or sub["experiment"].nunique() < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = smf.mixedlm(f"d ~ {cov}", sub, groups="experiment").fit(reml=True)
+        ci = fit.conf_int()
+        n_pairs = sum(1 for pm in results if (_as_number(pm.pair.generation) if cov == "generation"
+                                              else pm.pair.size_b) is not None)
+        trends.append(Trend(covariate=cov, n_pairs=n_pairs, n_experiments=int(sub["experiment"].nunique()),
+                            slope=Estimate(value=float(fit.fe_params[cov]), lo=float(ci.loc[cov, 0]),
+                                           hi=float(ci.loc[cov, 1]), p=float(fit.pvalues[cov]),
+                                           n=len(sub), se=float(fit.bse[cov]))))
+    return trends

@@ -331,7 +331,7 @@ class Placebo:
 ALIASES = {"on": ["interview"], "off": ["none"], "both": ["none", "interview"]}
 
 
-def builtin_strategies(seed: int = 0) -> dict[str, Callable[[], PersonaStrategy]]:
+def builtin_strategies(seed: int = 0, stratify: str | None = None) -> dict[str, Callable[[], PersonaStrategy]]:
     """The built-in strategies by name (`seed` draws the shuffled derangement). Copy and
     extend this mapping to add your own."""
     return {
@@ -341,7 +341,7 @@ def builtin_strategies(seed: int = 0) -> dict[str, Callable[[], PersonaStrategy]
         "demographics": lambda: FieldsInterview("demographics"),
         "questionnaires": lambda: FieldsInterview("questionnaires"),
         "system": SystemPersona,
-        "shuffled": lambda: Shuffled(seed=seed),
+        "shuffled": lambda: Shuffled(seed=seed, stratify=stratify),
         "population": Population,
         "placebo": Placebo,
     }
@@ -352,10 +352,11 @@ def resolve_strategies(
     registry: Mapping[str, Callable[[], PersonaStrategy]] | None = None,
     *,
     seed: int = 0,
+    stratify: str | None = None,
 ) -> list[PersonaStrategy]:
     """Strategies from names: `interview,shuffled`, `on`/`off`/`both`, `module:Class` or
     `file.py:Class`."""
-    registry = builtin_strategies(seed) if registry is None else registry
+    registry = builtin_strategies(seed, stratify) if registry is None else registry
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     out: list[PersonaStrategy] = []
     for name in names:

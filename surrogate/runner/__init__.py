@@ -59,6 +59,7 @@ def run(
     skip_invalid: bool = False,
     truncation: TruncationConfig | None = None,
     seed: int = 0,
+    stratify: str | None = None,
     checkpoint_seconds: float = 30.0,
     choices: bool = True,
     options: dict[str, list[str]] | None = None,
@@ -86,6 +87,7 @@ def run(
     config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
+                       stratify=stratify,
                        checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {})
     dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
     if dataset.invalid:

@@ -170,6 +170,8 @@ def analyze(
             result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by)
         if result.misalignment is not None:
             _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
+            if result.misalignment.trends:
+                _write_csv(out / "misalignment_trend.csv", result.misalignment.trend_frame())
         if cats is None:
             result.notes.append("no --categories given: misalignment is not broken down by domain")
 

@@ -140,3 +140,18 @@ def test_tvd_p_value_is_uniform_for_a_correct_model():
     probs = np.tile([0.6, 0.2, 0.2], (200, 1))
     trials = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs), "chosen": ["z"] * 200})
     assert tvd_test(trials, ["x", "y", "z"], n_sim=199)[1] < 0.01
+
+
+def test_misalignment_trend_across_generations():
+    """Misalignment planted to grow by 0.2 per generation is recovered by the trend model."""
+    frames, pairs = [], []
+    for gen in (1, 2, 3):
+        f = _two_models({e: 0.2 * gen for e in "abcdef"}, n=200, seed=gen)
+        f["model"] = f["model"].map({"base": f"base{gen}", "chat": f"chat{gen}"})
+        frames.append(f)
+        pairs.append(ModelPair(base=f"base{gen}", post_trained=f"chat{gen}", generation=str(gen), size_b=gen))
+    result = post_training_misalignment(pd.concat(frames, ignore_index=True), pairs)
+    trend = {t.covariate: t for t in result.trends}
+    assert trend["generation"].slope.lo <= 0.2 <= trend["generation"].slope.hi
+    assert trend["generation"].slope.p < 0.001 and trend["generation"].n_experiments == 6
+    assert "log10_size_b" in trend
