@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from surrogate.runner.calibration import SCENARIOS, replicate_levels, truth
+from surrogate.runner.calibration import SCENARIOS, replicate_choices, replicate_levels, truth
 
 
 def main() -> None:
@@ -51,6 +51,11 @@ def main() -> None:
                       f"{(f'{cov.rate:>8.3f} ±{cov.mcse:.3f}' if cov.hits else '       -        '):>16}  "
                       f"{', '.join(verdict)}", flush=True)
         print(f"# {name}: {time.time() - t0:.0f} s", flush=True)
+    if a.only in "choices":
+        print("\nchoices (60 identical participants x 40 trials, p = 0.3)")
+        for what, t in replicate_choices(a.reps, seed=a.seed).items():
+            target = 0.05 if "tvd" in what else 0.0
+            print(f"  {what:<40} {t.rate:.3f} ±{t.mcse:.3f} over {len(t.hits)} (target {target:.2f})", flush=True)
 
 
 if __name__ == "__main__":

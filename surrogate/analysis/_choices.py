@@ -29,7 +29,7 @@ from ._stats import CONFIDENCE, Estimate
 
 def _bootstrap_over(n: int, statistic, *, n_resamples: int, seed: int) -> tuple[float, float]:
     """Percentile CI of statistic(indices) with participants resampled (scipy.stats.bootstrap)."""
-    if n < 2:
+    if n < 2 or n_resamples == 0:  # n_boot=0: no interval (fast, for simulations)
         return math.nan, math.nan
     idx = np.arange(n)
     with warnings.catch_warnings():
