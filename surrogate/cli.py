@@ -117,6 +117,8 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the shuffled-persona derangement.")] = 0,
     stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the "
                                                     "levels of this metadata field (e.g. condition).")] = None,
+    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings (shuffled, "
+                                              "shuffled.2, ...), to report over several.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/default"),
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas."""
@@ -129,7 +131,8 @@ def run(
         result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
                          batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
                          max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
-                         truncation=truncation, seed=seed, stratify=stratify, choices=choices,
+                         truncation=truncation, seed=seed, stratify=stratify, derangements=derangements,
+                         choices=choices,
                          options=_option_sets(options), progress=progress, log=_log)
     _print_table(result.summary, "Mean NLL per response (nats)")
     for label, stats in result.info["models"].items():
@@ -166,6 +169,8 @@ def compare_personas(
     seed: Annotated[int, typer.Option(help="Seed of the derangement.")] = 0,
     stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the "
                                                     "levels of this metadata field (e.g. condition).")] = None,
+    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings (shuffled, "
+                                              "shuffled.2, ...), to report over several.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/personas"),
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
@@ -178,7 +183,7 @@ def compare_personas(
                      trust_remote_code=trust_remote_code,
                      max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                      truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
-                     stratify=stratify,
+                     stratify=stratify, derangements=derangements,
                      progress=progress)
     columns = ["model", "experiment", "n_participants", "total", "population_component",
                "individual_component", "individual_p", "d_z_individual"]

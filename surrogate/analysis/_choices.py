@@ -66,6 +66,7 @@ class IndividualTracking(BaseModel):
     n_participants: int
     option: str
     correlation: Estimate  # Pearson r across participants (predicted vs actual rate of `option`)
+    noise_ceiling: float  # the r a perfect predictor of each person's propensity would reach
 
 
 class ChoicePrediction(BaseModel):
@@ -95,7 +96,7 @@ class ChoicePrediction(BaseModel):
                              "tvd": p.tvd.value, "p_model": p.tvd.p} for p in self.population])
         ind = pd.DataFrame([{"model": self.model, "persona": self.persona, "experiment": i.experiment,
                              "option": i.option, "n_participants": i.n_participants, **flat(i.correlation, "r"),
-                             "p": i.correlation.p} for i in self.individual])
+                             "p": i.correlation.p, "noise_ceiling": i.noise_ceiling} for i in self.individual])
         return {"fit": fit, "population": pop, "individual": ind, "participants": self.participants}
 
     def summary(self) -> str:
@@ -108,7 +109,8 @@ class ChoicePrediction(BaseModel):
                          f"vs predicted {np.round(p.predicted, 3).tolist()}; TVD {p.tvd.value:.4f}, "
                          f"p = {p.tvd.p:.3g} under the model")
         for i in self.individual:
-            lines.append(f"  individual {i.experiment} [{i.option}]: r(predicted, actual choice rate) {i.correlation}")
+            lines.append(f"  individual {i.experiment} [{i.option}]: r(predicted, actual choice rate) {i.correlation}; "
+                         f"noise ceiling {i.noise_ceiling:.3f}")
         return "\n".join(lines)
 
 
@@ -119,18 +121,22 @@ def _participant_table(frame: pd.DataFrame) -> pd.DataFrame:
         options = sorted({o for opts in g["options"] for o in opts})
         pred = {o: 0.0 for o in options}
         actual = {o: 0.0 for o in options}
-        for opts, probs, chosen in zip(g["options"], g["probs"], g["chosen"]):
+        halves = ({o: 0.0 for o in options}, {o: 0.0 for o in options})  # odd / even trials
+        for t, (opts, probs, chosen) in enumerate(zip(g["options"], g["probs"], g["chosen"])):
             for o, p in zip(opts, probs):
                 pred[o] += p
             actual[chosen] += 1
+            halves[t % 2][chosen] += 1
         n = len(g)
+        n_half = ((n + 1) // 2, n // 2)
         rows.append({"unit": unit, "experiment": exp, "participant": pid, "n_trials": n,
                      "accuracy": g["correct"].mean(), "p_chosen": g["p_chosen"].mean(),
                      "nll_choice": g["nll_choice"].mean(), "nll_sum": g["nll_choice"].sum(),
                      "uniform_sum": g["nll_uniform"].sum(),
                      "condition": g["condition"].iloc[0] if "condition" in g else None,
                      "pred_rate": {o: pred[o] / n for o in options},
-                     "actual_rate": {o: actual[o] / n for o in options}})
+                     "actual_rate": {o: actual[o] / n for o in options},
+                     "half_rates": tuple({o: h[o] / max(k, 1) for o in options} for h, k in zip(halves, n_half))})
     return pd.DataFrame(rows)
 
 
@@ -146,6 +152,7 @@ def _tracking(experiment: str, g: pd.DataFrame, shared: set) -> list[IndividualT
     # A binary set has one free rate: its two options give the same |r|; report the first.
     options = options[:1] if len(options) == 2 else options
     per_option: dict[str, Estimate] = {}
+    ceilings: dict[str, float] = {}
     for o in options:
         a = np.array([r[o] for r in g["actual_rate"]])
         p = np.array([r[o] for r in g["pred_rate"]])
@@ -155,10 +162,23 @@ def _tracking(experiment: str, g: pd.DataFrame, shared: set) -> list[IndividualT
         ci = res.confidence_interval(CONFIDENCE)
         per_option[o] = Estimate(value=float(res.statistic), lo=float(ci.low), hi=float(ci.high),
                                  p=float(res.pvalue), n=len(a))
+        ceilings[o] = noise_ceiling([h[0][o] for h in g["half_rates"]], [h[1][o] for h in g["half_rates"]])
     if not per_option:
         return []
-    return [IndividualTracking(experiment=experiment, n_participants=len(g), option=o, correlation=est)
-            for o, est in per_option.items()]
+    return [IndividualTracking(experiment=experiment, n_participants=len(g), option=o, correlation=est,
+                               noise_ceiling=ceilings[o]) for o, est in per_option.items()]
+
+
+def noise_ceiling(odd: list[float], even: list[float]) -> float:
+    """The highest correlation any prediction can reach with participants' observed choice
+    rates, given how noisy a rate from finitely many trials is: sqrt of the split-half
+    (odd vs even trials) reliability, Spearman-Brown corrected to the full length."""
+    a, b = np.asarray(odd, dtype=float), np.asarray(even, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    r = float(np.corrcoef(a, b)[0, 1])
+    reliability = 2 * r / (1 + r) if r > -1 else 0.0
+    return math.sqrt(reliability) if reliability > 0 else 0.0
 
 
 def tvd_test(trials: pd.DataFrame, options: list[str], *, n_sim: int = 999, seed: int = 0
@@ -246,6 +266,6 @@ def choice_prediction(
                     tvd=Estimate(value=value, lo=math.nan, hi=math.nan, p=p_model, n=len(sub))))
         if n >= 3:
             individual += _tracking(str(unit), g, shared)
-    table = parts.drop(columns=["pred_rate", "actual_rate"]).rename(columns={"unit": by})
+    table = parts.drop(columns=["pred_rate", "actual_rate", "half_rates"]).rename(columns={"unit": by})
     return ChoicePrediction(model=str(models[0]), persona=persona, fit=fit, population=population,
                             individual=individual, participants=table)

@@ -232,10 +232,12 @@ class Shuffled:
     base: _PerParticipant = field(default_factory=Interview)
     seed: int = 0
     stratify: str | None = None
+    replicate: int = 0  # k > 0: an independent pairing, labelled `shuffled.{k + 1}`
 
     @property
     def name(self) -> str:
-        return _control_name("shuffled", self.base)
+        name = _control_name("shuffled", self.base)
+        return name if self.replicate == 0 else f"{name}.{self.replicate + 1}"
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
         out: list[Conditioning] = [Conditioning() for _ in participants]
@@ -250,7 +252,8 @@ class Shuffled:
                 if len(members) < 2:
                     continue  # nobody to swap with: an empty persona, excluded by the analysis
                 p0 = participants[members[0]]
-                key = f"{p0.study}/{p0.experiment}" + (f"/{self.stratify}={level}" if self.stratify else "")
+                key = f"{p0.study}/{p0.experiment}" + (f"/{self.stratify}={level}" if self.stratify else "") \
+                    + (f"/replicate={self.replicate}" if self.replicate else "")
                 perm = derangement(len(members), _seed(self.seed, key))
                 for i, j in zip(members, perm):
                     donor = participants[members[j]]
@@ -353,15 +356,18 @@ def resolve_strategies(
     *,
     seed: int = 0,
     stratify: str | None = None,
+    derangements: int = 1,
 ) -> list[PersonaStrategy]:
     """Strategies from names: `interview,shuffled`, `on`/`off`/`both`, `module:Class` or
-    `file.py:Class`."""
+    `file.py:Class`. `derangements` > 1 adds independent shuffled pairings (`shuffled.2`, ...)."""
     registry = builtin_strategies(seed, stratify) if registry is None else registry
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     out: list[PersonaStrategy] = []
     for name in names:
         for n in ALIASES.get(name, [name]):
-            if n in registry:
+            if n == "shuffled" and registry is not None and derangements > 1:
+                out += [Shuffled(seed=seed, stratify=stratify, replicate=k) for k in range(derangements)]
+            elif n in registry:
                 out.append(registry[n]())
             elif ":" in n:
                 obj = load_object(n)

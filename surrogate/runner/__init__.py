@@ -60,6 +60,7 @@ def run(
     truncation: TruncationConfig | None = None,
     seed: int = 0,
     stratify: str | None = None,
+    derangements: int = 1,
     checkpoint_seconds: float = 30.0,
     choices: bool = True,
     options: dict[str, list[str]] | None = None,
@@ -87,7 +88,7 @@ def run(
     config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
-                       stratify=stratify,
+                       stratify=stratify, derangements=derangements,
                        checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {})
     dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
     if dataset.invalid:

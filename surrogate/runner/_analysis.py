@@ -43,9 +43,40 @@ class PersonaComparison:
 
 
 def persona_effects_table(decompositions: dict[str, PersonaDecomposition]) -> pd.DataFrame:
-    frames = [d.to_frame().assign(model=m) for m, d in decompositions.items()]
+    """One table over models (and over derangements: the `control` column)."""
+    frames = [d.to_frame().assign(model=d.model, control=d.control) for d in decompositions.values()]
     table = pd.concat(frames, ignore_index=True)
     return table[["model", *[c for c in table.columns if c != "model"]]]
+
+
+def _controls(have: set[str], control: str) -> list[str]:
+    """The control and its extra derangements (`shuffled`, `shuffled.2`, ...), in order."""
+    extra = sorted((c for c in have if c.startswith(control + ".") and c[len(control) + 1:].isdigit()),
+                   key=lambda c: int(c[len(control) + 1:]))
+    return ([control] if control in have else []) + extra
+
+
+def decompose_over_derangements(responses: pd.DataFrame, model: str, controls: list[str], **kw
+                                ) -> dict[str, PersonaDecomposition]:
+    """One decomposition per control; keys `model` for the first, `model [control]` after."""
+    out = {}
+    for i, c in enumerate(controls):
+        out[model if i == 0 else f"{model} [{c}]"] = decompose_personas(responses, model=model, control=c, **kw)
+    return out
+
+
+def derangement_spread(decompositions: dict[str, PersonaDecomposition]) -> list[str]:
+    """A line per model with several derangements: the pooled individual component over them."""
+    by_model: dict[str, list[PersonaDecomposition]] = {}
+    for d in decompositions.values():
+        by_model.setdefault(d.model, []).append(d)
+    lines = []
+    for model, ds in by_model.items():
+        values = [d.pooled.individual_component.value for d in ds if d.pooled_rows]
+        if len(values) > 1:
+            lines.append(f"{model}: individual component over {len(values)} derangements: mean "
+                         f"{sum(values) / len(values):+.4f}, range [{min(values):+.4f}, {max(values):+.4f}]")
+    return lines
 
 
 def compare_personas(
@@ -69,15 +100,17 @@ def compare_personas(
     if missing:
         raise ValueError(f"--strategies must include {sorted(missing)} for the decomposition")
     result = run(models, data, names, out, log=log, **run_options)
-    responses = result.responses[result.responses["persona"].isin(names)]
-    decompositions = {
-        m: decompose_personas(responses, model=m, matched=matched, control=control, by=by, sesoi=sesoi)
-        for m in responses["model"].unique()
-    }
+    scored = result.responses
+    responses = scored[scored["persona"].isin(names + _controls(set(scored["persona"]), control))]
+    decompositions = {}
+    for m in responses["model"].unique():
+        have = set(responses.loc[responses["model"] == m, "persona"])
+        decompositions |= decompose_over_derangements(responses, m, _controls(have, control), matched=matched,
+                                                      by=by, sesoi=sesoi)
     table = persona_effects_table(decompositions)
     out = Path(out)
     _write_csv(out / "persona_effects.csv", table)
-    summary = "\n\n".join(d.summary() for d in decompositions.values())
+    summary = "\n\n".join([*(d.summary() for d in decompositions.values()), *derangement_spread(decompositions)])
     atomic_write_bytes(out / "persona_summary.txt", (summary + "\n").encode())
     return PersonaComparison(out=out, decompositions=decompositions, table=table)
 
@@ -96,6 +129,7 @@ class Analysis:
 
     def summary(self) -> str:
         parts = [d.summary() for d in self.decompositions.values()]
+        parts += derangement_spread(self.decompositions)
         parts += [f"{m}: {b.summary()}" for m, b in self.metadata_benefits.items()]
         if self.misalignment is not None:
             parts.append(self.misalignment.summary())
@@ -138,8 +172,8 @@ def analyze(
     for model in sorted(responses["model"].unique()) if not responses.empty else []:
         have = set(responses.loc[responses["model"] == model, "persona"])
         if {"none", "interview", control} <= have:
-            result.decompositions[model] = decompose_personas(
-                responses, model=model, control=control, by=by, sesoi=sesoi)
+            result.decompositions |= decompose_over_derangements(
+                responses, model, _controls(have, control), by=by, sesoi=sesoi)
         elif {"none", "interview"} <= have:
             # Never fall back to another control silently: they estimate different things.
             result.notes.append(f"{model}: no {control!r} rows, so no persona decomposition"
@@ -190,8 +224,8 @@ def analyze(
         for model in sorted(choice_nll["model"].unique()):
             have = set(choice_nll.loc[choice_nll["model"] == model, "persona"])
             if {"none", "interview", control} <= have:
-                result.choice_decompositions[model] = decompose_personas(
-                    choice_nll, model=model, control=control, by=by, sesoi=sesoi)
+                result.choice_decompositions |= decompose_over_derangements(
+                    choice_nll, model, _controls(have, control), by=by, sesoi=sesoi)
         if result.choice_decompositions:
             _write_csv(out / "choice_persona_effects.csv", persona_effects_table(result.choice_decompositions))
     atomic_write_bytes(out / "summary.txt", (result.summary() + "\n").encode())

@@ -57,6 +57,8 @@ class RunConfig(BaseModel):
     seed: int = Field(0, description="Seed of the shuffled-persona derangement.")
     stratify: str | None = Field(None, description="Metadata field within whose levels shuffled "
                                  "personas are swapped (e.g. a between-subject condition).")
+    derangements: int = Field(1, ge=1, description="Independent shuffled pairings (shuffled, "
+                              "shuffled.2, ...), to report results over several.")
     checkpoint_seconds: float = Field(30.0, ge=0, description="Write finished units to disk at "
                                       "least this often (and after every chunk of units).")
     choices: bool = Field(True, description="For closed-set experiments, also score every option "
@@ -230,7 +232,8 @@ def execute(
     for st in (store, choice_store):
         st.remove_temporaries()  # parts a killed run was writing when it died
     choice_store.keep_only(store.names())  # choices of units whose responses never landed
-    strategies = resolve_strategies(config.personas, seed=config.seed, stratify=config.stratify)
+    strategies = resolve_strategies(config.personas, seed=config.seed, stratify=config.stratify,
+                                    derangements=config.derangements)
     if dataset.invalid:
         lines = "".join(json.dumps(r.model_dump()) + "\n" for r in dataset.invalid)
         atomic_write_bytes(out / "invalid.jsonl", lines.encode())

@@ -89,6 +89,10 @@ def test_individual_tracking_separates_informed_from_population_predictions():
     # Both match the population's choice frequencies about equally well...
     assert flat.population[0].tvd.value < 0.1 and informed.population[0].tvd.value < 0.1
     assert informed.individual[0].option == "A" and len(informed.individual) == 1  # binary: one rate
+    # The informed model predicts each propensity exactly: r reaches the noise ceiling (40
+    # trials of binomial noise), within sampling error.
+    ceiling = informed.individual[0].noise_ceiling
+    assert 0.7 < ceiling < 1.0 and abs(informed.individual[0].correlation.value - ceiling) < 0.1
     # ...but only the informed model predicts individuals: higher pseudo-R2.
     assert informed.fit[0].pseudo_r2.value > flat.fit[0].pseudo_r2.value
     assert flat.fit[0].pseudo_r2.value == pytest.approx(0.0, abs=1e-9)

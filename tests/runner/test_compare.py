@@ -104,3 +104,19 @@ def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
                                    "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output
     assert "Post-training misalignment" in res.output
+
+
+def test_results_over_several_derangements(psych201, tmp_path):
+    from surrogate.models import HashBackend
+    from surrogate.runner import compare_personas
+
+    res = compare_personas([HashBackend("h")], psych201, tmp_path / "p", studies=["thoma2025problearn"],
+                           max_participants=20, derangements=3, strategies="none,interview,shuffled")
+    responses = read_responses(tmp_path / "p")
+    assert {"shuffled", "shuffled.2", "shuffled.3"} <= set(responses["persona"])
+    donors = [responses[responses.persona == c].groupby("participant")["persona_donor"].first()
+              for c in ("shuffled", "shuffled.2", "shuffled.3")]
+    assert not donors[0].equals(donors[1]) and not donors[1].equals(donors[2])  # independent pairings
+    rows = res.table[res.table.experiment == "thoma2025problearn"]
+    assert list(rows["control"]) == ["shuffled", "shuffled.2", "shuffled.3"]
+    assert (rows["n_participants"] == 20).all()
