@@ -78,7 +78,8 @@ def response_rows(agent: ParticipantAgent, result, model: str) -> list[dict]:
         rows.append({"study": p.study, "experiment": p.experiment, "participant": p.participant,
                      "response_index": r, "response_text": text, "model": model, "persona": agent.persona,
                      "nll": float(result.nll[r]) if scored else float("nan"),
-                     "n_tokens": int(result.n_tokens[r]) if scored else 0, "truncated": not scored})
+                     "n_tokens": int(result.n_tokens[r]) if scored else 0, "truncated": not scored,
+                     "top1": float(result.top1[r]) if scored and result.top1 is not None else float("nan")})
     return rows
 
 
@@ -90,6 +91,13 @@ def replay_agents(agents: Sequence[ParticipantAgent]) -> pd.DataFrame:
     results = score_all(backend, [a.request() for a in agents])
     return pd.DataFrame([row for a, res in zip(agents, results)
                          for row in response_rows(a, res, backend.name)])
+
+
+def _tie_share(probs: np.ndarray, k: int) -> float:
+    """1 if option k is the model's single most probable option, 1/m if it ties with m - 1
+    others (the expected accuracy of breaking the tie at random), else 0."""
+    top = np.flatnonzero(probs == probs.max())
+    return float(k in top) / len(top)
 
 
 def choice_rows(agent: ParticipantAgent, result: ChoiceResult, options: Sequence[Sequence[str]],
@@ -109,7 +117,7 @@ def choice_rows(agent: ParticipantAgent, result: ChoiceResult, options: Sequence
             "study": p.study, "experiment": p.experiment, "participant": p.participant,
             "response_index": r, "model": model, "persona": agent.persona,
             "options": list(options[r]), "chosen": said, "probs": probs.tolist(),
-            "p_chosen": float(probs[k]), "correct": bool(int(np.argmax(probs)) == k),
+            "p_chosen": float(probs[k]), "correct": _tie_share(probs, k),
             "nll_choice": float(-np.log(probs[k])), "nll_uniform": float(np.log(len(probs))),
             "condition": None if condition is None else str(condition), "unit_key": unit_key,
         })

@@ -1,7 +1,7 @@
 """Estimators with honest uncertainty: persona decomposition, meta-data benefit, post-training
 misalignment, and population- vs individual-level choice prediction."""
 
-from ._choices import ChoicePrediction, choice_prediction
+from ._choices import ChoicePrediction, choice_prediction, paper_accuracy
 from ._inference import (
     DEFAULT_SESOI,
     MIN_PARTICIPANTS,
@@ -28,6 +28,6 @@ __all__ = [
     "DEFAULT_SESOI", "MIN_PARTICIPANTS", "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment",
     "ModelPair", "PersonaDecomposition", "Pooled", "adjust", "choice_prediction", "cohens_d",
     "decompose_personas", "cluster_mean_estimate", "mean_estimate", "metadata_benefit",
-    "minimum_detectable_effect", "participant_means", "persona_table", "pool", "post_training_misalignment",
+    "minimum_detectable_effect", "paper_accuracy", "participant_means", "persona_table", "pool", "post_training_misalignment",
     "read_categories", "read_pairs", "tost_p",
 ]

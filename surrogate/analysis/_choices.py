@@ -269,3 +269,21 @@ def choice_prediction(
     table = parts.drop(columns=["pred_rate", "actual_rate", "half_rates"]).rename(columns={"unit": by})
     return ChoicePrediction(model=str(models[0]), persona=persona, fit=fit, population=population,
                             individual=individual, participants=table)
+
+
+def paper_accuracy(responses: pd.DataFrame, *, by: str = "study") -> pd.DataFrame:
+    """The paper's accuracy: on responses of a single token, how often that token is the
+    model's most probable one over the whole vocabulary (`top1`), weighted by responses; per
+    model x persona x experiment and `pooled` (all single-token responses). Empty when the
+    table has no `top1` values (older runs, or backends that do not compute it)."""
+    if "top1" not in responses:
+        return pd.DataFrame()
+    rows = responses[(responses["n_tokens"] == 1) & responses["top1"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    keys = ["model", "persona"]
+    per = rows.groupby([*keys, by])["top1"].agg(accuracy="mean", n_responses="size").reset_index()
+    per = per.rename(columns={by: "experiment"})
+    pooled = rows.groupby(keys)["top1"].agg(accuracy="mean", n_responses="size").reset_index()
+    pooled["experiment"] = "pooled"
+    return pd.concat([per, pooled], ignore_index=True)[[*keys, "experiment", "accuracy", "n_responses"]]

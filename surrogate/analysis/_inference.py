@@ -96,7 +96,7 @@ def pool(values: Sequence[float], ses: Sequence[float], n_participants: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = combine_effects(v, se**2, method_re="iterated")
-    mu_re, mu_fe = float(res.mean_effect_re), float(res.mean_effect_fe)
+    mu_fe = float(res.mean_effect_fe)
     # Experiments count equally (as the paper averages them): the mean of the K estimates with
     # the t interval of their spread, which holds its level whatever tau^2 and however noisy
     # the per-experiment SEs (inverse-variance weights with SEs estimated from few cycles
@@ -104,9 +104,9 @@ def pool(values: Sequence[float], ses: Sequence[float], n_participants: int) -> 
     random = t_estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(k)), k - 1, n_participants)
     fixed = t_estimate(mu_fe, math.sqrt(float(res.var_eff_w_fe)), math.inf, n_participants)
     tau2 = float(res.tau2)
-    if k >= 3:
-        half = stats.t.ppf((1 + CONFIDENCE) / 2, k - 2) * math.sqrt(tau2 + float(res.var_eff_w_re))
-        pi_lo, pi_hi = mu_re - half, mu_re + half
+    if k >= 3:  # around the pooled (equal-weight) mean, with its SE and tau^2
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, k - 2) * math.sqrt(tau2 + random.se**2)
+        pi_lo, pi_hi = random.value - half, random.value + half
     else:
         pi_lo = pi_hi = math.nan
     # I^2 = (Q - df) / Q, truncated at 0 as usual (statsmodels leaves it negative)

@@ -35,6 +35,10 @@ class ScoreResult(BaseModel):
     n_tokens: list[int]
     n_input_tokens: int
     token_truncated: list[int] = []
+    # Per response: 1.0 if each of its tokens was the model's most probable next token (the
+    # paper's accuracy where a response is one token), 0.0 if not, NaN where not scored or
+    # where the backend does not compute it.
+    top1: list[float] | None = None
 
 
 class ChoiceRequest(ScoreRequest):

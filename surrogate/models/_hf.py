@@ -207,18 +207,22 @@ class HFScorer:
         with torch.inference_mode():
             out = self._forward(input_ids, rows, [pos - 1], use_cache=need_cache)
             hidden = out[0][0].index_select(0, rows)
-            lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev)).cpu().numpy()
+            top1_t = torch.zeros(len(pos), dtype=torch.bool, device=dev)
+            lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev), top1_t).cpu().numpy()
             cont = self._continuations(req, option_ids, first, out.past_key_values, end) if need_cache else {}
         seg = enc.response_of[pos]
         nll = np.zeros(R)
         np.add.at(nll, seg, -lp[:, 0])
         counts = np.bincount(seg, minlength=R)
         nll[counts == 0] = np.nan
+        hits = np.bincount(seg, weights=top1_t.cpu().numpy().astype(float), minlength=R)
+        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
         for r, j in row_of_first.items():
             for k in range(len(req.options[r])):
                 logprobs[r, k] = lp[j, 1 + k] + cont.get((r, k), 0.0)
         return ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(enc),
-                            token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist())
+                            token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist(),
+                            top1=top1.tolist())
 
     def _continuations(self, req, option_ids, first, cache, end, max_tokens: int = 2048):
         """log p(tokens 2.. of each multi-token option | context, token 1..), from the cache."""
@@ -258,9 +262,10 @@ class HFScorer:
             chunk = [g] if g is not None else []
         return out
 
-    def _gather_logprobs(self, hidden, targets):
+    def _gather_logprobs(self, hidden, targets, top1=None):
         """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN), with the
-        float32 log-softmax on chunks of rows that fit LOGITS_CHUNK_BYTES."""
+        float32 log-softmax on chunks of rows that fit LOGITS_CHUNK_BYTES. With `top1` (a bool
+        [N] tensor), also marks the rows whose first target is the argmax over the vocabulary."""
         torch = self._torch
         vocab = self._head.weight.shape[0]
         budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
@@ -271,6 +276,8 @@ class HFScorer:
             t = targets[a : a + rows]
             got = logp.gather(1, t.clamp(min=0))
             out[a : a + rows] = torch.where(t >= 0, got, out[a : a + rows])
+            if top1 is not None:
+                top1[a : a + rows] = logp.argmax(-1) == t[:, 0]
         return out
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
@@ -311,25 +318,30 @@ class HFScorer:
         input_ids = torch.from_numpy(ids).to(dev)
         # Right padding needs no attention mask: causal attention never looks ahead.
         with torch.inference_mode():
+            top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
             if self.fast_path:
                 hidden = self._hidden(input_ids, src_t, rows)
                 hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
-                tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None])[:, 0]
+                tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
             else:
                 logits = self.model(input_ids=input_ids, use_cache=False).logits
                 logits = logits.reshape(B * L, -1).index_select(0, src_t).float()
                 tok_nll = torch.nn.functional.cross_entropy(logits, tgt_t, reduction="none")
+                top1 = logits.argmax(-1) == tgt_t
             sums = torch.zeros(seg_base, dtype=torch.float64, device=dev)
             sums.index_add_(0, seg_t, tok_nll.double())
             counts = torch.bincount(seg_t, minlength=seg_base)
-        sums_np, counts_np = sums.cpu().numpy(), counts.cpu().numpy()
+            hits = torch.bincount(seg_t, weights=top1.double(), minlength=seg_base)
+        sums_np, counts_np, hits_np = sums.cpu().numpy(), counts.cpu().numpy(), hits.cpu().numpy()
         out, base = [], 0
         for e in items:
             nll = sums_np[base : base + e.n_responses].copy()
             n = counts_np[base : base + e.n_responses].copy()
             nll[n == 0] = np.nan  # cut by the token budget (or unscorable first token)
+            top = np.where(n > 0, (hits_np[base : base + e.n_responses] == n).astype(float), np.nan)
             out.append(ScoreResult(nll=nll.tolist(), n_tokens=n.astype(int).tolist(),
-                                   n_input_tokens=len(e), token_truncated=list(e.token_truncated)))
+                                   n_input_tokens=len(e), token_truncated=list(e.token_truncated),
+                                   top1=top.tolist()))
             base += e.n_responses
         return out
 

@@ -16,6 +16,7 @@ from ..analysis import (
     PersonaDecomposition,
     choice_prediction,
     decompose_personas,
+    paper_accuracy,
     metadata_benefit,
     post_training_misalignment,
     read_categories,
@@ -209,6 +210,9 @@ def analyze(
         if cats is None:
             result.notes.append("no --categories given: misalignment is not broken down by domain")
 
+    accuracy = paper_accuracy(responses, by=by) if not responses.empty else pd.DataFrame()
+    if not accuracy.empty:
+        _write_csv(out / "accuracy_paper.csv", accuracy)
     if not choices.empty:
         for (model, persona), _ in choices.groupby(["model", "persona"]):
             result.choices[(model, persona)] = choice_prediction(choices, model=model, persona=persona,

@@ -31,7 +31,7 @@ from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_wr
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
-           "unit_key"]
+           "unit_key", "top1"]
 IDENTITY = ["model", "persona", "study", "experiment", "participant"]
 CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model", "persona", "options",
                   "chosen", "probs", "p_chosen", "correct", "nll_choice", "nll_uniform", "condition",

@@ -87,7 +87,17 @@ def test_choice_distributions_are_exact_for_single_and_multi_token_options(qwen_
     said = [opts.index(x) for x in agent.transcript.responses]
     np.testing.assert_allclose(-lp[np.arange(len(said)), said], res.nll, atol=1e-4)
     table = agent.choices([opts] * len(agent.transcript.spans))
-    assert np.allclose(table["probs"].map(sum), 1) and table["correct"].dtype == bool
+    assert np.allclose(table["probs"].map(sum), 1)
+    best = table["probs"].map(np.argmax) == table["options"].map(list).combine(table["chosen"], lambda o, c: o.index(c))
+    np.testing.assert_array_equal(table["correct"].to_numpy(), best.to_numpy().astype(float))
+
+
+def test_ties_count_as_the_expected_accuracy_of_a_random_break():
+    from surrogate.agents._agent import _tie_share
+
+    assert _tie_share(np.array([0.5, 0.5]), 0) == 0.5
+    assert _tie_share(np.array([0.25, 0.5, 0.25]), 0) == 0.0
+    assert _tie_share(np.array([0.2, 0.6, 0.2]), 1) == 1.0
 
 
 def test_run_writes_choices_consistent_with_responses(qwen_dir, psych201, tmp_path):

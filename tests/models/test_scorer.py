@@ -111,3 +111,34 @@ def test_model_spec_parsing():
     assert (m.name, m.path, m.revision, m.dtype, m.label) == ("chat", "Qwen/Qwen3-0.6B", "abc123", "float32", "chat")
     assert ModelSpec.parse("Qwen/Qwen3-0.6B").label == "Qwen/Qwen3-0.6B"
     assert not ModelSpec.parse("Qwen/Qwen3-0.6B").trust_remote_code
+
+
+def test_top1_is_the_vocabulary_argmax(qwen_backend, requests):
+    """`top1` (the paper's accuracy on single-token responses) equals the argmax of the full
+    logits at every token of each response. A random model is never right, so the LM head is
+    biased towards one token that some responses consist of: exactly those become hits."""
+    encs = [qwen_backend.encode(r) for r in requests]
+    single = [e.ids[np.nonzero(e.response_of == r)[0][0]] for e in encs for r in range(e.n_responses)
+              if (e.response_of == r).sum() == 1]
+    favourite = max(set(single), key=single.count)
+
+    def boost(module, args, output):
+        output[..., favourite] += 1e4
+        return output
+
+    handle = qwen_backend._head.register_forward_hook(boost)
+    try:
+        results = score_all(qwen_backend, requests)
+        hits = misses = 0
+        for enc, res in zip(encs, results):
+            with torch.inference_mode():
+                top = qwen_backend.model(input_ids=torch.tensor(enc.ids)[None]).logits[0].argmax(-1).numpy()
+            for r in range(enc.n_responses):
+                pos = np.nonzero(enc.response_of == r)[0]
+                expected = float(all(top[t - 1] == enc.ids[t] for t in pos))
+                assert expected == float(all(enc.ids[t] == favourite for t in pos))
+                assert res.top1[r] == expected, (r, res.top1[r], expected)
+                hits, misses = hits + expected, misses + (1 - expected)
+    finally:
+        handle.remove()
+    assert hits >= 2 and misses >= 2

@@ -78,6 +78,13 @@ def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
             "choice_individual.csv", "choice_participants.csv", "choice_persona_effects.csv",
             "summary.txt"} <= files
     assert "base" in result.choice_decompositions
+    acc = pd.read_csv(tmp_path / "analysis" / "accuracy_paper.csv")
+    single = responses_all = pd.concat([read_responses(base), read_responses(chat)], ignore_index=True)
+    single = single[(single.n_tokens == 1) & (single.model == "base") & (single.persona == "none")]
+    row = acc[(acc.model == "base") & (acc.persona == "none") & (acc.experiment == "pooled")]
+    assert row["n_responses"].item() == len(single) > 0
+    assert row["accuracy"].item() == pytest.approx(single["top1"].mean())
+    assert responses_all["top1"].notna().any()
     mis = pd.read_csv(tmp_path / "analysis" / "misalignment.csv")
     assert set(mis[mis.level == "domain"]["experiment"]) == {"Reinforcement Learning", "Cognitive Control"}
     assert "base" in result.decompositions and "post" not in result.decompositions
