@@ -20,7 +20,7 @@ Positive effects lower NLL, as in the decomposition (benefits).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -186,10 +186,6 @@ SCENARIOS = {
     "shuffled control, unequal fields (null)": Scenario("shuffled control, unequal fields (null)",
                                                         field_effect=0.05),
 }
-
-
-def with_reps(s: Scenario, **changes) -> Scenario:
-    return replace(s, **changes)
 
 
 def simulate_choices(n: int, trials: int, *, randomised_labels: bool, correct_model: bool, seed: int
