@@ -185,8 +185,8 @@ def compare_personas(
                      truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
                      stratify=stratify, derangements=derangements,
                      progress=progress)
-    columns = ["model", "experiment", "n_participants", "total", "population_component",
-               "individual_component", "individual_p", "d_z_individual"]
+    columns = ["model", "control", "experiment", "status", "n_participants", "total", "population_component",
+               "individual_component", "individual_p", "individual_tost_p"]
     _print_table(result.table[columns], "Persona effects (nats per response; > 0: the persona helps)")
     _log(result.summary())
     _log(f"wrote {result.out / 'persona_effects.csv'} and persona_summary.txt")

@@ -40,7 +40,8 @@ class PersonaComparison:
     table: pd.DataFrame
 
     def summary(self) -> str:
-        return "\n\n".join(d.summary() for d in self.decompositions.values())
+        return "\n\n".join([*(d.summary() for d in self.decompositions.values()),
+                             *derangement_spread(self.decompositions)])
 
 
 def persona_effects_table(decompositions: dict[str, PersonaDecomposition]) -> pd.DataFrame:
@@ -108,12 +109,11 @@ def compare_personas(
         have = set(responses.loc[responses["model"] == m, "persona"])
         decompositions |= decompose_over_derangements(responses, m, _controls(have, control), matched=matched,
                                                       by=by, sesoi=sesoi)
-    table = persona_effects_table(decompositions)
-    out = Path(out)
-    _write_csv(out / "persona_effects.csv", table)
-    summary = "\n\n".join([*(d.summary() for d in decompositions.values()), *derangement_spread(decompositions)])
-    atomic_write_bytes(out / "persona_summary.txt", (summary + "\n").encode())
-    return PersonaComparison(out=out, decompositions=decompositions, table=table)
+    comparison = PersonaComparison(out=Path(out), decompositions=decompositions,
+                                   table=persona_effects_table(decompositions))
+    _write_csv(comparison.out / "persona_effects.csv", comparison.table)
+    atomic_write_bytes(comparison.out / "persona_summary.txt", (comparison.summary() + "\n").encode())
+    return comparison
 
 
 @dataclass
