@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .._cache import looks_local
 from ._records import DataError, Participant, participant_from_record
 
 DATA_SUFFIXES = (".jsonl.zip", ".jsonl", ".parquet")
@@ -222,10 +223,10 @@ def load(
     path = Path(source)
     if not path.exists():
         text = str(source)
-        if text.startswith("hf:") or _HF_ID.match(text):
+        if text.startswith("hf:") or (_HF_ID.match(text) and not looks_local(text)):
             return load_hf(text.removeprefix("hf:"), split=split, skip_invalid=skip_invalid,
                            max_participants=max_participants, studies=wanted)
-        raise DataError(text, None, None, "no such file or directory")
+        raise DataError(text, None, None, "no such file or folder")
     pairs = [(s, f) for s, f in discover(path) if wanted is None or s in wanted]
     ds = _collect(((s, _file_rows(f)) for s, f in pairs), skip_invalid=skip_invalid,
                   max_participants=max_participants, studies=wanted)

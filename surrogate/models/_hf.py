@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._cache import looks_local
 from . import _rows
 from ._backend import ChoiceRequest, ChoiceResult, ScoreRequest, ScoreResult
 from ._encode import Encoded, TranscriptEncoder
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 # Bytes of float32 logits materialised at once (per chunk of scored positions). On CPU a
 # chunk that stays in cache makes the softmax compute-bound instead of memory-bound.
 LOGITS_CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
-_SAMPLE = 4 * 2**20  # bytes read from each end of a large weight file for its fingerprint
+_BLOCK = 16 * 2**20  # read size for weight-file digests
+_CACHE_FROM = 64 * 2**20  # files at least this large keep their digest in the cache
 
 
 def resolve_device(device: str) -> str:
@@ -51,17 +54,33 @@ def resolve_dtype(dtype: str, device: str):
 
 
 def _file_digest(path: Path) -> str:
+    """sha256 of the whole file, so that any change to any weight changes the result key.
+    Large checkpoints are read once: the digest is cached by (path, size, mtime) in
+    `$SURROGATE_CACHE/digests.json` (written atomically; a stale or unreadable cache is
+    simply recomputed)."""
+    from .._cache import cache_dir
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    store = cache_dir() / "digests.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
     h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
     with open(path, "rb") as f:
-        if size <= 4 * _SAMPLE:
-            h.update(f.read())
-        else:  # weights are large: size plus both ends identifies a checkpoint file
-            h.update(f.read(_SAMPLE))
-            f.seek(size - _SAMPLE)
-            h.update(f.read(_SAMPLE))
-    return h.hexdigest()[:16]
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+    digest = h.hexdigest()[:16]
+    if stat.st_size >= _CACHE_FROM:
+        known[key] = digest
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f".digests-{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, store)
+    return digest
 
 
 def weights_fingerprint(model: Any) -> str:
@@ -83,6 +102,8 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    if not Path(spec.path).exists() and looks_local(spec.path):
+        raise FileNotFoundError(f"{spec.path}: no such file or folder (a hub id is owner/name)")
     tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
     model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **kw)
     if spec.adapter:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._cache import cache_dir
+
 from ..models import ModelSpec
 
 DEMO_MODELS_VERSION = 1
@@ -21,12 +23,6 @@ NOTICE = (
     "post-trained model). Their NLLs carry no scientific meaning. Pass --model and --data "
     "to score real models on real transcripts."
 )
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SURROGATE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "surrogate")
-    return Path(root)
 
 
 def demo_data() -> Path:

@@ -123,3 +123,11 @@ def test_missing_source_is_a_clear_error(tmp_path):
         load(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="no prompts.jsonl"):
         load(tmp_path)
+
+
+def test_mistyped_local_paths_are_not_hub_ids(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study").mkdir()
+    for typo in ("study/prompts.jsonl", "study/promts.jsonl.zip", "./study/x", "study/x"):
+        with pytest.raises(DataError, match="no such file or folder"):
+            load(typo)

@@ -142,3 +142,37 @@ def test_top1_is_the_vocabulary_argmax(qwen_backend, requests):
     finally:
         handle.remove()
     assert hits >= 2 and misses >= 2
+
+
+def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
+    """A change in the middle of a large checkpoint changes its key (the old digest read only
+    both ends); digests are cached by path, size and mtime, and recomputed when these change."""
+    import json
+    import os
+
+    from surrogate._cache import cache_dir
+
+    monkeypatch.setattr(_hf, "_CACHE_FROM", 1)  # cache even this small file
+    f = tmp_path / "model.safetensors"
+    data = bytearray(os.urandom(40 * 2**20))
+    f.write_bytes(bytes(data))
+    first = _hf._file_digest(f)
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    second = _hf._file_digest(f)
+    assert second != first
+    entries = json.loads((cache_dir() / "digests.json").read_text())
+    assert sorted(entries.values()) == sorted([first, second])
+    # A cached digest is what a later call returns for the unchanged file.
+    key = next(k for k, v in entries.items() if v == second)
+    entries[key] = "from-the-cache"
+    (cache_dir() / "digests.json").write_text(json.dumps(entries))
+    assert _hf._file_digest(f) == "from-the-cache"
+
+
+def test_mistyped_model_folder_is_not_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for typo in ("runs/qwen3", "./qwen3", "models/a/b"):
+        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+            load_backend(ModelSpec(path=typo))
