@@ -26,3 +26,22 @@ def looks_local(text: str) -> bool:
         return True
     first = text.split("/", 1)[0]
     return "/" in text and Path(first).is_dir()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Written beside and renamed over: readers see the old file or the new, never half."""
+    import os
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    import json
+
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())

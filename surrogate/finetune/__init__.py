@@ -1,5 +1,14 @@
-"""LoRA training toward human behaviour: planned, not built yet.
+"""Training toward human behaviour: LoRA (`finetune`) and the shared training loop.
 
-Scoring already accepts a trained PEFT adapter (`ModelSpec(adapter=...)`); training one from
-Psych-201 transcripts with held-out participants and experiments is future work.
+The loss falls on the tokens of human responses as the scorer defines them (one encoder for
+both), so what is trained is exactly what is scored. Needs the `[finetune]` extra (peft).
 """
+
+from ._examples import response_windows, with_responses
+from ._lora import PROJECTIONS, FinetuneConfig, FinetuneReport, HeldoutNLL, finetune
+from ._train import Example, TrainConfig, TrainResult, plan_batches, train
+
+__all__ = [
+    "PROJECTIONS", "Example", "FinetuneConfig", "FinetuneReport", "HeldoutNLL", "TrainConfig", "TrainResult",
+    "finetune", "plan_batches", "response_windows", "train", "with_responses",
+]

@@ -34,7 +34,14 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str, **options) -> "ModelSpec":
-        """`PATH_OR_ID`, `NAME=PATH_OR_ID`, and for hub ids `...@REVISION`."""
+        """`PATH_OR_ID`, `NAME=PATH_OR_ID`, for hub ids `...@REVISION`, and after a comma
+        `adapter=DIR` (a PEFT adapter applied on top): `post=organism-post,adapter=runs/lora`."""
+        text, *extras = text.split(",")
+        for extra in extras:
+            key, eq, value = extra.partition("=")
+            if key.strip() != "adapter" or not eq or not value.strip():
+                raise ValueError(f"{extra!r} in model {text!r}: expected adapter=DIR after a comma")
+            options = {**options, "adapter": value.strip()}
         name, sep, path = text.partition("=")
         if not (sep and name and "/" not in name):
             name, path = None, text

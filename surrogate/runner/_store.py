@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .._cache import atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
+
 RESPONSES = "responses.parquet"
 CHOICES = "choices.parquet"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 class PartStore:
@@ -70,11 +62,22 @@ class PartStore:
         os.replace(tmp, self.folder / name)
         return self.folder / name
 
-    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
-        parts = self.parts()
+    def read(self, columns: list[str] | None = None, parts: list[Path] | None = None) -> pd.DataFrame:
+        """All parts as one table. A unit found in several parts (two writers that scored it
+        at once, or merged folders that overlap) counts once: from the first part by name."""
+        parts = self.parts() if parts is None else parts
         if not parts:
             return pd.DataFrame(columns=columns or [])
-        return pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "unit_key"]))
+        frames, seen = [], set()
+        for p in parts:
+            f = pd.read_parquet(p, columns=wanted)
+            if "unit_key" in f.columns:
+                keys = f["unit_key"]
+                f = f[~keys.isin(seen)]
+                seen.update(keys.unique())
+            frames.append(f if columns is None or "unit_key" in columns else f.drop(columns="unit_key"))
+        return pd.concat(frames, ignore_index=True)
 
 
 def read_responses(run_dir: str | Path) -> pd.DataFrame:
@@ -99,4 +102,33 @@ def read_choices(run_dir: str | Path) -> pd.DataFrame:
     parts = [p for p in PartStore(folder).parts() if p.name in names]
     if not parts:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    return PartStore(folder).read(parts=parts)
+
+
+@contextmanager
+def writer_lock(out: Path, shard: str) -> Iterator[None]:
+    """One writer per (folder, shard) at a time: a second process on the same share of the
+    work stops at once with a clear error instead of scoring everything twice. The lock is
+    the kernel's (flock): it dies with its process, so a killed run never leaves it behind."""
+    import fcntl
+
+    path = out / f".writer-{shard}.lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ValueError(f"{out}: {holder} is already writing shard {shard} of this folder; wait for "
+                         "it, or give each process its own share with --shard K/N (torchrun ranks do "
+                         "this themselves)") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()

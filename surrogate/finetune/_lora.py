@@ -1,0 +1,234 @@
+"""`surrogate finetune`: LoRA toward human behaviour, evaluated on people it never saw.
+
+As Centaur was trained: the loss falls only on the tokens of human responses (the scorer's
+rule, through the model's chat template when it has one). The split is seeded and written
+beside the adapter; report.json holds the held-out NLL before and after, and with a
+reference model the fraction of the gap to it that the adapter recovers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._cache import atomic_write_json
+from ..data import Holdout, Participant, TruncationConfig, load, prepare_transcript, split_participants
+from ..models import ChatMode, ModelSpec, ScoreRequest, TranscriptEncoder, load_backend, resolve_named
+from ._examples import response_windows
+from ._train import TrainConfig, train
+
+# Every attention and MLP projection of the common decoder families (Llama, Qwen, OLMo,
+# Mistral, Gemma); modules a model does not have are simply absent from its match.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class FinetuneConfig(TrainConfig):
+    """LoRA, split and evaluation settings (the optimisation settings are TrainConfig's)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rank: int = Field(16, ge=1, description="LoRA rank r.")
+    alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha (update scale alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: tuple[str, ...] = Field(PROJECTIONS, description="Module names to adapt: all "
+                                            "attention and MLP projections by default.")
+    holdout: Holdout = Field("participants", description="Hold out participants (of every study) "
+                             "or whole experiments (studies).")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out (by a seeded hash).")
+    chat: ChatMode = Field("auto", description="Train through the chat template: auto when the "
+                                               "tokenizer has one (as the scorer scores it).")
+    eval_per_study: int | None = Field(100, ge=1, description="Held-out participants scored per "
+                                       "study for report.json (None: all).")
+
+
+class HeldoutNLL(BaseModel):
+    """Mean NLL per response (nats) over held-out participants, each participant weighted once."""
+
+    study: str
+    n_participants: int
+    n_responses: int
+    before: float
+    after: float
+    reference: float | None = None
+    recovery: float | None = Field(None, description="(before - after) / (before - reference)")
+
+
+class FinetuneReport(BaseModel):
+    model: str
+    adapter: str
+    reference: str | None
+    data: str
+    steps: int
+    resumed_from: int
+    final_train_loss: float
+    n_train_participants: int
+    n_train_windows: int
+    n_train_response_tokens: int
+    heldout: list[HeldoutNLL] = Field(description="Per study, then the 'all' row (studies pooled "
+                                                  "over participants).")
+    config: dict[str, Any]
+
+    @property
+    def overall(self) -> HeldoutNLL:
+        return next(h for h in self.heldout if h.study == "all")
+
+
+def _device(device: str) -> str:
+    from ..models._hf import resolve_device
+
+    return resolve_device(device)
+
+
+def _participant_nll(spec: ModelSpec, participants: Sequence[Participant]) -> list[tuple[float, int]]:
+    """(mean NLL per response, number of responses) per participant, by the scorer itself."""
+    from ..models import score_all
+
+    backend = load_backend(spec)
+    requests = [ScoreRequest(transcript=prepare_transcript(p.text, "", TruncationConfig()))
+                for p in participants]
+    out = []
+    for result in score_all(backend, requests):
+        nll = np.asarray(result.nll, dtype=float)
+        nll = nll[np.isfinite(nll)]
+        out.append((float(nll.mean()) if len(nll) else float("nan"), int(len(nll))))
+    del backend
+    return out
+
+
+def _heldout_rows(participants, before, after, reference) -> list[HeldoutNLL]:
+    rows = []
+    studies = sorted({p.study for p in participants})
+    for study in [*studies, "all"]:
+        idx = [i for i, p in enumerate(participants) if study == "all" or p.study == study]
+        ok = [i for i in idx if np.isfinite(before[i][0]) and before[i][1] > 0]
+        if not ok:
+            continue
+        b = float(np.mean([before[i][0] for i in ok]))
+        a = float(np.mean([after[i][0] for i in ok]))
+        r = float(np.mean([reference[i][0] for i in ok])) if reference else None
+        rec = (b - a) / (b - r) if r is not None and b != r else None
+        rows.append(HeldoutNLL(study=study, n_participants=len(ok), n_responses=sum(before[i][1] for i in ok),
+                               before=b, after=a, reference=r, recovery=rec))
+    return rows
+
+
+def finetune(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    compare_to: str | None = None,
+    studies: Sequence[str] | None = None,
+    max_participants: int | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+    stop_after: int | None = None,
+) -> FinetuneReport | None:
+    """Train a LoRA adapter on `model` (a folder, hub id or organism name) from Psych-201 data
+    and write it to `out` in peft's format, with split.json and report.json. A killed run
+    resumes from out/checkpoint.pt; a finished one returns its report. Returns None only
+    when `stop_after` (a test hook) ended training early."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..models.tiny import _quiet_transformers
+
+    _quiet_transformers()
+    config = config or FinetuneConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = resolve_named(model)
+    dataset = load(data, max_participants=max_participants, studies=studies)
+    split = split_participants(dataset.participants, holdout=config.holdout,
+                               fraction=config.holdout_fraction, seed=config.seed)
+    held = set(split.heldout)
+    train_people = [p for p in dataset.participants if p.key not in held]
+    heldout_people = [p for p in dataset.participants if p.key in held]
+    run_id = hashlib.sha256(json.dumps({"model": model, "data": str(data), "config": config.model_dump(mode="json"),
+                                        "studies": list(studies or []), "max": max_participants,
+                                        "compare_to": compare_to}, sort_keys=True).encode()).hexdigest()[:16]
+    report_path = out / "report.json"
+    if report_path.exists() and (out / "adapter_config.json").exists():
+        saved = json.loads(report_path.read_text())
+        if saved.get("config", {}).get("run_id") == run_id:
+            log(f"{out}: already trained and evaluated (report.json); nothing to do")
+            return FinetuneReport.model_validate(saved)
+    atomic_write_json(out / "split.json", split.model_dump(mode="json"))
+
+    dev = _device(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code).to(dev)
+    chat = bool(tokenizer.chat_template) if config.chat == "auto" else config.chat == "on"
+    encoder = TranscriptEncoder(tokenizer, chat=chat)
+    uncut = TruncationConfig(max_chars=None)
+    examples = [e for p in train_people
+                for e in response_windows(encoder, prepare_transcript(p.text, "", uncut), config.max_tokens)]
+    n_label = int(sum((e.labels >= 0).sum() for e in examples))
+    log(f"LoRA on {model}: {len(train_people)} training participants, {len(examples)} windows, "
+        f"{n_label} response tokens; {len(heldout_people)} held out ({config.holdout})")
+    names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+    targets = [m for m in config.target_modules if m in names]
+    if not targets:
+        raise ValueError(f"none of the target modules {list(config.target_modules)} exist in {model}")
+    torch.manual_seed(config.seed)
+    peft_model = get_peft_model(base, LoraConfig(r=config.rank, lora_alpha=config.alpha,
+                                                 lora_dropout=config.dropout, target_modules=targets,
+                                                 task_type="CAUSAL_LM"))
+    if dev.startswith("cuda"):
+        peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    pad = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question each step
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        result = train(peft_model, examples, config, checkpoint=out / "checkpoint.pt", pad_id=pad, device=dev,
+                       progress=progress, stop_after=stop_after)
+    if stop_after is not None and result.steps < len_plan(examples, config):
+        return None
+    peft_model.save_pretrained(out)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    del peft_model, base
+
+    eval_people = _eval_sample(heldout_people, config.eval_per_study)
+    log(f"evaluating on {len(eval_people)} held-out participants")
+    spec = ModelSpec(path=model, device=device, trust_remote_code=trust_remote_code, chat=config.chat)
+    before = _participant_nll(spec, eval_people)
+    after = _participant_nll(spec.model_copy(update={"adapter": str(out)}), eval_people)
+    reference = (_participant_nll(ModelSpec(path=compare_to, device=device, trust_remote_code=trust_remote_code),
+                                  eval_people) if compare_to else None)
+    report = FinetuneReport(
+        model=model, adapter=str(out), reference=compare_to, data=str(data), steps=result.steps,
+        resumed_from=result.resumed_from, final_train_loss=result.final_loss,
+        n_train_participants=len(train_people), n_train_windows=len(examples),
+        n_train_response_tokens=n_label, heldout=_heldout_rows(eval_people, before, after, reference),
+        config={**config.model_dump(mode="json"), "run_id": run_id, "chat": chat, "target_modules": targets})
+    atomic_write_json(report_path, report.model_dump(mode="json"))
+    return report
+
+
+def len_plan(examples, config: TrainConfig) -> int:
+    from ._train import plan_batches
+
+    return len(plan_batches([len(e) for e in examples], config))
+
+
+def _eval_sample(people: Sequence[Participant], per_study: int | None) -> list[Participant]:
+    if per_study is None:
+        return list(people)
+    seen: dict[str, int] = {}
+    out = []
+    for p in people:
+        if seen.get(p.study, 0) < per_study:
+            seen[p.study] = seen.get(p.study, 0) + 1
+            out.append(p)
+    return out
