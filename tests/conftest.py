@@ -84,6 +84,36 @@ def llama_dir(tmp_path_factory, corpus) -> Path:
                  seed=1)
 
 
+def _tiny_vision_language(tmp_path_factory, corpus, family: str, style: str) -> Path:
+    from surrogate.models.tiny import _quiet_transformers, build_vision_language_model, train_tokenizer
+
+    _quiet_transformers()
+    tok = train_tokenizer(corpus, vocab_size=3000, style=style, chat_template=True,
+                          isolate_close_marker=True)
+    out = tmp_path_factory.mktemp(family)
+    build_vision_language_model(tok, family, seed=2).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def qwen2_5_vl_dir(tmp_path_factory, corpus) -> Path:
+    """Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration), scored on text."""
+    return _tiny_vision_language(tmp_path_factory, corpus, "qwen2_5_vl", "qwen")
+
+
+@pytest.fixture(scope="session")
+def qwen3_vl_dir(tmp_path_factory, corpus) -> Path:
+    """Qwen3-VL (Qwen3VLForConditionalGeneration, interleaved M-RoPE, deepstack)."""
+    return _tiny_vision_language(tmp_path_factory, corpus, "qwen3_vl", "qwen")
+
+
+@pytest.fixture(scope="session")
+def mllama_dir(tmp_path_factory, corpus) -> Path:
+    """Llama-3.2-Vision (MllamaForConditionalGeneration, cross-attention layers)."""
+    return _tiny_vision_language(tmp_path_factory, corpus, "mllama", "llama")
+
+
 @pytest.fixture(scope="session")
 def qwen_backend(qwen_dir):
     from surrogate.models import ModelSpec, load_backend

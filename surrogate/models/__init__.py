@@ -11,6 +11,7 @@ from ._backend import (
 )
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
+from ._named import ORGANISMS, organisms_dir, resolve_named
 from ._spec import ChatMode, DType, ModelSpec
 
 
@@ -24,5 +25,5 @@ def load_backend(spec: ModelSpec) -> ScorerBackend:
 __all__ = [
     "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
     "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
-    "score_all",
+    "score_all", "ORGANISMS", "organisms_dir", "resolve_named",
 ]

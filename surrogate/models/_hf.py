@@ -24,6 +24,7 @@ from .._cache import looks_local
 from . import _rows
 from ._backend import ChoiceRequest, ChoiceResult, ScoreRequest, ScoreResult
 from ._encode import Encoded, TranscriptEncoder
+from ._named import resolve_named
 from ._spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,14 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    if not Path(spec.path).exists() and looks_local(spec.path):
-        raise FileNotFoundError(f"{spec.path}: no such file or folder (a hub id is owner/name)")
-    tokenizer = AutoTokenizer.from_pretrained(spec.path, **kw)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **kw)
+    # A shipped organism is keyed by its name, not by where the package is installed.
+    path = resolve_named(spec.path)
+    if not Path(path).exists() and looks_local(path):
+        raise FileNotFoundError(f"{path}: no such file or folder (a hub id is owner/name)")
+    if spec.adapter and not Path(spec.adapter).exists() and looks_local(spec.adapter):
+        raise FileNotFoundError(f"{spec.adapter}: no such adapter folder")
+    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, **kw)
     if spec.adapter:
         try:
             from peft import PeftModel
@@ -114,6 +119,21 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
         model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
     model = model.to(device).eval()
     return HFScorer(model, tokenizer, spec=spec, device=device)
+
+
+def is_vision_language(config: Any) -> bool:
+    """A composite checkpoint with a vision tower (Qwen2.5-VL, Qwen3-VL, Llama-3.2-Vision)."""
+    return getattr(config, "vision_config", None) is not None
+
+
+def _model_class(path: str, kw: dict[str, Any]) -> Any:
+    """Causal LMs load as such; vision-language checkpoints load whole (as the paper's VL
+    evaluation does) and are scored on text alone. (The causal-LM auto class either refuses
+    their configs or, for mllama, builds a text-only model from a composite config.)"""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(path, **kw)
+    return AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
 
 
 class HFScorer:
@@ -132,7 +152,7 @@ class HFScorer:
         # On CPU one transcript per pass is fastest (activations stay in cache); on GPU
         # large batches keep the device busy.
         self.batch_tokens = spec.batch_tokens or (65536 if device.startswith("cuda") else 2048)
-        self.context_length = getattr(model.config, "max_position_embeddings", None)
+        self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         self._torch = torch
         self._body = getattr(model, model.base_model_prefix, None)
@@ -385,7 +405,7 @@ class HFScorer:
     def _logits(self, hidden):
         """LM head plus the output transforms some architectures apply after it."""
         logits = self._head(hidden)
-        cfg = self.model.config
+        cfg = self.model.config.get_text_config()
         if getattr(cfg, "logit_scale", None) is not None:  # Cohere
             logits = logits * cfg.logit_scale
         if getattr(cfg, "logits_scaling", None) is not None:  # Granite
@@ -420,7 +440,12 @@ class HFScorer:
 
 
 def _dir_digest(folder: Path) -> str:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    """An adapter's identity: its config and weights (not the reports or checkpoints beside)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such adapter folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith("adapter_"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no adapter_config.json / adapter_model.* in it")
     return hashlib.sha256(json.dumps({str(p.relative_to(folder)): _file_digest(p)
                                       for p in files}).encode()).hexdigest()[:16]
 

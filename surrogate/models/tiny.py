@@ -125,6 +125,7 @@ def build_model(
     head_dim: int | None = None,
     vocab_size: int | None = None,
     max_position_embeddings: int = 32768,
+    tie_word_embeddings: bool = False,
     seed: int = 0,
 ) -> Any:
     """A random-weight causal LM of a real architecture, sized for CPU tests.
@@ -143,7 +144,7 @@ def build_model(
         num_key_value_heads=num_kv_heads,
         head_dim=head_dim or hidden_size // num_heads,
         max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -153,6 +154,45 @@ def build_model(
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Default initialisation gives near-uniform predictions; a larger output scale makes
     # the NLLs vary across tokens, which makes equality tests meaningful.
+    with torch.no_grad():
+        model.get_output_embeddings().weight.normal_(0.0, 1.0 / hidden_size**0.5 * 4)
+    return model.eval()
+
+
+VisionLanguage = Literal["qwen2_5_vl", "qwen3_vl", "mllama"]
+
+
+def build_vision_language_model(tokenizer: Any, family: VisionLanguage, *, hidden_size: int = 64,
+                                num_layers: int = 2, seed: int = 0) -> Any:
+    """A random-weight vision-language checkpoint (the image-text-to-text class the hub
+    checkpoints use), with a tiny vision tower; surrogate scores its text path."""
+    import torch
+    from transformers import AutoModelForImageTextToText, MllamaConfig, Qwen2_5_VLConfig, Qwen3VLConfig
+
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=32768, tie_word_embeddings=False,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    section = [hidden_size // 32, hidden_size // 64 * 3 // 2 + 1, hidden_size // 64 * 3 // 2 + 1]
+    section[0] = hidden_size // 8 - section[1] - section[2]  # mrope sections sum to head_dim / 2
+    if family == "qwen2_5_vl":
+        config = Qwen2_5_VLConfig(text_config=dict(text, rope_scaling={"type": "mrope", "mrope_section": section}),
+                                  vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                                                     out_hidden_size=hidden_size))
+    elif family == "qwen3_vl":
+        config = Qwen3VLConfig(text_config=dict(text, head_dim=hidden_size // 4,
+                                                rope_scaling={"rope_type": "default", "mrope_section": section,
+                                                              "mrope_interleaved": True}),
+                               vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                                                  out_hidden_size=hidden_size, deepstack_visual_indexes=[0]))
+    else:
+        config = MllamaConfig(text_config=dict(text, cross_attention_layers=[num_layers - 1]),
+                              vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                 num_global_layers=1, attention_heads=2, image_size=56,
+                                                 patch_size=14, vision_output_dim=hidden_size))
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     with torch.no_grad():
         model.get_output_embeddings().weight.normal_(0.0, 1.0 / hidden_size**0.5 * 4)
     return model.eval()
