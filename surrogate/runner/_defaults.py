@@ -15,6 +15,18 @@ from .._cache import cache_dir
 from ..models import ModelSpec
 
 DEMO_MODELS_VERSION = 1
+ORGANISM_NOTICE = (
+    "Built-in default: the shipped model organisms (organism-base: a 2.6M-parameter Qwen3-architecture "
+    "model trained by surrogate on real Psych-201 transcripts, a miniature Centaur; organism-post: "
+    "the same model post-trained through a chat template toward the population's modal answers) "
+    "score a sample of real Psych-201 participants they never trained on "
+    "(surrogate/runner/data/psych201-sample), persona off, on and shuffled. These are miniature "
+    "organisms, not real models. For real models and the whole of Psych-201: surrogate run "
+    "--model base=Qwen/Qwen3-0.6B-Base --model post=Qwen/Qwen3-0.6B --data PATH/TO/psych201 "
+    "--persona none,interview,shuffled"
+)
+DEFAULT_PERSONAS = ("none", "interview", "shuffled")
+DEFAULT_MODELS = ("organism-base", "organism-post")
 NOTICE = (
     "Built-in default: the demo study (synthetic participants from surrogate's own "
     "paradigms, not human data) scored by a random-weight demo model pair "
@@ -23,6 +35,17 @@ NOTICE = (
     "post-trained model). Their NLLs carry no scientific meaning. Pass --model and --data "
     "to score real models on real transcripts."
 )
+
+
+def default_data() -> Path:
+    """The shipped sample of real Psych-201 participants (held out from the organisms)."""
+    from .organisms import sample_dir
+
+    folder = sample_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: the shipped Psych-201 sample is missing; rebuild it "
+                                "with `surrogate organisms build`")
+    return folder
 
 
 def demo_data() -> Path:
@@ -44,7 +67,8 @@ DEMO_NAMES = ("demo-base", "demo-chat")
 
 
 def resolve_model_path(path: str) -> str:
-    """`demo-base` / `demo-chat` name the built-in demo models (unless such a folder exists)."""
+    """`demo-base` / `demo-chat` name the built-in demo models (unless such a folder exists);
+    organism names resolve at load (they are keyed by name, wherever the package lives)."""
     if path in DEMO_NAMES and not Path(path).exists():
         return next(spec.path for spec in demo_models() if spec.name == path)
     return path
