@@ -27,7 +27,7 @@ from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_age
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
 from ..models import ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, resolve_strategies
-from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json
+from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json, writer_lock
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
@@ -45,8 +45,8 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     models: list[ModelSpec] = Field(default_factory=list,
-                                    description="Models to score (empty: the demo pair).")
-    data: str | None = Field(None, description="Psych-201 source (None: the built-in demo study).")
+                                    description="Models to score (empty: the shipped organisms).")
+    data: str | None = Field(None, description="Psych-201 source (None: the shipped sample of real participants).")
     personas: list[str] = Field(default_factory=lambda: ["none"],
                                 description="Persona strategies (names, on/off/both, module:Class).")
     out: Path = Field(Path("runs/default"), description="Output folder.")
@@ -65,6 +65,33 @@ class RunConfig(BaseModel):
                           "at every response (choices.parquet).")
     options: dict[str, list[str]] = Field(default_factory=dict, description="Declared option sets "
                                           "by study (overrides detection).")
+    shard: tuple[int, int] | None = Field(None, description="(K, N): score only the K-th of N "
+                                          "deterministic shares of the units (SLURM arrays, torchrun ranks).")
+
+    @property
+    def shard_label(self) -> str:
+        return f"{self.shard[0]}-of-{self.shard[1]}" if self.shard else "0-of-1"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` with 0 <= K < N."""
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = None
+    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"--shard {text!r}: expected K/N with 0 <= K < N (e.g. 0/4)")
+    return shard
+
+
+def in_shard(unit_identity: tuple[str, ...], shard: tuple[int, int] | None) -> bool:
+    """Units are dealt to shards by a hash of (model, persona, study, experiment,
+    participant): every process computes the same deal, whatever order it loads data in."""
+    if shard is None:
+        return True
+    digest = hashlib.sha256("\x1f".join(unit_identity).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
 @dataclass
@@ -227,6 +254,11 @@ def execute(
     """Score every (model, strategy, participant) unit not already in config.out."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out, config.shard_label):
+        return _execute(config, dataset, backends, out, progress=progress, log=log)
+
+
+def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResult:
     store = PartStore(out / RESPONSES)
     choice_store = PartStore(out / CHOICES)
     for st in (store, choice_store):
@@ -251,7 +283,8 @@ def execute(
             "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)},
         "models": {},
     }
-    atomic_write_json(out / "run.json", info)
+    info_name = "run.json" if config.shard is None else f"run-shard-{config.shard_label}.json"
+    atomic_write_json(out / info_name, info)
     existing = store.read(columns=[*IDENTITY, "unit_key"])
     done = set(existing["unit_key"]) if not existing.empty else set()
 
@@ -264,6 +297,8 @@ def execute(
                             supports_system=supports_system,
                             option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
         _check_stale(existing, units, label)
+        if config.shard is not None:
+            units = [u for u in units if in_shard((label, u.persona, *u.participant.key), config.shard)]
         pending = [u for u in units if u.key not in done]
         empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
                  for s in strategies if s.name != "none"}
@@ -305,7 +340,7 @@ def execute(
             flush()
         stats["tokens_per_second"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else None
         info["models"][label] = stats
-        atomic_write_json(out / "run.json", info)
+        atomic_write_json(out / info_name, info)
         del backend
 
     responses = store.read()
@@ -314,6 +349,8 @@ def execute(
     info["finished"] = datetime.now(timezone.utc).isoformat()
     info["responses"] = {"rows": len(responses),
                          "truncated": int(responses["truncated"].sum()) if len(responses) else 0}
-    atomic_write_json(out / "run.json", info)
+    atomic_write_json(out / info_name, info)
+    # Every shard writes the summary of what the folder holds when it ends; the last to end
+    # writes the whole table's.
     atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode())
     return RunResult(out=out, responses=responses, summary=summary, info=info)

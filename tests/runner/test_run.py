@@ -166,17 +166,6 @@ def test_system_persona_needs_chat(psych201, tmp_path):
     assert result.info["models"]["h"]["scored"] == 4
 
 
-def test_cli_default_runs_offline(tmp_path):
-    runner = CliRunner()
-    res = runner.invoke(app, ["run", "--out", str(tmp_path / "demo")])
-    assert res.exit_code == 0, res.output
-    assert "random-weight demo model pair" in res.output
-    frame = read_responses(tmp_path / "demo")
-    _check_table(frame)
-    assert set(frame["model"]) == {"demo-base", "demo-chat"}
-    assert set(frame["chat"].astype(bool)) == {False, True}
-
-
 def test_cli_reports_bad_input_clearly(tmp_path):
     data = tmp_path / "prompts.jsonl"
     data.write_text('{"text": "a <<b <<c>>", "participant": 9}\n')
