@@ -1,7 +1,8 @@
 """surrogate: test language models as stand-ins for human participants.
 
 The Python API mirrors the CLI: `surrogate.run`, `surrogate.compare_personas`,
-`surrogate.analyze`, `surrogate.simulate`, plus `surrogate.load` for data. Submodules are
+`surrogate.analyze`, `surrogate.simulate`, `surrogate.report`, `surrogate.merge`,
+`surrogate.finetune`, `surrogate.build_organisms`, plus `surrogate.load` for data. Submodules are
 imported on first use, so `import surrogate` stays light.
 """
 
@@ -19,6 +20,10 @@ _API = {
     "simulate": ("surrogate.runner", "simulate"),
     "load": ("surrogate.data", "load"),
     "read_responses": ("surrogate.runner", "read_responses"),
+    "report": ("surrogate.runner", "report"),
+    "merge": ("surrogate.runner", "merge"),
+    "finetune": ("surrogate.finetune", "finetune"),
+    "build_organisms": ("surrogate.runner.organisms", "build_organisms"),
 }
 
 __all__ = ["__version__", *_API]

@@ -86,11 +86,11 @@ def _option_sets(items: list[str] | None) -> dict[str, list[str]]:
 @app.command()
 def run(
     model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Local folder or hub id, optionally NAME=PATH; repeat for several. "
-        "Default: the random-weight demo pair.")] = None,
+        "--model", "-m", help="Local folder or hub id, optionally NAME=PATH and ,adapter=DIR; repeat "
+        "for several. Default: the shipped organisms (organism-base, organism-post).")] = None,
     data: Annotated[Optional[str], typer.Option(
         help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. "
-        "Default: the built-in demo study.")] = None,
+        "Default: the shipped sample of real Psych-201 participants.")] = None,
     persona: Annotated[str, typer.Option(
         help="off | on | both, or strategies: none,interview,narrative,demographics,"
         "questionnaires,system,shuffled,population,placebo or module:Class.")] = "off",
@@ -119,6 +119,9 @@ def run(
                                                     "levels of this metadata field (e.g. condition).")] = None,
     derangements: Annotated[int, typer.Option(help="Independent shuffled pairings (shuffled, "
                                               "shuffled.2, ...), to report over several.")] = 1,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: score only the K-th of N deterministic "
+                                                 "shares of the units (SLURM arrays; torchrun ranks "
+                                                 "shard themselves).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/default"),
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas."""
@@ -132,7 +135,7 @@ def run(
                          batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
                          max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                          truncation=truncation, seed=seed, stratify=stratify, derangements=derangements,
-                         choices=choices,
+                         choices=choices, shard=shard,
                          options=_option_sets(options), progress=progress, log=_log)
     _print_table(result.summary, "Mean NLL per response (nats)")
     for label, stats in result.info["models"].items():
@@ -142,13 +145,47 @@ def run(
         _log(f"{label}: scored {stats['scored']} units, skipped {stats['skipped']} done; "
              f"{stats['tokens']} tokens" + (f" at {tps:.0f} tokens/s" if tps else "") + note)
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
+    if not model and data is None and result.info["config"]["shard"] is None:
+        _default_job_results(out)
+
+
+def _default_job_results(out: Path) -> None:
+    """The built-in default shows the science: post-training misalignment between the two
+    organisms and the persona decomposition, estimated from the run just made."""
+    from .analysis import ModelPair
+    from .runner import ORGANISM_NOTICE, analyze as analyze_job
+
+    with _user_errors():
+        result = analyze_job([out], pairs=[ModelPair(base="organism-base", post_trained="organism-post",
+                                                     post_training="modal answers (stand-in)")])
+    if result.misalignment is not None:
+        frame = result.misalignment.to_frame()
+        _print_table(frame[["experiment", "n", "cohens_d", "lo", "hi", "d_paper"]],
+                     "Post-training misalignment, organism-post vs organism-base (Cohen's d; > 0: "
+                     "the post-trained model predicts people worse)")
+    for label, dec in result.decompositions.items():
+        t = dec.to_frame()
+        t = t[t["experiment"] != "pooled_fixed"]
+        _print_table(t[["experiment", "n_participants", "total", "population_component",
+                        "individual_component", "individual_p"]],
+                     f"Persona decomposition, {label} (nats per response; > 0: the persona helps)")
+    summaries = [d.summary() for d in result.decompositions.values()]
+    if result.misalignment is not None:
+        summaries.append(result.misalignment.summary())
+    _log("\n\n".join(summaries))
+    from .runner import report as report_job
+
+    with _user_errors():
+        rep = report_job([out], out / "report", analysis=result, title="surrogate default job: model organisms")
+    _log(f"wrote the analysis to {result.out} and the report to {rep.html}")
+    _log(ORGANISM_NOTICE)
 
 
 @app.command("compare-personas")
 def compare_personas(
     model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Model(s) as in `run` (default: the demo pair).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the demo study).")] = None,
+        "--model", "-m", help="Model(s) as in `run` (default: the shipped organisms).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the shipped Psych-201 sample).")] = None,
     strategies: Annotated[str, typer.Option(help="Strategies to score; must include none, the "
                                             "matched one and the control.")] = "none,interview,shuffled,population,placebo",
     matched: Annotated[str, typer.Option(help="The matched persona strategy.")] = "interview",
@@ -219,6 +256,129 @@ def analyze(
     _log(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (and LoRA folders).")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, figures/, tables/.")] = Path("report"),
+    pairs: Annotated[Optional[str], typer.Option(help="Model pairs TOML, or `paper`, as in `analyze`.")] = None,
+    categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (psych201/categories.csv).")] = None,
+    lora: Annotated[Optional[list[Path]], typer.Option(help="LoRA output folders with report.json "
+                                                       "(repeatable).")] = None,
+    control: Annotated[str, typer.Option(help="Control persona of the decomposition.")] = "shuffled",
+    title: Annotated[str, typer.Option(help="Report title.")] = "surrogate report",
+) -> None:
+    """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""
+    from .runner import report as job
+
+    with _user_errors():
+        rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], control=control,
+                  title=title, log=_log)
+    for f in rep.figures:
+        _log(f"  {f.title}: {f.png}")
+
+
+@app.command()
+def merge(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to merge (shards, machines).")],
+    out: Annotated[Path, typer.Option(help="The merged run folder (may be one of the sources).")],
+) -> None:
+    """Merge run folders into one table; every unit once, however often it appears."""
+    from .runner import merge as job
+
+    with _user_errors():
+        responses = job(run_dirs, out)
+    _log(f"wrote {out / 'responses.parquet'} ({len(responses)} rows from "
+         f"{responses['unit_key'].nunique() if len(responses) else 0} units) and summary.csv")
+
+
+organisms_app = typer.Typer(help="The shipped model organisms: small models trained on real people.",
+                            no_args_is_help=True)
+app.add_typer(organisms_app, name="organisms")
+
+
+@organisms_app.command("build")
+def organisms_build(
+    data: Annotated[Optional[Path], typer.Option(help="The Psych-201 tree (default: "
+                                                 "$SURROGATE_SHARED/psych201 or ../shared/psych201).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: replace the shipped "
+                                                "organisms and sample inside the package).")] = None,
+    budget: Annotated[float, typer.Option(help="Training budget in minutes on 2 CPU cores; sets "
+                                          "the number of steps, so the same budget gives the same "
+                                          "weights anywhere.")] = 25.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the sampling and the initialisation.")] = 0,
+) -> None:
+    """Rebuild organism-base and organism-post reproducibly from the Psych-201 data."""
+    import os
+
+    from .runner.organisms import OrganismRecipe, build_organisms
+
+    if data is None:
+        root = os.environ.get("SURROGATE_SHARED")
+        data = Path(root) / "psych201" if root else Path("../shared/psych201")
+    with _user_errors(), _progress() as progress:
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: no Psych-201 tree here (pass --data)")
+        build = build_organisms(data, out, OrganismRecipe(budget_minutes=budget, seed=seed),
+                                progress=progress, log=_log)
+    for group in ("participants", "experiments"):
+        g = build.evaluation.get(f"heldout_{group}")
+        if g:
+            _log(f"held-out {group}: NLL base {g['nll_base']:.3f}, post {g['nll_post']:.3f}; post-trained "
+                 f"worse in {g['post_worse']} of {g['studies']} studies (mean d {g['mean_d_paper']:.2f})")
+    _log(f"wrote {build.out}/organism-base and organism-post (cards: README.md in each), "
+         f"in {build.seconds / 60:.1f} minutes")
+
+
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Option("--model", "-m", help="Local folder, hub id or organism name.")],
+    data: Annotated[str, typer.Option(help="Psych-201 data, as in `run`.")],
+    out: Annotated[Path, typer.Option(help="Adapter folder (peft format; resumable).")],
+    holdout: Annotated[str, typer.Option(help="participants | experiments.")] = "participants",
+    holdout_fraction: Annotated[float, typer.Option(help="Share held out (seeded hash).")] = 0.2,
+    compare_to: Annotated[Optional[str], typer.Option(help="A reference model (e.g. the base "
+                                                      "model): report the recovery fraction.")] = None,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 32.0,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
+    epochs: Annotated[float, typer.Option(help="Passes over the training windows.")] = 1.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per training window.")] = 2048,
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per step.")] = 8192,
+    eval_per_study: Annotated[int, typer.Option(help="Held-out participants per study in report.json.")] = 100,
+    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
+    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="As in `run`.")] = False,
+    seed: Annotated[int, typer.Option(help="Split, batch order, dropout, initialisation.")] = 0,
+) -> None:
+    """LoRA toward human behaviour: loss on human responses only; evaluated on held-out people."""
+    from .finetune import FinetuneConfig, finetune as job
+
+    with _user_errors():
+        config = FinetuneConfig(holdout=holdout, holdout_fraction=holdout_fraction, rank=rank, alpha=alpha,
+                                dropout=dropout, learning_rate=learning_rate, epochs=epochs,
+                                max_steps=max_steps, max_tokens=max_tokens, batch_tokens=batch_tokens,
+                                eval_per_study=eval_per_study, seed=seed)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("LoRA"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                      TimeRemainingColumn(), console=_console()) as bar:
+            task = bar.add_task("train", total=None, loss="-")
+            report = job(model, data, out, config, compare_to=compare_to, studies=study,
+                         max_participants=max_participants, device=device, trust_remote_code=trust_remote_code,
+                         progress=lambda d, t, loss: bar.update(task, completed=d, total=t, loss=f"{loss:.3f}"),
+                         log=_log)
+    import pandas as pd
+
+    _print_table(pd.DataFrame([h.model_dump() for h in report.heldout]),
+                 "Held-out NLL per response (nats): before / after the adapter"
+                 + (" / reference" if compare_to else ""))
+    _log(f"wrote the adapter, split.json and report.json to {out}; score it with "
+         f"--model NAME={model},adapter={out}")
 
 
 @app.command()

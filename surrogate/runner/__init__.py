@@ -8,9 +8,12 @@ from pathlib import Path
 from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
 from ._analysis import Analysis, PersonaComparison, analyze, compare_personas
-from ._defaults import NOTICE, demo_data, demo_models, resolve_model_path
+from ._defaults import (DEFAULT_MODELS, DEFAULT_PERSONAS, NOTICE, ORGANISM_NOTICE, default_data, demo_data,
+                        demo_models, resolve_model_path)
 from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
-from ._job import COLUMNS, RunConfig, RunResult, build_units, execute, summarize, unit_rows
+from ._job import COLUMNS, RunConfig, parse_shard, RunResult, build_units, execute, summarize, unit_rows
+from ._merge import merge
+from ._report import Report, report
 from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
 
 ModelLike = str | ModelSpec | ScorerBackend
@@ -43,6 +46,26 @@ def _backend_factories(models: Sequence[ModelSpec | ScorerBackend]) -> list[tupl
     return out
 
 
+def _distributed(shard, device: str, log) -> tuple[tuple[int, int] | None, str]:
+    """The share of the work this process scores: --shard K/N, or under torchrun /
+    accelerate launch (WORLD_SIZE > 1) its rank's share, on its own GPU."""
+    import os
+
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return shard, device
+    if shard is not None:
+        raise ValueError("--shard and a torchrun / accelerate launch both split the work; use one")
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        import torch
+
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    log(f"rank {rank} of {world}: scoring shard {rank}/{world} on {device}")
+    return (rank, world), device
+
+
 def run(
     models: Sequence[ModelLike] = (),
     data: str | Path | None = None,
@@ -62,6 +85,7 @@ def run(
     stratify: str | None = None,
     derangements: int = 1,
     checkpoint_seconds: float = 30.0,
+    shard: str | tuple[int, int] | None = None,
     choices: bool = True,
     options: dict[str, list[str]] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -70,16 +94,24 @@ def run(
     """Score models on Psych-201 transcripts; the Python form of `surrogate run`.
 
     `models`: paths / hub ids (optionally NAME=PATH), ModelSpecs, or ready ScorerBackends;
-    none: the demo model pair. `data`: any source `surrogate.data.load` reads; None: the demo
-    study. `persona`: strategy names (comma-separated or a list; on/off/both). Results go to
-    `out` (responses.parquet, run.json, summary.csv); a re-run skips finished units.
+    none: the shipped organisms (organism-base, organism-post). `data`: any source
+    `surrogate.data.load` reads; None: the shipped sample of real Psych-201 participants. With
+    neither (the built-in default) the personas none, interview and shuffled are always scored,
+    so the persona decomposition can be estimated. `persona`: strategy names (comma-separated
+    or a list; on/off/both). Results go to `out` (responses.parquet, run.json, summary.csv); a
+    re-run skips finished units.
     """
-    if not models:
-        log(NOTICE)
-        models = demo_models()
-    if data is None:
-        data = demo_data()
+    shard, device = _distributed(shard, device, log)
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
+    if not models and data is None:
+        log(ORGANISM_NOTICE)
+        from ..personas import ALIASES
+
+        wanted = [n for p in personas for n in ALIASES.get(p.strip(), [p.strip()])]
+        personas = list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted]))
+    models = list(models) or list(DEFAULT_MODELS)
+    if data is None:
+        data = default_data()
     model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens,
                          trust_remote_code=trust_remote_code)
     resolved = _resolve(models, **model_options)
@@ -89,7 +121,8 @@ def run(
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
                        stratify=stratify, derangements=derangements,
-                       checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {})
+                       checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {},
+                       shard=shard)
     dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
     if dataset.invalid:
         log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
@@ -101,6 +134,6 @@ def run(
 __all__ = [
     "Analysis", "PersonaComparison", "analyze", "compare_personas",
     "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
-    "CHOICES", "COLUMNS", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
-    "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
+    "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
+    "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

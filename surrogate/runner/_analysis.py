@@ -13,6 +13,7 @@ from ..analysis import (
     DEFAULT_SESOI,
     ChoicePrediction,
     Misalignment,
+    ModelPair,
     PersonaDecomposition,
     choice_prediction,
     decompose_personas,
@@ -150,7 +151,7 @@ def _combine(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
 def analyze(
     run_dirs: Sequence[str | Path],
     *,
-    pairs: str | Path | None = None,
+    pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     out: str | Path | None = None,
     by: str = "study",
@@ -194,7 +195,7 @@ def analyze(
 
     if pairs is not None:
         cats = read_categories(categories) if categories is not None else None
-        wanted = read_pairs(pairs)
+        wanted = list(pairs) if isinstance(pairs, (list, tuple)) else read_pairs(pairs)
         have = set(responses["model"]) if not responses.empty else set()
         if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
             wanted = [p for p in wanted if {p.base, p.post_trained} <= have]

@@ -1,0 +1,291 @@
+"""The Psych-201 paper's figures, for your own models, from surrogate's tables.
+
+Each function takes tables (as `analyze` writes them) and returns a matplotlib Figure and
+the table it draws, or None when the tables hold nothing to draw. Colours are the
+Okabe-Ito palette (distinguishable with the common colour-vision deficiencies); every axis
+says what it shows and in which unit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Okabe & Ito (2008): safe for deuteranopia, protanopia and tritanopia.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+COMPONENT_COLOURS = {"total": "#000000", "population_component": "#0072B2", "individual_component": "#D55E00"}
+COMPONENT_LABELS = {"total": "total benefit", "population_component": "population component",
+                    "individual_component": "individual component"}
+
+Figure = Any
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                         "figure.dpi": 100, "savefig.bbox": "tight"})
+    return plt
+
+
+def model_nll(responses: pd.DataFrame, *, persona: str = "none", by: str = "study") -> pd.DataFrame:
+    """Per model: mean NLL per response, averaged over experiments (each experiment's mean
+    over its participants' means), with the across-experiment SE."""
+    d = responses[(responses["persona"] == persona) & responses["nll"].notna()]
+    if d.empty:
+        return pd.DataFrame(columns=["model", "mean_nll", "se", "n_experiments"])
+    per = d.groupby(["model", by, "participant"])["nll"].mean().groupby(["model", by]).mean()
+    from scipy import stats
+
+    out = per.groupby("model").agg(mean_nll="mean", sd="std", n_experiments="count").reset_index()
+    out["se"] = out["sd"] / np.sqrt(out["n_experiments"])
+    # Half-width of the 95% t interval over experiments (0 with one experiment: no interval).
+    out["ci95"] = [se * stats.t.ppf(0.975, n - 1) if n > 1 else 0.0 for se, n in zip(out["se"], out["n_experiments"])]
+    return out.drop(columns="sd")
+
+
+def nll_by_size(responses: pd.DataFrame, pairs: list[Any]) -> tuple[Figure, pd.DataFrame] | None:
+    """Fig. 2: mean NLL against model size per family, one line per post-training type.
+    Models without a known size are drawn as bars instead."""
+    plt = _plt()
+    table = model_nll(responses)
+    if table.empty:
+        return None
+    meta: dict[str, dict[str, Any]] = {}
+    for p in pairs:
+        meta.setdefault(p.base, {"family": p.family or "models", "size_b": p.size_b, "type": "base"})
+        meta.setdefault(p.post_trained, {"family": p.family or "models", "size_b": p.size_b,
+                                         "type": p.post_training or "post-trained"})
+    table["family"] = [meta.get(m, {}).get("family", "") for m in table["model"]]
+    table["size_b"] = [meta.get(m, {}).get("size_b") for m in table["model"]]
+    table["type"] = [meta.get(m, {}).get("type", "") for m in table["model"]]
+    sized = table[table["size_b"].notna()]
+    if len(sized) >= 2 and sized["size_b"].nunique() >= 2:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        styles = ["-", "--", ":", "-."]
+        types = sorted(sized["type"].unique(), key=lambda t: (t != "base", t))
+        for fi, (family, g) in enumerate(sized.groupby("family")):
+            for ti, t in enumerate(types):
+                h = g[g["type"] == t].sort_values("size_b")
+                if h.empty:
+                    continue
+                ax.errorbar(h["size_b"], h["mean_nll"], yerr=h["ci95"].fillna(0), marker="o",
+                            color=PALETTE[ti % len(PALETTE)], linestyle=styles[fi % len(styles)], capsize=2,
+                            label=f"{family}: {t}" if sized["family"].nunique() > 1 else t)
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sorted(sized["size_b"].unique())))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("model size (billions of parameters, log scale)")
+    else:
+        fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * len(table)))
+        t = table.sort_values("mean_nll")
+        colours = [PALETTE[0] if ty in ("", "base") else PALETTE[1] for ty in t["type"]]
+        ax.barh(t["model"], t["mean_nll"], xerr=t["ci95"].fillna(0), color=colours, capsize=2)
+        ax.invert_yaxis()
+        ax.set_xlabel("mean NLL per response (nats; lower predicts people better)")
+        ax.set_title("Predicting people, by model (persona off; 95% t interval over experiments)")
+        fig.subplots_adjust(left=0.3)
+        return fig, table
+    ax.set_ylabel("mean NLL per response (nats)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("Predicting people, by model size (persona off)")
+    return fig, table
+
+
+def misalignment_forest(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Fig. 3: post-training misalignment per (base, post-trained) pair with 95% CIs, and the
+    mean per post-training type; generations within a family in a second panel."""
+    plt = _plt()
+    pooled = misalignment[misalignment["level"] == "pooled"].copy()
+    if pooled.empty:
+        return None
+    pooled["post_training"] = pooled["post_training"].fillna("").replace("", "post-trained")
+    pooled = pooled.sort_values(["post_training", "cohens_d"])
+    types = list(dict.fromkeys(pooled["post_training"]))
+    gens = pooled[pooled["generation"].fillna("").astype(str) != ""]
+    panels = 2 if gens["family"].nunique() >= 1 and gens["generation"].nunique() >= 2 else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 + 3 * (panels - 1), 0.8 + 0.35 * (len(pooled) + len(types))),
+                             squeeze=False)
+    ax = axes[0][0]
+    y, labels = 0, []
+    for ti, t in enumerate(types):
+        g = pooled[pooled["post_training"] == t]
+        colour = PALETTE[ti % len(PALETTE)]
+        for _, r in g.iterrows():
+            ax.errorbar(r["cohens_d"], y, xerr=[[r["cohens_d"] - r["lo"]], [r["hi"] - r["cohens_d"]]]
+                        if np.isfinite(r["lo"]) else None, fmt="o", color=colour, capsize=2)
+            labels.append(r["pair"])
+            y += 1
+        ax.plot(g["cohens_d"].mean(), y, marker="D", color=colour, markersize=7)
+        labels.append(f"mean: {t} ({len(g)})")
+        y += 1
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("misalignment, Cohen's d (post-trained − base NLL;\n> 0: post-training predicts people worse)")
+    ax.set_title("Post-training misalignment (95% CI)")
+    if panels == 2:
+        ax2 = axes[0][1]
+        for fi, (family, g) in enumerate(gens.groupby("family")):
+            g = g.assign(gen=pd.to_numeric(g["generation"], errors="coerce"))
+            g = g.sort_values("gen") if g["gen"].notna().all() else g.sort_values("generation")
+            means = g.groupby("generation", sort=False)["cohens_d"].mean()
+            ax2.plot(means.index.astype(str), means.values, marker="o", color=PALETTE[fi % len(PALETTE)],
+                     label=family or "models")
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.set_xlabel("generation")
+        ax2.set_ylabel("mean misalignment (Cohen's d)")
+        ax2.set_title("Across generations")
+        ax2.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig, pooled
+
+
+def misalignment_heatmap(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Fig. 4: misalignment by domain, pairs × domains, with the domain averages."""
+    plt = _plt()
+    dom = misalignment[misalignment["level"] == "domain"]
+    if dom.empty:
+        return None
+    grid = dom.pivot_table(index="pair", columns="experiment", values="cohens_d")
+    grid.loc["domain average"] = grid.mean()
+    lim = float(np.nanmax(np.abs(grid.values))) or 1.0
+    fig, ax = plt.subplots(figsize=(max(5.0, 3.0 + 0.8 * grid.shape[1]), max(3.0, 1.6 + 0.45 * grid.shape[0])))
+    im = ax.imshow(grid.values, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=45, ha="right")
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.axhline(grid.shape[0] - 1.5, color="black", lw=1)
+    for (i, j), v in np.ndenumerate(grid.values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.6 * lim else "black")
+    fig.colorbar(im, ax=ax, label="Cohen's d\n(> 0: post-trained worse)", shrink=0.9)
+    ax.set_title("Misalignment by domain", pad=10)
+    fig.tight_layout()
+    return fig, grid.reset_index()
+
+
+def metadata_benefit_plot(benefit: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Fig. 5: the meta-data benefit per model (the paper's d, and surrogate's paired d with
+    its 95% CI), averaged over experiments."""
+    plt = _plt()
+    pooled = benefit[benefit["experiment"] == "pooled"].sort_values("d_paper")
+    if pooled.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 1.6 + 0.4 * len(pooled)))
+    y = np.arange(len(pooled))
+    ax.errorbar(pooled["cohens_d"], y + 0.12, xerr=[pooled["cohens_d"] - pooled["lo"], pooled["hi"] - pooled["cohens_d"]],
+                fmt="o", color=PALETTE[0], capsize=2, label="per-participant d (95% CI)")
+    ax.plot(pooled["d_paper"], y - 0.12, "s", color=PALETTE[1], label="paper's d (response rows)")
+    ax.set_yticks(y, pooled["model"])
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("meta-data benefit, Cohen's d (no persona − persona NLL; > 0: persona helps)")
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2)
+    ax.set_title("Meta-data benefit per model")
+    fig.tight_layout()
+    return fig, pooled
+
+
+def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None) -> tuple[Figure, pd.DataFrame] | None:
+    """The persona decomposition per experiment (total / population / individual, 95% CIs),
+    and the pooled random-effects estimate with its prediction interval."""
+    plt = _plt()
+    t = effects[effects["model"] == model]
+    if control is not None and "control" in t:
+        t = t[t["control"] == control]
+    t = t[t["experiment"] != "pooled_fixed"]
+    if t.empty:
+        return None
+    rows = list(t[t["experiment"] != "pooled"]["experiment"]) + (["pooled"] if (t["experiment"] == "pooled").any() else [])
+    t = t.set_index("experiment").loc[rows].reset_index()
+    fig, ax = plt.subplots(figsize=(6, 1.0 + 0.45 * len(t)))
+    for k, comp in enumerate(COMPONENT_COLOURS):
+        off = (k - 1) * 0.22
+        for i, r in t.iterrows():
+            v, lo, hi = r[comp], r[f"{comp}_lo"], r[f"{comp}_hi"]
+            if not np.isfinite(v):
+                continue
+            pooled = r["experiment"] == "pooled"
+            ax.errorbar(v, i + off, xerr=[[v - lo], [hi - v]] if np.isfinite(lo) else None,
+                        fmt="D" if pooled else "o", markersize=6 if pooled else 4,
+                        color=COMPONENT_COLOURS[comp], capsize=2,
+                        label=COMPONENT_LABELS[comp] if i == 0 else None)
+            pi_lo, pi_hi = r.get(f"{comp}_pi_lo", math.nan), r.get(f"{comp}_pi_hi", math.nan)
+            if pooled and comp == "individual_component" and np.isfinite(pi_lo):
+                ax.plot([pi_lo, pi_hi], [i + off + 0.1] * 2, color=COMPONENT_COLOURS[comp], lw=3, alpha=0.35,
+                        label="prediction interval (individual)")
+    ax.set_yticks(range(len(t)), [f"{e} (n={n})" for e, n in zip(t["experiment"], t["n_participants"])])
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("persona benefit (nats per response; > 0: the persona lowers NLL)")
+    ax.set_title(f"Persona decomposition: {model}")
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    fig.tight_layout()
+    return fig, t
+
+
+def choice_rates(population: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Closed-set choices: predicted against observed choice rate of every option."""
+    plt = _plt()
+    if population.empty:
+        return None
+    rows = []
+    for _, r in population.iterrows():
+        for o, obs, pred in zip(str(r["options"]).split("|"), str(r["observed"]).split("|"),
+                                str(r["predicted"]).split("|")):
+            rows.append({"model": r["model"], "persona": r["persona"], "experiment": r["experiment"],
+                         "option": o, "observed": float(obs), "predicted": float(pred)})
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for k, ((m, p), g) in enumerate(table.groupby(["model", "persona"])):
+        ax.scatter(g["observed"], g["predicted"], s=18, color=PALETTE[k % len(PALETTE)], label=f"{m} ({p})",
+                   alpha=0.8)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("observed choice rate (share of participants' choices)")
+    ax.set_ylabel("predicted choice rate (model probability)")
+    ax.set_title("Closed-set choices: predicted vs observed")
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig, table
+
+
+def lora_recovery(reports: list[dict[str, Any]]) -> tuple[Figure, pd.DataFrame] | None:
+    """Held-out NLL before and after each LoRA adapter (and of its reference), per study."""
+    plt = _plt()
+    rows = [{"adapter": r["adapter"], **h} for r in reports for h in r["heldout"]]
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6, 1.0 + 0.5 * len(table)))
+    y = np.arange(len(table))
+    labels = [f"{a.rstrip('/').split('/')[-1]}: {s}" for a, s in zip(table["adapter"], table["study"])]
+    ax.plot(table["before"], y, "o", color=PALETTE[1], label="before (post-trained)")
+    ax.plot(table["after"], y, "o", color=PALETTE[2], label="after LoRA")
+    if table["reference"].notna().any():
+        ax.plot(table["reference"], y, "|", color=PALETTE[0], markersize=12, label="reference (base)")
+    for i, r in table.iterrows():
+        ax.annotate("", xy=(r["after"], i), xytext=(r["before"], i),
+                    arrowprops={"arrowstyle": "->", "color": "grey", "lw": 0.8})
+        # The fraction means something only where post-training opened a gap to the reference.
+        if r.get("recovery") is not None and np.isfinite(r["recovery"]) and r["before"] > r["reference"]:
+            right = np.nanmax([r["before"], r["after"], r["reference"]])
+            ax.text(right, i, f"  recovers {r['recovery']:.0%}", fontsize=7, va="center")
+    ax.margins(x=0.2)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out NLL per response (nats)")
+    ax.set_title("LoRA toward human behaviour", pad=8)
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+    fig.tight_layout()
+    return fig, table

@@ -1,0 +1,65 @@
+"""`surrogate report`: every figure the runs support is drawn, is a valid image of sensible
+size, is embedded in the HTML, and has its table beside it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import matplotlib.image as mpimg
+import pandas as pd
+from typer.testing import CliRunner
+
+from surrogate.cli import app
+from surrogate.models import HashBackend
+from surrogate.runner import run
+
+from ..conftest import PSYCH201
+
+STUDIES = ["thoma2025problearn", "guenther2022relational", "busch2024_stroop"]
+
+
+def _check_png(data: bytes) -> None:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(io.BytesIO(data), format="png")
+    h, w = img.shape[:2]
+    assert 400 <= w <= 3000 and 250 <= h <= 4000, (w, h)
+    assert img[..., :3].std() > 0.05  # not blank
+
+
+def test_report_draws_every_figure_and_embeds_it(psych201, qwen_dir, tmp_path):
+    models = [HashBackend(n, chat=c) for n, c in (("small-base", False), ("small-it", True),
+                                                  ("large-base", False), ("large-it", True))]
+    run(models, psych201, "none,interview,shuffled", tmp_path / "run", studies=STUDIES, max_participants=12)
+    # Closed-set choices need a model that scores options (a real HF checkpoint, tiny).
+    run([f"tiny={qwen_dir}"], psych201, "none", tmp_path / "choices", studies=["busch2024_stroop"],
+        max_participants=6, chat="off", device="cpu")
+    pairs = tmp_path / "pairs.toml"
+    pairs.write_text(
+        '[[pairs]]\nbase = "small-base"\npost_trained = "small-it"\nfamily = "Toy"\ngeneration = "1"\n'
+        'post_training = "instruct"\nsize_b = 0.5\n'
+        '[[pairs]]\nbase = "large-base"\npost_trained = "large-it"\nfamily = "Toy"\ngeneration = "2"\n'
+        'post_training = "instruct"\nsize_b = 7\n')
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "run"), str(tmp_path / "choices"), "--pairs", str(pairs), "--categories",
+                                   str(PSYCH201 / "categories.csv"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    expected = {"nll_by_size", "misalignment", "misalignment_domains", "metadata_benefit", "choice_rates",
+                *(f"persona_{m.name.replace('-', '_')}" for m in models)}
+    for name in expected:
+        png = (tmp_path / "rep" / "figures" / f"{name}.png").read_bytes()
+        _check_png(png)
+        assert (tmp_path / "rep" / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert not pd.read_csv(tmp_path / "rep" / "tables" / f"{name}.csv").empty
+        assert f'id="{name}"' in page
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == len(expected)
+    for data in embedded:
+        _check_png(base64.b64decode(data))
+    # The methods paragraph comes from run.json; the calibration table ships with the package.
+    assert "small-base" in page and "32768 characters" in page and "torch" in page
+    assert "Calibration of the estimators" in page and "heterogeneity tau 0.2, K=30" in page
+    # Misalignment by type and across generations: the table behind Fig. 3 has both pairs.
+    table = pd.read_csv(tmp_path / "rep" / "tables" / "misalignment.csv")
+    assert set(table["pair"]) == {"small-it vs small-base", "large-it vs large-base"}
