@@ -96,8 +96,10 @@ def run(
         "questionnaires,system,shuffled,population,placebo or module:Class.")] = "off",
     chat: Annotated[str, typer.Option(help="Score through the chat template: auto | on | off.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | map (device_map=auto: a model larger than one GPU).")] = "auto",
     batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
+    backend: Annotated[str, typer.Option(help="hf (transformers) | vllm (prompt log-probabilities; GPU, "
+                                         "the [vllm] extra).")] = "hf",
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Run code shipped with a checkpoint (off unless asked).")] = False,
     max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
@@ -132,7 +134,7 @@ def run(
         truncation = TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
                                       count_prefix=not persona_outside_cut)
         result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
-                         batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
+                         batch_tokens=batch_tokens, backend=backend, trust_remote_code=trust_remote_code,
                          max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                          truncation=truncation, seed=seed, stratify=stratify, derangements=derangements,
                          choices=choices, shard=shard,

@@ -16,7 +16,11 @@ from ._spec import ChatMode, DType, ModelSpec
 
 
 def load_backend(spec: ModelSpec) -> ScorerBackend:
-    """The HF scorer for a spec (imports torch and transformers on first use)."""
+    """The scorer for a spec: HF (default) or vLLM (`backend="vllm"`); heavy imports on first use."""
+    if spec.backend == "vllm":
+        from ._vllm import VLLMScorer
+
+        return VLLMScorer(spec)
     from ._hf import load_hf
 
     return load_hf(spec)

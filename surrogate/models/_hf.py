@@ -39,6 +39,8 @@ _CACHE_FROM = 64 * 2**20  # files at least this large keep their digest in the c
 def resolve_device(device: str) -> str:
     import torch
 
+    if device == "map":  # spread over every GPU (device_map="auto"); computing device below
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device != "auto":
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -110,14 +112,21 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
     if spec.adapter and not Path(spec.adapter).exists() and looks_local(spec.adapter):
         raise FileNotFoundError(f"{spec.adapter}: no such adapter folder")
     tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, **kw)
+    # device "map": layers spread over all GPUs (then CPU memory) by accelerate, as the paper's
+    # code loads models larger than one GPU; inputs go where the embeddings are.
+    mapped = {"device_map": "auto"} if spec.device == "map" else {}
+    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, **mapped, **kw)
     if spec.adapter:
         try:
             from peft import PeftModel
         except ImportError:  # pragma: no cover
             raise ImportError("Applying an adapter needs peft: pip install 'surrogate[finetune]'") from None
         model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
-    model = model.to(device).eval()
+    if mapped:
+        device = str(model.get_input_embeddings().weight.device)
+        model = model.eval()
+    else:
+        model = model.to(device).eval()
     return HFScorer(model, tokenizer, spec=spec, device=device)
 
 

@@ -20,11 +20,15 @@ class ModelSpec(BaseModel):
     name: str | None = Field(None, description="Label in result tables (default: path).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     dtype: DType = Field("auto", description="auto: bfloat16 on CUDA, float32 on CPU.")
-    device: str = Field("auto", description="auto: CUDA when present, else CPU.")
+    device: str = Field("auto", description="auto: CUDA when present, else CPU; map: spread the "
+                                            "layers over every GPU (device_map='auto'), for models "
+                                            "larger than one GPU.")
     chat: ChatMode = Field("auto", description="Score through the chat template: auto uses it "
                                                "when the tokenizer has one.")
     trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint.")
     adapter: str | None = Field(None, description="A PEFT (LoRA) adapter folder applied on top.")
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers (any device); vllm: "
+                                         "vLLM prompt log-probabilities (GPU, the [vllm] extra).")
     batch_tokens: int | None = Field(None, ge=1, description="Padded tokens per forward pass "
                                                              "(default: 16384 on CPU, 65536 on GPU).")
 

@@ -75,6 +75,7 @@ def run(
     chat: str = "auto",
     dtype: str = "auto",
     device: str = "auto",
+    backend: str = "hf",
     batch_tokens: int | None = None,
     trust_remote_code: bool = False,
     max_participants: int | None = None,
@@ -113,7 +114,7 @@ def run(
     if data is None:
         data = default_data()
     model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens,
-                         trust_remote_code=trust_remote_code)
+                         trust_remote_code=trust_remote_code, backend=backend)
     resolved = _resolve(models, **model_options)
     factories = _backend_factories(resolved)
     specs = [m for m in resolved if isinstance(m, ModelSpec)]

@@ -176,3 +176,29 @@ def test_mistyped_model_folder_is_not_a_hub_id(tmp_path, monkeypatch):
     for typo in ("runs/qwen3", "./qwen3", "models/a/b"):
         with pytest.raises(FileNotFoundError, match="no such file or folder"):
             load_backend(ModelSpec(path=typo))
+
+
+def test_device_map_loading_scores_like_a_plain_load(qwen_dir, psych201, monkeypatch):
+    """`--device map` (device_map="auto", for models larger than one GPU): on a machine
+    without GPUs accelerate places every layer on the CPU; scores equal a plain load."""
+    from surrogate.data import load, prepare_transcript
+    from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
+
+    people = load(psych201 / "busch2024_stroop", max_participants=2).participants
+    reqs = [ScoreRequest(transcript=prepare_transcript(p.text)) for p in people]
+    plain = score_all(load_backend(ModelSpec(path=str(qwen_dir), chat="off", device="cpu")), reqs)
+    from transformers import AutoModelForCausalLM
+
+    seen = {}
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.update(kwargs)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    mapped_backend = load_backend(ModelSpec(path=str(qwen_dir), chat="off", device="map"))
+    assert seen.get("device_map") == "auto" and mapped_backend.device == "cpu"
+    mapped = score_all(mapped_backend, reqs)
+    for a, b in zip(plain, mapped):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-5)

@@ -1,0 +1,100 @@
+"""An optional vLLM backend: the same transcripts and response tokens as the HF scorer, with
+the per-token log-probabilities of the prompt computed by vLLM (`prompt_logprobs`).
+
+Encoding is surrogate's own (`TranscriptEncoder`, the checkpoint's tokenizer), so responses
+are the same tokens as with the HF backend; vLLM only runs the model. Needs the `[vllm]`
+extra and a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._backend import ScoreRequest, ScoreResult
+from ._encode import TranscriptEncoder
+from ._named import resolve_named
+from ._spec import ModelSpec
+
+
+class VLLMScorer:
+    """A ScorerBackend whose forward passes run in vLLM (prefix caching and continuous
+    batching over all requests at once)."""
+
+    def __init__(self, spec: ModelSpec):
+        try:
+            from vllm import LLM
+        except ImportError:  # pragma: no cover - depends on the machine
+            raise ImportError("--backend vllm needs vLLM: pip install 'surrogate[vllm]' (GPU machines)") from None
+        from transformers import AutoTokenizer
+
+        self.spec = spec
+        path = resolve_named(spec.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision,
+                                                       trust_remote_code=spec.trust_remote_code)
+        self.chat = bool(self.tokenizer.chat_template) if spec.chat == "auto" else spec.chat == "on"
+        self.encoder = TranscriptEncoder(self.tokenizer, chat=self.chat)
+        dtype = "auto" if spec.dtype == "auto" else spec.dtype
+        self.llm = LLM(model=path, revision=spec.revision, dtype=dtype, trust_remote_code=spec.trust_remote_code,
+                       enable_prefix_caching=True, enable_lora=bool(spec.adapter))
+        self.context_length = self.llm.llm_engine.model_config.max_model_len
+        self.device = "cuda"
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+
+    @property
+    def name(self) -> str:
+        return self.spec.label
+
+    def fingerprint(self) -> dict[str, Any]:
+        import hashlib
+
+        from ._hf import _dir_digest, _file_digest
+
+        path = Path(resolve_named(self.spec.path))
+        weights = (hashlib.sha256(str(sorted((p.name, _file_digest(p)) for p in path.iterdir()
+                                             if p.suffix in (".safetensors", ".bin", ".json")
+                                             and not p.name.startswith("tokenizer"))).encode()).hexdigest()[:16]
+                   if path.is_dir() else self.spec.revision or "unknown")
+        tok = self.tokenizer
+        return {"model": self.spec.path, "revision": self.spec.revision, "weights": weights,
+                "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
+                "tokenizer": hashlib.sha256((tok.backend_tokenizer.to_str() + str(tok.chat_template)
+                                             + str(tok.bos_token)).encode()).hexdigest()[:16],
+                "chat": self.chat, "dtype": self.dtype, "backend": "vllm"}
+
+    def encode(self, request: ScoreRequest):
+        budget = min(x for x in (request.max_tokens, self.context_length) if x is not None)
+        return self.encoder.encode(request.transcript, request.system, max_tokens=budget)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
+        from vllm import SamplingParams
+
+        encoded = [self.encode(r) for r in requests]
+        # prompt_logprobs=0: only the log-probability (and rank) of each actual prompt token.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        lora = None
+        if self.spec.adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest("adapter", 1, str(self.spec.adapter))
+        outputs = self.llm.generate([{"prompt_token_ids": e.ids.tolist()} for e in encoded], params,
+                                    use_tqdm=False, lora_request=lora)
+        for i, (e, out) in enumerate(zip(encoded, outputs)):
+            nll = np.zeros(e.n_responses)
+            counts = np.zeros(e.n_responses, dtype=int)
+            hits = np.zeros(e.n_responses, dtype=int)
+            for t in range(1, len(e.ids)):  # the first token has no prediction
+                r = int(e.response_of[t])
+                if r < 0:
+                    continue
+                entry = out.prompt_logprobs[t][int(e.ids[t])]
+                nll[r] -= entry.logprob
+                counts[r] += 1
+                hits[r] += int(entry.rank == 1)
+            nll[counts == 0] = np.nan
+            top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+            yield i, ScoreResult(nll=nll.tolist(), n_tokens=counts.tolist(), n_input_tokens=len(e),
+                                 token_truncated=list(e.token_truncated), top1=top1.tolist())
