@@ -108,6 +108,8 @@ def misalignment_forest(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFram
     pooled = misalignment[misalignment["level"] == "pooled"].copy()
     if pooled.empty:
         return None
+    if len(pooled) == 1:  # one pair: show it per experiment, with the pooled estimate
+        return _one_pair_forest(misalignment, pooled.iloc[0])
     pooled["post_training"] = pooled["post_training"].fillna("").replace("", "post-trained")
     pooled = pooled.sort_values(["post_training", "cohens_d"])
     types = list(dict.fromkeys(pooled["post_training"]))
@@ -148,6 +150,27 @@ def misalignment_forest(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFram
         ax2.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig, pooled
+
+
+def _one_pair_forest(misalignment: pd.DataFrame, pooled: pd.Series) -> tuple[Figure, pd.DataFrame]:
+    plt = _plt()
+    rows = misalignment[(misalignment["pair"] == pooled["pair"]) & (misalignment["level"] == "experiment")]
+    table = pd.concat([rows, pooled.to_frame().T], ignore_index=True)
+    fig, ax = plt.subplots(figsize=(6, max(2.2, 0.8 + 0.4 * len(table))))
+    for i, r in table.iterrows():
+        is_pooled = r["level"] == "pooled"
+        v, lo, hi = float(r["cohens_d"]), float(r["lo"]), float(r["hi"])
+        ax.errorbar(v, i, xerr=[[v - lo], [hi - v]] if np.isfinite(lo) else None, fmt="D" if is_pooled else "o",
+                    color=PALETTE[1] if is_pooled else PALETTE[0], markersize=7 if is_pooled else 5, capsize=2)
+    labels = [f"pooled over {int(n)} experiments" if lvl == "pooled" else f"{e} (n={int(n)})"
+              for e, n, lvl in zip(table["experiment"], table["n"], table["level"])]
+    ax.set_yticks(range(len(table)), labels)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("misalignment, Cohen's d (post-trained − base NLL;\n> 0: post-training predicts people worse)")
+    ax.set_title(f"Post-training misalignment: {pooled['pair']} (95% CI)")
+    fig.tight_layout()
+    return fig, table
 
 
 def misalignment_heatmap(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
