@@ -213,10 +213,85 @@ class HFScorer:
         key/value cache of that pass: all continuations go through the model together, each
         seeing the transcript up to its response and its own earlier tokens (a tree mask).
         """
-        for i, request in enumerate(requests):
-            yield i, self._choices_one(request)
+        # Transcripts whose options are all one token need no continuation pass: they are
+        # batched like `score` (length-bucketed under the token budget); the rest go one by one.
+        single, multi = [], []
+        for i, req in enumerate(requests):
+            ids = [self.encoder.piece_ids(o) for opts in req.options for o in opts]
+            (single if self.fast_path and all(len(x) == 1 for x in ids) else multi).append(i)
+        encoded = {i: self.encode(requests[i]) for i in single}
+        for batch in self.batches([len(encoded[i]) for i in single]):
+            idx = [single[b] for b in batch]
+            results = self._choices_batch([requests[i] for i in idx], [encoded[i] for i in idx])
+            yield from zip(idx, results)
+        for i in multi:
+            yield i, self._choices_one(requests[i])
 
     # --- internals -------------------------------------------------------------------
+
+    def _choices_batch(self, reqs: list[ChoiceRequest], items: list[Encoded]) -> list[ChoiceResult]:
+        """Single-token options of several transcripts in one padded pass: at each response's
+        first position the targets are the recorded token and every option's token."""
+        torch = self._torch
+        K = max((len(o) for r in reqs for o in r.options), default=0)
+        src, tgt_rows, rows, meta = [], [], [], []
+        ends = []
+        for req, e in zip(reqs, items):
+            if len(req.options) != e.n_responses:
+                raise ValueError(f"{len(req.options)} option sets for {e.n_responses} responses")
+            for r, (opts, said) in enumerate(zip(req.options, req.transcript.responses)):
+                if said not in opts:
+                    raise ValueError(f"response {r} ({said!r}) is not among its options {opts}")
+            pos = np.nonzero(e.response_of[1:] >= 0)[0] + 1
+            ends.append(int(pos[-1]) + 1 if len(pos) else 1)
+            meta.append(pos)
+        B, L = len(items), max(ends)
+        ids = np.full((B, L), self.pad_id, dtype=np.int64)
+        for b, (req, e, pos, end) in enumerate(zip(reqs, items, meta, ends)):
+            ids[b, :end] = e.ids[:end]
+            rows.append(pos - 1)
+            src.append(b * L + pos - 1)
+            t = np.full((len(pos), 1 + K), -1, dtype=np.int64)
+            t[:, 0] = e.ids[pos]
+            seen = set()
+            for j, p in enumerate(pos):
+                r = int(e.response_of[p])
+                if r not in seen:
+                    seen.add(r)
+                    t[j, 1 : 1 + len(req.options[r])] = [self.encoder.piece_ids(o)[0] for o in req.options[r]]
+            tgt_rows.append(t)
+        dev = self.device
+        src_t = torch.from_numpy(np.concatenate(src)).to(dev)
+        targets = torch.from_numpy(np.concatenate(tgt_rows)).to(dev)
+        with torch.inference_mode():
+            hidden = self._hidden(torch.from_numpy(ids).to(dev), src_t, rows)
+            hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
+            top1_t = torch.zeros(len(src_t), dtype=torch.bool, device=dev)
+            lp = self._gather_logprobs(hidden, targets, top1_t).cpu().numpy()
+        top1_all = top1_t.cpu().numpy()
+        out, a = [], 0
+        for req, e, pos in zip(reqs, items, meta):
+            R, n = e.n_responses, len(pos)
+            part, hit = lp[a : a + n], top1_all[a : a + n]
+            a += n
+            seg = e.response_of[pos]
+            nll = np.zeros(R)
+            np.add.at(nll, seg, -part[:, 0])
+            counts = np.bincount(seg, minlength=R)
+            nll[counts == 0] = np.nan
+            hits = np.bincount(seg, weights=hit.astype(float), minlength=R)
+            top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+            logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
+            done = set()
+            for j, p in enumerate(pos):
+                r = int(e.response_of[p])
+                if r not in done:
+                    done.add(r)
+                    logprobs[r, : len(req.options[r])] = part[j, 1 : 1 + len(req.options[r])]
+            out.append(ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(e),
+                                    token_truncated=list(e.token_truncated), option_logprobs=logprobs.tolist(),
+                                    top1=top1.tolist()))
+        return out
 
     def _choices_one(self, req: ChoiceRequest) -> ChoiceResult:
         torch = self._torch

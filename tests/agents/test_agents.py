@@ -114,3 +114,21 @@ def test_run_writes_choices_consistent_with_responses(qwen_dir, psych201, tmp_pa
     # Normalising over the options can only raise the chosen response's probability.
     assert (merged["nll_choice"] <= merged["nll"] + 1e-6).all()
     np.testing.assert_allclose(merged["nll_choice"], -np.log(merged["p_chosen"]), atol=1e-9)
+
+
+def test_batched_choice_scoring_equals_one_transcript_at_a_time(qwen_dir, psych201):
+    """Transcripts whose options are one token each go through the model together (padded,
+    length-bucketed); every number equals scoring each transcript alone."""
+    backend = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", batch_tokens=1 << 16))
+    people = load(psych201 / "busch2024_stroop", max_participants=4).participants
+    opts = ("down", "left", "right")
+    assert all(len(backend.encoder.piece_ids(o)) == 1 for o in opts)
+    agents = make_agents(people, backend)
+    reqs = [a.request([opts] * len(a.transcript.spans)) for a in agents]
+    assert len(backend.batches([len(backend.encode(r)) for r in reqs])) == 1  # one padded pass
+    together = dict(backend.score_choices(reqs))
+    for i, req in enumerate(reqs):
+        alone = backend._choices_one(req)
+        np.testing.assert_allclose(together[i].option_logprobs, alone.option_logprobs, atol=1e-4)
+        np.testing.assert_allclose(together[i].nll, alone.nll, atol=1e-4)
+        assert together[i].n_tokens == alone.n_tokens and together[i].top1 == alone.top1
