@@ -183,9 +183,11 @@ def finetune(
     if not targets:
         raise ValueError(f"none of the target modules {list(config.target_modules)} exist in {model}")
     torch.manual_seed(config.seed)
-    peft_model = get_peft_model(base, LoraConfig(r=config.rank, lora_alpha=config.alpha,
-                                                 lora_dropout=config.dropout, target_modules=targets,
-                                                 task_type="CAUSAL_LM"))
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(base, LoraConfig(r=config.rank, lora_alpha=config.alpha,
+                                                     lora_dropout=config.dropout, target_modules=targets,
+                                                     task_type="CAUSAL_LM"))
     if dev.startswith("cuda"):
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     pad = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)

@@ -121,7 +121,11 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
             from peft import PeftModel
         except ImportError:  # pragma: no cover
             raise ImportError("Applying an adapter needs peft: pip install 'surrogate[finetune]'") from None
-        model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+        import warnings
+
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
     if mapped:
         device = str(model.get_input_embeddings().weight.device)
         model = model.eval()
