@@ -171,6 +171,7 @@ class HFScorer:
         self._body = getattr(model, model.base_model_prefix, None)
         self._head = model.get_output_embeddings()
         self._rows = None
+        self.prefix_tokens_saved = 0  # tokens not recomputed thanks to shared-prefix reuse
         self.fast_path = self._check_fast_path()
         if not self.fast_path:
             log.warning("%s: gathered-head scoring does not reproduce the model's own logits; "
@@ -181,6 +182,12 @@ class HFScorer:
                 log.info("%s: row-restricted last layer does not match; not using it", spec.label)
                 _rows.uninstall(self._rows)
                 self._rows = None
+
+        # Reusing a shared prefix saves FLOPs (on GPU, where large batches hold many transcripts
+        # of one study); on CPU, one transcript per pass is faster and a tiny model measured
+        # slower with reuse, so it is on for CUDA only (exact either way).
+        self.prefix_reuse_supported = self.fast_path and self._check_prefix_reuse()
+        self.prefix_reuse = self.prefix_reuse_supported and device.startswith("cuda")
 
     # --- ScorerBackend ---------------------------------------------------------------
 
@@ -446,9 +453,19 @@ class HFScorer:
         seg_t = torch.from_numpy(np.concatenate(seg).astype(np.int64)).to(dev)
         input_ids = torch.from_numpy(ids).to(dev)
         # Right padding needs no attention mask: causal attention never looks ahead.
+        shared = self._shared_prefix(items, targets) if self.prefix_reuse and B > 1 else 0
         with torch.inference_mode():
             top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
-            if self.fast_path:
+            if shared:
+                # The instruction prefix every transcript of the batch shares runs once; its
+                # keys and values serve all of them (exact: same tokens, same positions).
+                hidden = self._hidden_after_prefix(input_ids, shared)
+                src_rest = torch.from_numpy(np.concatenate(
+                    [b * (L - shared) + r - shared for b, r in enumerate(rows)])).to(dev)
+                hidden = hidden.reshape(B * (L - shared), -1).index_select(0, src_rest)
+                tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
+                self.prefix_tokens_saved += shared * (B - 1)
+            elif self.fast_path:
                 hidden = self._hidden(input_ids, src_t, rows)
                 hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
                 tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
@@ -473,6 +490,50 @@ class HFScorer:
                                    top1=top.tolist()))
             base += e.n_responses
         return out
+
+    MIN_SHARED_PREFIX = 64  # tokens; below this a second pass costs more than it saves
+
+    @staticmethod
+    def _shared_prefix(items: list[Encoded], targets: list[np.ndarray]) -> int:
+        """Length of the token prefix all items share, ending before any scored row (so
+        every hidden state that is read comes from the second pass); 0 if too short."""
+        first_row = min((int(t[0]) - 1 for t in targets if len(t)), default=0)
+        limit = min([first_row, *(len(e.ids) for e in items)])
+        if limit < HFScorer.MIN_SHARED_PREFIX:
+            return 0
+        stack = np.stack([e.ids[:limit] for e in items])
+        same = np.all(stack == stack[0], axis=0)
+        n = int(np.argmin(same)) if not same.all() else limit
+        return n if n >= HFScorer.MIN_SHARED_PREFIX else 0
+
+    def _hidden_after_prefix(self, input_ids, shared: int):
+        """Final hidden states of positions shared.. for every row, the first `shared`
+        tokens run once and their cache repeated over the batch."""
+        out = self._body(input_ids=input_ids[:1, :shared], use_cache=True)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(input_ids.shape[0])
+        return self._body(input_ids=input_ids[:, shared:], past_key_values=cache, use_cache=True)[0]
+
+    def _check_prefix_reuse(self) -> bool:
+        """Does prefix-cache reuse reproduce a plain pass? (Some caches, e.g. of linear
+        attention layers, cannot be repeated over a batch.) Checked once on a probe."""
+        import torch
+
+        if self._body is None:
+            return False
+        gen = torch.Generator().manual_seed(1)
+        vocab = self._head.weight.shape[0]
+        prefix = torch.randint(0, vocab, (1, 8), generator=gen)
+        probe = torch.cat([prefix.repeat(2, 1), torch.randint(0, vocab, (2, 6), generator=gen)], 1).to(self.device)
+        with torch.inference_mode():
+            try:
+                ours = self._hidden_after_prefix(probe, 8).float()
+                theirs = self._body(input_ids=probe, use_cache=False)[0][:, 8:].float()
+            except Exception as e:  # noqa: BLE001 - a cache we cannot repeat: no reuse
+                log.info("prefix reuse unavailable: %s", e)
+                return False
+        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
+        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
 
     def _hidden(self, input_ids, flat_rows, rows_per_item):
         """Final hidden states; with row restriction only `flat_rows` hold real values."""

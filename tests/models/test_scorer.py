@@ -202,3 +202,25 @@ def test_device_map_loading_scores_like_a_plain_load(qwen_dir, psych201, monkeyp
     mapped = score_all(mapped_backend, reqs)
     for a, b in zip(plain, mapped):
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["qwen_dir", "llama_dir", "qwen3_vl_dir"])
+def test_shared_instruction_prefix_runs_once_and_changes_nothing(request, fixture, psych201):
+    """guenther2022relational transcripts open with the same instructions: in one batch that
+    prefix runs once and its cache serves every transcript; NLLs equal a plain pass."""
+    from surrogate.data import load, prepare_transcript
+    from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
+
+    folder = request.getfixturevalue(fixture)
+    people = load(psych201 / "guenther2022relational", max_participants=5).participants
+    reqs = [ScoreRequest(transcript=prepare_transcript(p.text)) for p in people]
+    backend = load_backend(ModelSpec(path=str(folder), chat="off", device="cpu", batch_tokens=1 << 16))
+    assert backend.prefix_reuse_supported and not backend.prefix_reuse  # on by default on CUDA only
+    backend.prefix_reuse = True
+    reused = score_all(backend, reqs)
+    assert backend.prefix_tokens_saved >= 4 * 256  # four of five transcripts skip a long prefix
+    backend.prefix_reuse = False
+    plain = score_all(backend, reqs)
+    for a, b in zip(reused, plain):
+        assert a.n_tokens == b.n_tokens and a.top1 == b.top1
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4)
