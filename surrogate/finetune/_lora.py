@@ -139,7 +139,7 @@ def finetune(
     resumes from out/checkpoint.pt; a finished one returns its report. Returns None only
     when `stop_after` (a test hook) ended training early."""
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models.tiny import _quiet_transformers
@@ -195,7 +195,7 @@ def finetune(
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         result = train(peft_model, examples, config, checkpoint=out / "checkpoint.pt", pad_id=pad, device=dev,
                        progress=progress, stop_after=stop_after)
-    if stop_after is not None and result.steps < len_plan(examples, config):
+    if not result.complete:
         return None
     peft_model.save_pretrained(out)
     (out / "checkpoint.pt").unlink(missing_ok=True)
@@ -216,12 +216,6 @@ def finetune(
         config={**config.model_dump(mode="json"), "run_id": run_id, "chat": chat, "target_modules": targets})
     atomic_write_json(report_path, report.model_dump(mode="json"))
     return report
-
-
-def len_plan(examples, config: TrainConfig) -> int:
-    from ._train import plan_batches
-
-    return len(plan_batches([len(e) for e in examples], config))
 
 
 def _eval_sample(people: Sequence[Participant], per_study: int | None) -> list[Participant]:

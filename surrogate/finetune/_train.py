@@ -53,6 +53,7 @@ class Example:
 @dataclass(frozen=True)
 class TrainResult:
     steps: int
+    complete: bool  # False when stop_after ended the run before its last step
     resumed_from: int
     final_loss: float
     losses: list[float]
@@ -79,8 +80,8 @@ def plan_batches(lengths: Sequence[int], config: TrainConfig) -> list[list[int]]
         for c in range(0, n, chunk):
             part = sorted(order[c:c + chunk].tolist(), key=lambda i: lengths[i])
             cur: list[int] = []
-            for i in part:
-                if cur and (len(cur) + 1) * max(lengths[j] for j in cur + [i]) > config.batch_tokens:
+            for i in part:  # ascending lengths: the newest is the longest of its batch
+                if cur and (len(cur) + 1) * lengths[i] > config.batch_tokens:
                     batches.append(cur)
                     cur = []
                 cur.append(i)
@@ -179,7 +180,7 @@ def train(
                              optimizer=optim.state_dict(), scheduler=sched.state_dict(),
                              rng=torch.get_rng_state())
     model.eval()
-    return TrainResult(steps=len(losses), resumed_from=start,
+    return TrainResult(steps=len(losses), complete=len(losses) == len(plan), resumed_from=start,
                        final_loss=float(np.mean(losses[-20:])) if losses else float("nan"), losses=losses)
 
 

@@ -86,15 +86,26 @@ def _file_digest(path: Path) -> str:
     return digest
 
 
-def weights_fingerprint(model: Any) -> str:
-    """Commit hash for hub checkpoints; a digest of config and weight files for folders."""
-    commit = getattr(model.config, "_commit_hash", None)
-    folder = Path(getattr(model.config, "_name_or_path", "") or ".")
+def weights_digest(folder: Path, commit: str | None = None) -> str:
+    """A digest of a checkpoint folder's config and weight files; the commit hash (or
+    "unknown") for a hub checkpoint that is not a local folder."""
     if folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json")
                        and not p.name.startswith("tokenizer"))
         return hashlib.sha256(json.dumps({p.name: _file_digest(p) for p in files}).encode()).hexdigest()[:16]
     return commit or "unknown"
+
+
+def weights_fingerprint(model: Any) -> str:
+    """Commit hash for hub checkpoints; a digest of config and weight files for folders."""
+    return weights_digest(Path(getattr(model.config, "_name_or_path", "") or "."),
+                          getattr(model.config, "_commit_hash", None))
+
+
+def tokenizer_digest(tok: Any) -> str:
+    """What of a tokenizer sets the tokens: its pipeline, chat template and BOS."""
+    return hashlib.sha256((tok.backend_tokenizer.to_str() + str(tok.chat_template)
+                           + str(tok.bos_token)).encode()).hexdigest()[:16]
 
 
 def load_hf(spec: ModelSpec) -> "HFScorer":
@@ -196,16 +207,12 @@ class HFScorer:
         return self.spec.label
 
     def fingerprint(self) -> dict[str, Any]:
-        tok = self.tokenizer
-        tok_digest = hashlib.sha256(
-            (tok.backend_tokenizer.to_str() + str(tok.chat_template) + str(tok.bos_token)).encode()
-        ).hexdigest()[:16]
         return {
             "model": self.spec.path,
             "revision": self.spec.revision,
             "weights": weights_fingerprint(self.model),
             "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
-            "tokenizer": tok_digest,
+            "tokenizer": tokenizer_digest(self.tokenizer),
             "chat": self.chat,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
@@ -240,40 +247,65 @@ class HFScorer:
 
     # --- internals -------------------------------------------------------------------
 
+    def _choice_targets(self, req: ChoiceRequest, enc: Encoded, pos: np.ndarray, K: int,
+                        first_ids: dict[str, int]) -> tuple[np.ndarray, dict[int, int]]:
+        """Per scored row: the recorded token, then at each response's first row the first
+        token of each of its options (-1 pads); and each response's first row."""
+        targets = np.full((len(pos), 1 + K), -1, dtype=np.int64)
+        targets[:, 0] = enc.ids[pos]
+        first_row: dict[int, int] = {}
+        for j, p in enumerate(pos):
+            r = int(enc.response_of[p])
+            if r not in first_row:
+                first_row[r] = j
+                targets[j, 1 : 1 + len(req.options[r])] = [first_ids[o] for o in req.options[r]]
+        return targets, first_row
+
+    @staticmethod
+    def _check_options(req: ChoiceRequest, enc: Encoded) -> None:
+        if len(req.options) != enc.n_responses:
+            raise ValueError(f"{len(req.options)} option sets for {enc.n_responses} responses")
+        for r, (opts, said) in enumerate(zip(req.options, req.transcript.responses)):
+            if said not in opts:
+                raise ValueError(f"response {r} ({said!r}) is not among its options {opts}")
+
+    @staticmethod
+    def _choice_result(req: ChoiceRequest, enc: Encoded, pos: np.ndarray, lp: np.ndarray, hit: np.ndarray,
+                       first_row: dict[int, int], cont: dict[tuple[int, int], float]) -> ChoiceResult:
+        """Sums per response of the recorded tokens' log-probabilities, and each option's
+        log-probability (first token + continuation)."""
+        R = enc.n_responses
+        seg = enc.response_of[pos]
+        nll = np.zeros(R)
+        np.add.at(nll, seg, -lp[:, 0])
+        counts = np.bincount(seg, minlength=R)
+        nll[counts == 0] = np.nan
+        hits = np.bincount(seg, weights=hit.astype(float), minlength=R)
+        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+        logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
+        for r, j in first_row.items():
+            for k in range(len(req.options[r])):
+                logprobs[r, k] = lp[j, 1 + k] + cont.get((r, k), 0.0)
+        return ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(enc),
+                            token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist(),
+                            top1=top1.tolist())
+
     def _choices_batch(self, reqs: list[ChoiceRequest], items: list[Encoded]) -> list[ChoiceResult]:
         """Single-token options of several transcripts in one padded pass: at each response's
         first position the targets are the recorded token and every option's token."""
         torch = self._torch
         K = max((len(o) for r in reqs for o in r.options), default=0)
-        src, tgt_rows, rows, meta = [], [], [], []
-        ends = []
-        for req, e in zip(reqs, items):
-            if len(req.options) != e.n_responses:
-                raise ValueError(f"{len(req.options)} option sets for {e.n_responses} responses")
-            for r, (opts, said) in enumerate(zip(req.options, req.transcript.responses)):
-                if said not in opts:
-                    raise ValueError(f"response {r} ({said!r}) is not among its options {opts}")
-            pos = np.nonzero(e.response_of[1:] >= 0)[0] + 1
-            ends.append(int(pos[-1]) + 1 if len(pos) else 1)
-            meta.append(pos)
-        B, L = len(items), max(ends)
-        ids = np.full((B, L), self.pad_id, dtype=np.int64)
-        for b, (req, e, pos, end) in enumerate(zip(reqs, items, meta, ends)):
-            ids[b, :end] = e.ids[:end]
-            rows.append(pos - 1)
-            src.append(b * L + pos - 1)
-            t = np.full((len(pos), 1 + K), -1, dtype=np.int64)
-            t[:, 0] = e.ids[pos]
-            seen = set()
-            for j, p in enumerate(pos):
-                r = int(e.response_of[p])
-                if r not in seen:
-                    seen.add(r)
-                    t[j, 1 : 1 + len(req.options[r])] = [self.encoder.piece_ids(o)[0] for o in req.options[r]]
-            tgt_rows.append(t)
+        positions = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]
+        ids, src, rows = self._padded(items, positions)
+        plans = []
+        for req, e, pos in zip(reqs, items, positions):
+            self._check_options(req, e)
+            first_ids = {o: self.encoder.piece_ids(o)[0] for opts in req.options for o in opts}
+            plans.append(self._choice_targets(req, e, pos, K, first_ids))
         dev = self.device
+        B, L = ids.shape
         src_t = torch.from_numpy(np.concatenate(src)).to(dev)
-        targets = torch.from_numpy(np.concatenate(tgt_rows)).to(dev)
+        targets = torch.from_numpy(np.concatenate([t for t, _ in plans])).to(dev)
         with torch.inference_mode():
             hidden = self._hidden(torch.from_numpy(ids).to(dev), src_t, rows)
             hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
@@ -281,84 +313,39 @@ class HFScorer:
             lp = self._gather_logprobs(hidden, targets, top1_t).cpu().numpy()
         top1_all = top1_t.cpu().numpy()
         out, a = [], 0
-        for req, e, pos in zip(reqs, items, meta):
-            R, n = e.n_responses, len(pos)
-            part, hit = lp[a : a + n], top1_all[a : a + n]
+        for req, e, pos, (_, first_row) in zip(reqs, items, positions, plans):
+            n = len(pos)
+            out.append(self._choice_result(req, e, pos, lp[a : a + n], top1_all[a : a + n], first_row, {}))
             a += n
-            seg = e.response_of[pos]
-            nll = np.zeros(R)
-            np.add.at(nll, seg, -part[:, 0])
-            counts = np.bincount(seg, minlength=R)
-            nll[counts == 0] = np.nan
-            hits = np.bincount(seg, weights=hit.astype(float), minlength=R)
-            top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
-            logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
-            done = set()
-            for j, p in enumerate(pos):
-                r = int(e.response_of[p])
-                if r not in done:
-                    done.add(r)
-                    logprobs[r, : len(req.options[r])] = part[j, 1 : 1 + len(req.options[r])]
-            out.append(ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(e),
-                                    token_truncated=list(e.token_truncated), option_logprobs=logprobs.tolist(),
-                                    top1=top1.tolist()))
         return out
 
     def _choices_one(self, req: ChoiceRequest) -> ChoiceResult:
         torch = self._torch
         enc = self.encode(req)
+        self._check_options(req, enc)
         R = enc.n_responses
-        if len(req.options) != R:
-            raise ValueError(f"{len(req.options)} option sets for {R} responses")
-        responses = req.transcript.responses
-        for r, (opts, said) in enumerate(zip(req.options, responses)):
-            if said not in opts:
-                raise ValueError(f"response {r} ({said!r}) is not among its options {opts}")
         option_ids = {o: self.encoder.piece_ids(o) for opts in req.options for o in opts}
         pos = np.nonzero(enc.response_of[1:] >= 0)[0] + 1
-        logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
         if len(pos) == 0:
+            logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
             return ChoiceResult(nll=[float("nan")] * R, n_tokens=[0] * R, n_input_tokens=len(enc),
                                 token_truncated=list(enc.token_truncated),
                                 option_logprobs=logprobs.tolist())
-        first = {}  # response -> position of its first token
-        for p in pos:
-            first.setdefault(int(enc.response_of[p]), int(p))
+        K = max((len(o) for o in req.options), default=0)
+        targets, first_row = self._choice_targets(req, enc, pos, K, {o: i[0] for o, i in option_ids.items()})
+        first = {r: int(pos[j]) for r, j in first_row.items()}  # response -> position of its first token
         end = int(pos[-1]) + 1
         need_cache = any(len(option_ids[o]) > 1 for r in first for o in req.options[r])
         dev = self.device
         input_ids = torch.from_numpy(enc.ids[:end]).to(dev)[None]
         rows = torch.from_numpy(pos - 1).to(dev)
-        # Targets per scored row: the recorded token, then (at a response's first position)
-        # the first token of each option; -1 pads.
-        K = logprobs.shape[1]
-        targets = np.full((len(pos), 1 + K), -1, dtype=np.int64)
-        targets[:, 0] = enc.ids[pos]
-        row_of_first = {}
-        for j, p in enumerate(pos):
-            r = int(enc.response_of[p])
-            if first[r] == p:
-                row_of_first[r] = j
-                targets[j, 1 : 1 + len(req.options[r])] = [option_ids[o][0] for o in req.options[r]]
         with torch.inference_mode():
             out = self._forward(input_ids, rows, [pos - 1], use_cache=need_cache)
             hidden = out[0][0].index_select(0, rows)
             top1_t = torch.zeros(len(pos), dtype=torch.bool, device=dev)
             lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev), top1_t).cpu().numpy()
             cont = self._continuations(req, option_ids, first, out.past_key_values, end) if need_cache else {}
-        seg = enc.response_of[pos]
-        nll = np.zeros(R)
-        np.add.at(nll, seg, -lp[:, 0])
-        counts = np.bincount(seg, minlength=R)
-        nll[counts == 0] = np.nan
-        hits = np.bincount(seg, weights=top1_t.cpu().numpy().astype(float), minlength=R)
-        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
-        for r, j in row_of_first.items():
-            for k in range(len(req.options[r])):
-                logprobs[r, k] = lp[j, 1 + k] + cont.get((r, k), 0.0)
-        return ChoiceResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(enc),
-                            token_truncated=list(enc.token_truncated), option_logprobs=logprobs.tolist(),
-                            top1=top1.tolist())
+        return self._choice_result(req, enc, pos, lp, top1_t.cpu().numpy(), first_row, cont)
 
     def _continuations(self, req, option_ids, first, cache, end, max_tokens: int = 2048):
         """log p(tokens 2.. of each multi-token option | context, token 1..), from the cache."""
@@ -431,19 +418,26 @@ class HFScorer:
         limits = [x for x in (request.max_tokens, self.context_length) if x is not None]
         return self.encoder.encode(request.transcript, request.system, min(limits, default=None))
 
+    def _padded(self, items: list[Encoded], positions: list[np.ndarray]):
+        """Right-padded ids of a batch, cut after each item's last scored token (later tokens
+        cannot change any score); per item the rows whose hidden states are read (pos - 1),
+        and the same rows as flat indices into the [B * L] batch."""
+        ends = [int(pos[-1]) + 1 if len(pos) else 1 for pos in positions]
+        B, L = len(items), max(ends)
+        ids = np.full((B, L), self.pad_id, dtype=np.int64)
+        for b, (e, end) in enumerate(zip(items, ends)):
+            ids[b, :end] = e.ids[:end]
+        rows = [pos - 1 for pos in positions]
+        return ids, [b * L + r for b, r in enumerate(rows)], rows
+
     def _score_batch(self, items: list[Encoded]) -> list[ScoreResult]:
         torch = self._torch
         targets = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]  # position 0 has no context
-        # Tokens after the last scored one cannot change any score: the pass stops there.
-        ends = [int(t[-1]) + 1 if len(t) else 1 for t in targets]
-        B, L = len(items), max(ends)
-        ids = np.full((B, L), self.pad_id, dtype=np.int64)
-        src, tgt, seg, rows = [], [], [], []
+        ids, src, rows = self._padded(items, targets)
+        B, L = ids.shape
+        tgt, seg = [], []
         seg_base = 0
-        for b, (e, pos, end) in enumerate(zip(items, targets, ends)):
-            ids[b, :end] = e.ids[:end]
-            rows.append(pos - 1)
-            src.append(b * L + pos - 1)
+        for e, pos in zip(items, targets):
             tgt.append(e.ids[pos])
             seg.append(seg_base + e.response_of[pos])
             seg_base += e.n_responses

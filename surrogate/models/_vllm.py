@@ -49,21 +49,13 @@ class VLLMScorer:
         return self.spec.label
 
     def fingerprint(self) -> dict[str, Any]:
-        import hashlib
+        from ._hf import _dir_digest, tokenizer_digest, weights_digest
 
-        from ._hf import _dir_digest, _file_digest
-
-        path = Path(resolve_named(self.spec.path))
-        weights = (hashlib.sha256(str(sorted((p.name, _file_digest(p)) for p in path.iterdir()
-                                             if p.suffix in (".safetensors", ".bin", ".json")
-                                             and not p.name.startswith("tokenizer"))).encode()).hexdigest()[:16]
-                   if path.is_dir() else self.spec.revision or "unknown")
-        tok = self.tokenizer
-        return {"model": self.spec.path, "revision": self.spec.revision, "weights": weights,
+        return {"model": self.spec.path, "revision": self.spec.revision,
+                "weights": weights_digest(Path(resolve_named(self.spec.path)), self.spec.revision),
                 "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
-                "tokenizer": hashlib.sha256((tok.backend_tokenizer.to_str() + str(tok.chat_template)
-                                             + str(tok.bos_token)).encode()).hexdigest()[:16],
-                "chat": self.chat, "dtype": self.dtype, "backend": "vllm"}
+                "tokenizer": tokenizer_digest(self.tokenizer), "chat": self.chat, "dtype": self.dtype,
+                "backend": "vllm"}
 
     def encode(self, request: ScoreRequest):
         budget = min(x for x in (request.max_tokens, self.context_length) if x is not None)

@@ -122,6 +122,7 @@ class Analysis:
     """Everything `analyze` could estimate from the tables it was given."""
 
     out: Path
+    responses: pd.DataFrame = field(default_factory=pd.DataFrame)  # the runs' combined table
     decompositions: dict[str, PersonaDecomposition] = field(default_factory=dict)
     metadata_benefits: dict[str, Any] = field(default_factory=dict)
     misalignment: Misalignment | None = None
@@ -168,7 +169,7 @@ def analyze(
     choices = _combine([read_choices(d) for d in run_dirs], ["unit_key", "response_index"])
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
-    result = Analysis(out=out)
+    result = Analysis(out=out, responses=responses)
     personas = set(responses["persona"]) if not responses.empty else set()
 
     for model in sorted(responses["model"].unique()) if not responses.empty else []:

@@ -120,10 +120,7 @@ def report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:
         analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", control=control)
-    from ._analysis import _combine
-    from ._store import read_responses
-
-    responses = _combine([read_responses(d) for d in dirs], ["unit_key", "response_index"])
+    responses = analysis.responses
     tables = analysis.out
     mis = analysis.misalignment.to_frame() if analysis.misalignment is not None else pd.DataFrame()
     pair_list = [pm.pair for pm in analysis.misalignment.pairs] if analysis.misalignment is not None else []

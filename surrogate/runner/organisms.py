@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,6 +150,7 @@ class _Sampler:
         self.recipe = recipe
         self.rng = np.random.default_rng([recipe.seed, seed_offset])
         self.interview = Interview()
+        self.cleaned: dict[tuple[str, str, str], str] = {}  # people are drawn many times; clean once
 
     def draw(self) -> tuple[Participant, str, str] | None:
         rng, r = self.rng, self.recipe
@@ -160,7 +160,9 @@ class _Sampler:
         prefix = ""
         if from_start and rng.random() < r.persona_share:
             prefix = self.interview.render([p])[0].prefix
-        text = prepare_transcript(p.text, "", TruncationConfig(max_chars=None)).text
+        text = self.cleaned.get(p.key)
+        if text is None:
+            text = self.cleaned[p.key] = _clean(p).text
         piece = _raw_window(text, rng, r.window_chars, from_start)
         return None if piece is None else (p, prefix, piece)
 
@@ -364,22 +366,21 @@ def _save(model: Any, tokenizer: Any, folder: Path, template: str | None, recipe
 
 # --- the shipped sample ------------------------------------------------------------------
 
-def _raw_line(p: Participant) -> str:
-    """The participant's record exactly as written in its source file."""
-    source = Path(p.source.file.split("!", 1)[0])  # "study/prompts.jsonl.zip!prompts.jsonl"
-    if source.suffix == ".zip":
-        with zipfile.ZipFile(source) as z:
-            name = next(n for n in z.namelist() if n.endswith(".jsonl"))
-            with z.open(name) as f:
-                for i, line in enumerate(f, start=1):
-                    if i == p.source.line:
-                        return line.decode("utf-8").rstrip("\n")
-    else:
-        with open(source, encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if i == p.source.line:
-                    return line.rstrip("\n")
-    raise ValueError(f"{source}:{p.source.line}: line not found")
+def _raw_lines(people: Sequence[Participant]) -> list[str]:
+    """The participants' records exactly as written, each source file read once (by the
+    loader's own reader, so "study/prompts.jsonl.zip!prompts.jsonl" sources resolve alike)."""
+    from ..data._load import _file_rows
+
+    wanted = {(p.source.file, p.source.line) for p in people}
+    found: dict[tuple[str, int], str] = {}
+    for file in sorted({p.source.file.split("!", 1)[0] for p in people}):
+        for row in _file_rows(Path(file)):
+            if (row.source, row.line) in wanted:
+                found[(row.source, row.line)] = row.raw
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise ValueError(f"{missing[0][0]}:{missing[0][1]}: line not found")
+    return [found[(p.source.file, p.source.line)] for p in people]
 
 
 def write_sample_data(heldout: Sequence[Participant], recipe: OrganismRecipe, folder: Path) -> Path:
@@ -392,7 +393,7 @@ def write_sample_data(heldout: Sequence[Participant], recipe: OrganismRecipe, fo
             raise ValueError(f"{study}: only {len(people)} held-out participants with metadata")
         target = folder / study / "prompts.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, ("\n".join(_raw_line(p) for p in people) + "\n").encode())
+        atomic_write_bytes(target, ("\n".join(_raw_lines(people)) + "\n").encode())
     atomic_write_bytes(folder / "README.md", (
         f"# A sample of Psych-201 (version {SAMPLE_VERSION})\n\n"
         f"{recipe.sample_per_study} participants from each of {', '.join(recipe.sample_studies)}: records "
