@@ -12,6 +12,7 @@ participants can be compared person by person.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -62,6 +63,12 @@ class _Row:
         return Transcript(text=text, spans=tuple(spans), all_responses=tuple(text[s:e] for s, e in spans),
                           prefix_chars=len(self.prefix))
 
+    def finished(self) -> Transcript:
+        """The transcript of the trials played, each answered with the choice made."""
+        text = self.head + "".join(self.lines)
+        return Transcript(text=text, spans=tuple(self.spans),
+                          all_responses=tuple(text[s:e] for s, e in self.spans), prefix_chars=len(self.prefix))
+
     def commit(self, choice: str, feedback: Feedback, logprobs: np.ndarray) -> None:
         body_len = len(self.head) + sum(len(x) for x in self.lines)
         start = body_len + len(self.current.prompt) + 3
@@ -91,12 +98,16 @@ def play_model(
 
     `backend` is an HF scorer (plain or chat-template); `strategy` renders each simulated
     participant's persona (traits drawn from `spec`). Returns one SessionRecord per agent,
-    with the option log-probabilities the agent chose from at every trial. `stats`, if
-    given, receives the tokens run through the model and the tokens a fresh pass per trial
-    would have run.
-    """
-    from ..models._incremental import IncrementalChoices
+    with the option log-probabilities the agent chose from at every trial.
 
+    Each trial costs the model only the tokens new since the last trial (KV reuse) and the
+    tokenizer only a window at the end of the history (GrowingContext). Every agent's
+    contexts are checked against one full encoding of its finished transcript; a batch that
+    fails the check (a tokenizer whose earlier tokens change as text is appended) is played
+    again encoding the whole history every trial, with a warning. `stats`, if given,
+    receives the tokens run through the model, the tokens a fresh pass per trial would have
+    run, the characters tokenized, and the characters full encodings would have tokenized.
+    """
     spec = spec or SyntheticSpec()
     strategy = strategy or NoPersona()
     people = simulated_people(experiment, n, seed=seed, spec=spec, id_prefix=id_prefix)
@@ -105,55 +116,75 @@ def play_model(
         raise ValueError(f"persona strategy {strategy.name!r} needs a chat-template model")
     records: list[SessionRecord] = []
     for start in range(0, n, batch_size):
-        rows = [_Row(people[i], experiment.session(np.random.default_rng([seed, i, 1])),
-                     conditionings[i].prefix, conditionings[i].system, seed, i)
-                for i in range(start, min(n, start + batch_size))]
-        state = IncrementalChoices(backend, len(rows))
-        while True:
-            for row in rows:
-                if row.current is None and row.session is not None:
-                    row.current = row.session.next_trial()
-                    if row.current is None:
-                        row.session = None  # finished
-            active = [r for r in rows if r.current is not None]
-            if not active:
-                break
-            contexts, options = [], []
-            for row in rows:
-                if row.current is None:
-                    contexts.append(None)
-                    options.append(None)
-                    continue
-                contexts.append(_context_ids(backend, row.with_candidate(row.current.options[0]), row.system))
-                options.append([backend.encoder.piece_ids(o) for o in row.current.options])
-            logprobs = state.step(contexts, options)
-            if stats is not None:
-                stats["without_reuse"] = stats.get("without_reuse", 0) + sum(len(c) for c in contexts if c)
-            for row, lp in zip(rows, logprobs):
-                if lp is None:
-                    continue
-                probs = np.exp(lp - lp.max())
-                probs /= probs.sum()
-                k = int(np.argmax(probs)) if policy == "argmax" else int(row.rng.choice(len(probs), p=probs))
-                choice = row.current.options[k]
-                row.commit(choice, row.session.respond(choice), lp)
+        batch = range(start, min(n, start + batch_size))
+        counts: dict[str, int] = {}
+        recs, exact = _play_batch(experiment, backend, people, conditionings, batch, seed, policy,
+                                  window=True, counts=counts)
+        if not exact:
+            warnings.warn(f"{backend.name}: appending text changed earlier tokens of a history in "
+                          f"{experiment.name}; replaying participants {batch.start + 1}-{batch.stop} "
+                          "with the whole history encoded every trial", stacklevel=2)
+            counts["replayed"] = counts.get("replayed", 0) + len(batch)
+            recs, _ = _play_batch(experiment, backend, people, conditionings, batch, seed, policy,
+                                  window=False, counts=counts)
+        records += recs
         if stats is not None:
-            stats["processed"] = stats.get("processed", 0) + state.processed
-        for row in rows:
-            records.append(SessionRecord(
-                experiment=experiment.name, participant=row.person.participant, metadata=row.person.metadata,
-                instructions=row.head[len(row.prefix):].removesuffix("\n\n"), trials=row.trials,
-                choices=row.choices, feedback=row.feedback, agent=backend.name,
-                option_logprobs=row.logprobs))
+            for key, value in counts.items():
+                stats[key] = stats.get(key, 0) + value
     return records
 
 
-def _context_ids(backend: Any, transcript: Transcript, system: str | None) -> list[int]:
-    """Canonical tokens before the last response: exactly what scoring the finished
-    transcript would condition that response on."""
-    enc = backend.encoder.encode(transcript, system)
-    last = len(transcript.spans) - 1
-    return enc.ids[: int(np.nonzero(enc.response_of == last)[0][0])].tolist()
+def _play_batch(experiment, backend, people, conditionings, batch: range, seed: int, policy: Policy,
+                *, window: bool, counts: dict[str, int]) -> tuple[list[SessionRecord], bool]:
+    """One batch of agents in lockstep; also whether every context equals the finished
+    transcript's."""
+    from ..models._encode import GrowingContext
+    from ..models._incremental import IncrementalChoices
+
+    rows = [_Row(people[i], experiment.session(np.random.default_rng([seed, i, 1])),
+                 conditionings[i].prefix, conditionings[i].system, seed, i) for i in batch]
+    encodings = [GrowingContext(backend.encoder, window=window) for _ in rows]
+    state = IncrementalChoices(backend, len(rows))
+    while True:
+        for row in rows:
+            if row.current is None and row.session is not None:
+                row.current = row.session.next_trial()
+                if row.current is None:
+                    row.session = None  # finished
+        if not any(r.current is not None for r in rows):
+            break
+        contexts, options = [], []
+        for row, growing in zip(rows, encodings):
+            if row.current is None:
+                contexts.append(None)
+                options.append(None)
+                continue
+            contexts.append(growing.context(row.with_candidate(row.current.options[0]), row.system))
+            options.append([backend.encoder.piece_ids(o) for o in row.current.options])
+        logprobs = state.step(contexts, options)
+        _add(counts, without_reuse=sum(len(c) for c in contexts if c is not None),
+             encoded_chars_without_reuse=sum(len(g.text) for g, c in zip(encodings, contexts) if c is not None))
+        for row, lp in zip(rows, logprobs):
+            if lp is None:
+                continue
+            probs = np.exp(lp - lp.max())
+            probs /= probs.sum()
+            k = int(np.argmax(probs)) if policy == "argmax" else int(row.rng.choice(len(probs), p=probs))
+            choice = row.current.options[k]
+            row.commit(choice, row.session.respond(choice), lp)
+    _add(counts, processed=state.processed, encoded_chars=sum(g.encoded_chars for g in encodings))
+    exact = all(g.agrees_with(row.finished(), row.system) for row, g in zip(rows, encodings) if row.trials)
+    records = [SessionRecord(
+        experiment=experiment.name, participant=row.person.participant, metadata=row.person.metadata,
+        instructions=row.head[len(row.prefix):].removesuffix("\n\n"), trials=row.trials,
+        choices=row.choices, feedback=row.feedback, agent=backend.name,
+        option_logprobs=row.logprobs) for row in rows]
+    return records, exact
+
+
+def _add(counts: dict[str, int], **values: int) -> None:
+    for key, value in values.items():
+        counts[key] = counts.get(key, 0) + value
 
 
 def agreement_with_replay(records: Sequence[SessionRecord], backend: Any,

@@ -185,23 +185,30 @@ class TranscriptEncoder:
                        token_truncated=truncated)
 
     def _force_boundaries(self, text, ids, offsets, special, edges):
-        if not edges:
+        if not edges or not ids:
             return ids, offsets, special
         edge_arr = np.asarray(edges)
-        out_ids, out_off, out_sp = [], [], []
-        for tid, (s, e), sp in zip(ids, offsets, special):
-            inner = [] if sp else edge_arr[(edge_arr > s) & (edge_arr < e)].tolist()
-            if not inner:
-                out_ids.append(tid)
-                out_off.append((s, e))
-                out_sp.append(sp)
-                continue
-            cuts = [s, *inner, e]
-            for a, b, piece_ids in self._split(text, tid, cuts):
+        off = np.asarray(offsets, dtype=np.int64)
+        # Tokens with an edge strictly inside them; found in one vectorised pass, so the
+        # common case (no straddling token) costs no Python loop over the transcript.
+        lo = np.searchsorted(edge_arr, off[:, 0], side="right")
+        hi = np.searchsorted(edge_arr, off[:, 1], side="left")
+        straddling = np.nonzero((hi > lo) & ~np.asarray(special, dtype=bool))[0]
+        if not len(straddling):
+            return ids, offsets, special
+        out_ids, out_off, out_sp, done = [], [], [], 0
+        for t in straddling.tolist():
+            out_ids += ids[done:t]
+            out_off += offsets[done:t]
+            out_sp += special[done:t]
+            s, e = offsets[t]
+            cuts = [s, *edge_arr[lo[t]:hi[t]].tolist(), e]
+            for a, b, piece_ids in self._split(text, ids[t], cuts):
                 out_ids.extend(piece_ids)
                 out_off.extend([(a, b)] * len(piece_ids))
                 out_sp.extend([0] * len(piece_ids))
-        return out_ids, out_off, out_sp
+            done = t + 1
+        return out_ids + ids[done:], out_off + offsets[done:], out_sp + special[done:]
 
     def _split(self, text: str, tid: int, cuts: list[int]) -> list[tuple[int, int, list[int]]]:
         """Tokens of each piece of a straddling token, checked to spell the same string."""
@@ -285,3 +292,107 @@ def _cut(ids: np.ndarray, response_of: np.ndarray, max_tokens: int):
     all_r = set(response_of[response_of >= 0].tolist())
     present = set(kept_resp[kept_resp >= 0].tolist())
     return kept_ids, kept_resp, tuple(sorted(all_r - present))
+
+
+class GrowingContext:
+    """The context tokens of one transcript that grows at its end, trial after trial.
+
+    Closed-loop play needs, at every trial, the tokens before the newest response: exactly
+    what scoring the finished transcript will condition that response on. Encoding the
+    whole history each trial is O(T^2) tokenizer work. Here each trial re-tokenizes only a
+    window: from a token start at least `margin` characters before the previous context's
+    end (a line start when there is one) to the end of the text; the tokens before it are
+    kept. The window is accepted only if it reproduces the previous context's tokens it
+    overlaps, so every context extends the one before with its last response starting a
+    token. Otherwise that trial is encoded in full. `agrees_with` then checks the chain
+    against one full encoding of the finished transcript, which makes every trial's context
+    equal to the finished transcript's (what teacher-forced scoring would use).
+    """
+
+    def __init__(self, encoder: TranscriptEncoder, *, window: bool = True, margin: int = 64):
+        self.encoder, self.window, self.margin = encoder, window, margin
+        self.text = ""
+        self.ids = np.empty(0, dtype=np.int64)
+        self.starts = np.empty(0, dtype=np.int64)
+        self.special = np.empty(0, dtype=bool)
+        self.lengths: list[int] = []  # context length at each trial
+        self.consistent = True  # every context extended the previous one
+        self.encoded_chars = 0
+        self.full_encodings = 0
+
+    def context(self, transcript: Transcript, system: str | None = None) -> np.ndarray:
+        """Token ids before the transcript's last response."""
+        text, spans, add_special = self.encoder.text_and_spans(transcript, system)
+        edges = sorted({p for span in spans for p in span})
+        got = self._windowed(text, edges) if self.window and self.lengths else None
+        if got is None:
+            got = self._encode(text, 0, edges, add_special)
+            self.full_encodings += 1
+        ids, starts, special = got
+        start = spans[-1][0]
+        k = int(np.argmax((starts >= start) & ~special)) if len(starts) else 0
+        if not len(starts) or starts[k] != start or special[k]:
+            raise EncodingError(f"the last response ({text[start:spans[-1][1]]!r}) does not start a token")
+        if self.lengths:
+            n = self.lengths[-1]
+            self.consistent &= bool(k > n and np.array_equal(ids[:n], self.ids[:n]) and starts[n] == self._end)
+        self.text, self.ids, self.starts, self.special, self._end = text, ids, starts, special, start
+        self.lengths.append(k)
+        return ids[:k]
+
+    def agrees_with(self, finished: Transcript, system: str | None = None) -> bool:
+        """Whether every context so far equals the finished transcript's context of the
+        same response (one full encoding of the finished transcript)."""
+        if not self.consistent:
+            return False
+        full = self.encoder.encode(finished, system)
+        firsts = [int(np.argmax(full.response_of == r)) for r in range(full.n_responses)]
+        offset = full.n_responses - len(self.lengths)  # responses before play began (none today)
+        n = self.lengths[-1] if self.lengths else 0
+        return (firsts[offset:] == self.lengths
+                and np.array_equal(full.ids[:n], self.ids[:n]))
+
+    def _windowed(self, text: str, edges: list[int]):
+        end, n = self._end, self.lengths[-1]
+        if text[:end] != self.text[:end]:
+            return None  # an earlier part of the text changed: not a growing transcript
+        candidates = np.nonzero((self.starts[:n] <= end - self.margin) & ~self.special[:n])[0]
+        candidates = candidates[candidates > 0]
+        candidates = candidates[self.starts[candidates] != self.starts[candidates - 1]]  # not mid-split
+        if not len(candidates):
+            return None
+        # Restart points tried in turn: a line start, a token that opens with a space (where
+        # a Metaspace pipeline adds no prefix), any token start.
+        recent = candidates[-64:]
+        before = np.fromiter((text[self.starts[j] - 1] for j in recent), "<U1", len(recent))
+        opens = np.fromiter((text[self.starts[j]] for j in recent), "<U1", len(recent))
+        tried: set[int] = set()
+        for pick in (recent[before == "\n"], recent[opens == " "], candidates):
+            if not len(pick) or int(pick[-1]) in tried:
+                continue
+            j = int(pick[-1])
+            tried.add(j)
+            got = self._window_from(j, text, edges)
+            if got is not None:
+                return got
+        return None
+
+    def _window_from(self, j: int, text: str, edges: list[int]):
+        end, n = self._end, self.lengths[-1]
+        a = int(self.starts[j])
+        ids, starts, special = self._encode(text, a, [e for e in edges if e > a], False)
+        m = n - j  # previous context tokens the window must reproduce
+        if (len(ids) <= m or starts[m] != end or not np.array_equal(ids[:m], self.ids[j:n])
+                or not np.array_equal(starts[:m], self.starts[j:n])):
+            return None
+        return (np.concatenate([self.ids[:j], ids]), np.concatenate([self.starts[:j], starts]),
+                np.concatenate([self.special[:j], special]))
+
+    def _encode(self, text: str, a: int, edges: list[int], add_special: bool):
+        enc = self.encoder._backend.encode(text[a:], add_special_tokens=add_special)
+        self.encoded_chars += len(text) - a
+        offsets = [(s + a, e + a) for s, e in enc.offsets]
+        ids, offsets, special = self.encoder._force_boundaries(text, list(enc.ids), offsets,
+                                                               list(enc.special_tokens_mask), edges)
+        return (np.asarray(ids, dtype=np.int64), np.asarray([s for s, _ in offsets], dtype=np.int64),
+                np.asarray(special, dtype=bool))

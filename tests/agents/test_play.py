@@ -34,7 +34,34 @@ def test_kv_reuse_matches_scoring_the_finished_transcript(request, which, strate
     assert agreement_with_replay(recs, backend, strategy) < 1e-3
     # One pass over each history, not one per trial.
     assert stats["processed"] < 0.25 * stats["without_reuse"]
+    # The tokenizer sees a window per trial, not the whole history; no batch was replayed.
+    assert stats["encoded_chars"] < 0.25 * stats["encoded_chars_without_reuse"]
+    assert "replayed" not in stats
     assert all(len(r.option_logprobs) == 25 and len(r.choices) == 25 for r in recs)
+
+
+def test_a_history_that_fails_the_check_is_replayed_encoding_everything(plain, monkeypatch):
+    """If windowed encoding ever disagreed with the finished transcript's encoding, the batch
+    is played again with the whole history encoded every trial: same people, same seeds."""
+    from surrogate.models._encode import GrowingContext
+
+    exp = RestlessBandit(n_trials=12)
+    honest = play_model(exp, plain, 3, seed=5, strategy=Interview(), batch_size=3)
+    calls = []
+    real = GrowingContext.agrees_with
+
+    def distrust_windows(self, finished, system=None):
+        calls.append(self.window)
+        return real(self, finished, system) and not self.window
+
+    monkeypatch.setattr(GrowingContext, "agrees_with", distrust_windows)
+    stats = {}
+    with pytest.warns(UserWarning, match="replaying participants 1-3"):
+        replayed = play_model(exp, plain, 3, seed=5, strategy=Interview(), batch_size=3, stats=stats)
+    assert stats["replayed"] == 3 and calls.count(False) == 3
+    assert [r.choices for r in replayed] == [r.choices for r in honest]
+    np.testing.assert_allclose([r.option_logprobs for r in replayed], [r.option_logprobs for r in honest],
+                               atol=1e-4)
 
 
 def test_multi_token_options(plain):

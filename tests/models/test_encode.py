@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from surrogate.data import load, prepare_transcript
+from surrogate.data import Transcript, load, prepare_transcript
 from surrogate.models import EncodingError, TranscriptEncoder, chat_messages, render_chat
 from surrogate.models.tiny import train_tokenizer
 
@@ -131,3 +131,69 @@ def test_token_budget_drops_whole_responses(qwen_dir, thoma):
     assert sorted(kept | set(cut.token_truncated)) == list(range(full.n_responses))
     for r in kept:  # kept responses are whole
         assert (cut.response_of == r).sum() == (full.response_of == r).sum()
+
+
+def _growing(transcript):
+    """The transcript as it stood after each response: text up to that response's '>>'."""
+    for r, (_, end) in enumerate(transcript.spans):
+        text = transcript.text[: end + 2]
+        spans = transcript.spans[: r + 1]
+        yield Transcript(text=text, spans=spans, all_responses=tuple(text[s:e] for s, e in spans),
+                         prefix_chars=transcript.prefix_chars)
+
+
+@pytest.fixture(scope="module")
+def growing_cases(psych201):
+    """Real transcripts with many responses from three studies."""
+    out = []
+    for study in ("thoma2025problearn", "guenther2022relational", "busch2024_stroop"):
+        out += [prepare_transcript(p.text) for p in load(psych201 / study, max_participants=2)]
+    return out
+
+
+@pytest.mark.parametrize("which, chat, system", [
+    ("qwen", False, None), ("llama", False, None), ("metaspace", False, None),
+    ("qwen", True, "You are a 34-year-old woman."), ("llama", True, None)])
+def test_growing_context_equals_full_encoding_at_every_response(request, corpus, growing_cases,
+                                                                which, chat, system):
+    """Re-tokenizing only a window at the end gives, at every response, exactly the context
+    a full encoding gives; it tokenizes a small fraction of the characters."""
+    from surrogate.models._encode import GrowingContext
+
+    tok = (train_tokenizer(corpus, vocab_size=3000, style="metaspace") if which == "metaspace"
+           else AutoTokenizer.from_pretrained(request.getfixturevalue(f"{which}_dir")))
+    encoder = TranscriptEncoder(tok, chat=chat)
+    windowed = full = 0
+    for transcript in growing_cases:
+        growing = GrowingContext(encoder)
+        steps = list(_growing(transcript))[:120]
+        for t in steps:
+            got = growing.context(t, system)
+            enc = encoder.encode(t, system)
+            want = enc.ids[: int(np.argmax(enc.response_of == len(t.spans) - 1))]
+            np.testing.assert_array_equal(got, want)
+            full += len(encoder.text_and_spans(t, system)[0])
+        assert growing.consistent and growing.agrees_with(steps[-1], system)
+        assert growing.full_encodings == 1  # the first response only
+        windowed += growing.encoded_chars
+    assert windowed < 0.1 * full
+
+
+def test_growing_context_notices_a_rewritten_history(qwen_dir, thoma):
+    """A transcript whose earlier text changes is encoded in full, and the chain is marked
+    as not extending the contexts it already gave."""
+    from surrogate.models._encode import GrowingContext
+
+    encoder = TranscriptEncoder(AutoTokenizer.from_pretrained(qwen_dir), chat=False)
+    steps = list(_growing(thoma[0]))[:6]
+    growing = GrowingContext(encoder)
+    for t in steps[:5]:
+        growing.context(t)
+    assert growing.consistent and growing.full_encodings == 1
+    head = "A different opening line.\n"
+    last = steps[5]
+    changed = Transcript(text=head + last.text, spans=tuple((s + len(head), e + len(head)) for s, e in last.spans),
+                         all_responses=last.all_responses, prefix_chars=0)
+    growing.context(changed)
+    assert growing.full_encodings == 2 and not growing.consistent
+    assert not growing.agrees_with(changed)
