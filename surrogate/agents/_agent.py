@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import DataError, MarkerError, Participant, Transcript, TruncationConfig, prepare_transcript
-from ..models import ChoiceRequest, ChoiceResult, ScoreRequest, ScorerBackend, score_all
+from ..models import ChoiceBackend, ChoiceRequest, ChoiceResult, ScoreRequest, ScorerBackend, score_all
 from ..personas import Conditioning, NoPersona, PersonaStrategy
 
 
@@ -128,7 +128,7 @@ def choice_table(agents: Sequence[ParticipantAgent], options: Sequence[Sequence[
     rows = []
     for agent, opts in zip(agents, options):
         backend = agent.backend
-        if not hasattr(backend, "score_choices"):
+        if not isinstance(backend, ChoiceBackend):
             raise TypeError(f"{backend.name} cannot score option sets (no score_choices)")
         _, result = next(iter(backend.score_choices([agent.request(opts)])))
         rows += choice_rows(agent, result, opts, backend.name)

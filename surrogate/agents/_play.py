@@ -112,7 +112,7 @@ def play_model(
     strategy = strategy or NoPersona()
     people = simulated_people(experiment, n, seed=seed, spec=spec, id_prefix=id_prefix)
     conditionings = strategy.render(people)
-    if any(c.system for c in conditionings) and not getattr(backend, "chat", False):
+    if any(c.system for c in conditionings) and not backend.chat:
         raise ValueError(f"persona strategy {strategy.name!r} needs a chat-template model")
     records: list[SessionRecord] = []
     for start in range(0, n, batch_size):

@@ -3,6 +3,7 @@
 from ._base import (
     LABEL_POOL,
     Experiment,
+    MeasuresBehaviour,
     Feedback,
     Session,
     SessionRecord,
@@ -26,7 +27,7 @@ from ._synthetic import (
 )
 
 __all__ = [
-    "BUILTIN", "DEFAULT_TRAITS", "LABEL_POOL", "CognitiveModel", "Experiment", "Feedback",
+    "BUILTIN", "DEFAULT_TRAITS", "LABEL_POOL", "CognitiveModel", "Experiment", "MeasuresBehaviour", "Feedback",
     "HyperbolicDiscounter", "IntertemporalChoice", "OracleBackend", "switch_rate", "MixedLotteries", "ParamSpec", "ProspectTheory",
     "QLearner", "RestlessBandit", "Session", "SessionRecord", "SyntheticSpec", "TraitLink",
     "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",

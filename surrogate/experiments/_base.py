@@ -61,6 +61,14 @@ class Experiment(Protocol):
     def session(self, rng: np.random.Generator) -> Session: ...
 
 
+@runtime_checkable
+class MeasuresBehaviour(Experiment, Protocol):
+    """An experiment that also summarises a finished session in named measures (mean
+    reward, switch rate, ...), compared between people, synthetic and model agents."""
+
+    def behaviour(self, record: "SessionRecord") -> dict[str, float]: ...
+
+
 def draw_labels(rng: np.random.Generator, n: int) -> tuple[str, ...]:
     """n distinct option labels, drawn per participant."""
     return tuple(str(x) for x in rng.choice(LABEL_POOL, size=n, replace=False))

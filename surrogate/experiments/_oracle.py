@@ -47,6 +47,9 @@ class OracleBackend:
     def fingerprint(self) -> dict[str, Any]:
         return {"model": f"oracle:{self.model_cls.__name__}", "spec": self.spec.model_dump(mode="json")}
 
+    def describe(self) -> dict[str, Any]:
+        return {"device": None, "dtype": None}
+
     def traits(self, conditioning: str) -> dict[str, Any]:
         """Traits stated in interview-format conditioning (others are ignored)."""
         out = {}

@@ -63,6 +63,17 @@ class ScorerBackend(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def chat(self) -> bool:
+        """Whether transcripts go through a chat template (so a system-message persona can
+        be given)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """How it runs, for run.json (device, dtype, which fast paths are on); not part of
+        the result key."""
+        ...
+
     def fingerprint(self) -> dict[str, Any]:
         """What determines the scores (weights, tokenizer, template, dtype); keys resumes."""
         ...

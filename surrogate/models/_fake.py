@@ -28,6 +28,9 @@ class HashBackend:
     def fingerprint(self) -> dict[str, Any]:
         return {"model": f"hash:{self._name}", "chat": self.chat}
 
+    def describe(self) -> dict[str, Any]:
+        return {"device": None, "dtype": None}
+
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
         for i, req in enumerate(requests):
             if self.fail_after is not None and self.calls >= self.fail_after:

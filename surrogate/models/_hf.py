@@ -217,6 +217,10 @@ class HFScorer:
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
+                "fast_path": self.fast_path, "prefix_reuse": self.prefix_reuse}
+
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
         encoded = [self.encode(r) for r in requests]
         for batch in self.batches([len(e) for e in encoded]):
@@ -226,24 +230,16 @@ class HFScorer:
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]:
         """Score the recorded responses and every option of each response's closed set.
 
-        One pass over the transcript gives each option's first token (the logits at the
-        position before the response). Options of several tokens continue from the shared
-        key/value cache of that pass: all continuations go through the model together, each
-        seeing the transcript up to its response and its own earlier tokens (a tree mask).
+        Transcripts are batched like `score` (length-bucketed padded passes under the token
+        budget). One pass gives each option's first token (the logits at the position before
+        the response). Options of several tokens continue from the batch's key/value cache:
+        all continuations of all transcripts go through the model together, each seeing its
+        transcript up to its response and its own earlier tokens (a tree mask).
         """
-        # Transcripts whose options are all one token need no continuation pass: they are
-        # batched like `score` (length-bucketed under the token budget); the rest go one by one.
-        single, multi = [], []
-        for i, req in enumerate(requests):
-            ids = [self.encoder.piece_ids(o) for opts in req.options for o in opts]
-            (single if self.fast_path and all(len(x) == 1 for x in ids) else multi).append(i)
-        encoded = {i: self.encode(requests[i]) for i in single}
-        for batch in self.batches([len(encoded[i]) for i in single]):
-            idx = [single[b] for b in batch]
-            results = self._choices_batch([requests[i] for i in idx], [encoded[i] for i in idx])
-            yield from zip(idx, results)
-        for i in multi:
-            yield i, self._choices_one(requests[i])
+        encoded = [self.encode(r) for r in requests]
+        for batch in self.batches([len(e) for e in encoded]):
+            results = self._choices_batch([requests[i] for i in batch], [encoded[i] for i in batch])
+            yield from zip(batch, results)
 
     # --- internals -------------------------------------------------------------------
 
@@ -291,111 +287,112 @@ class HFScorer:
                             top1=top1.tolist())
 
     def _choices_batch(self, reqs: list[ChoiceRequest], items: list[Encoded]) -> list[ChoiceResult]:
-        """Single-token options of several transcripts in one padded pass: at each response's
-        first position the targets are the recorded token and every option's token."""
+        """Several transcripts in one padded pass: at each response's first position the
+        targets are the recorded token and every option's first token; tokens 2.. of
+        multi-token options follow from the pass's cache (`_continuations`)."""
         torch = self._torch
         K = max((len(o) for r in reqs for o in r.options), default=0)
         positions = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]
         ids, src, rows = self._padded(items, positions)
-        plans = []
+        plans, option_ids = [], []
         for req, e, pos in zip(reqs, items, positions):
             self._check_options(req, e)
-            first_ids = {o: self.encoder.piece_ids(o)[0] for opts in req.options for o in opts}
-            plans.append(self._choice_targets(req, e, pos, K, first_ids))
+            option_ids.append({o: self.encoder.piece_ids(o) for opts in req.options for o in opts})
+            plans.append(self._choice_targets(req, e, pos, K, {o: i[0] for o, i in option_ids[-1].items()}))
+        # Continuations: (response, option index, token ids) of each scored multi-token option.
+        groups = [[(r, k, ids_[o]) for r in sorted(first_row) for k, o in enumerate(req.options[r])
+                   if len(ids_[o]) > 1]
+                  for req, ids_, (_, first_row) in zip(reqs, option_ids, plans)]
+        firsts = [{r: int(pos[j]) for r, j in first_row.items()} for pos, (_, first_row) in zip(positions, plans)]
+        need_cache = any(groups)
         dev = self.device
         B, L = ids.shape
         src_t = torch.from_numpy(np.concatenate(src)).to(dev)
         targets = torch.from_numpy(np.concatenate([t for t, _ in plans])).to(dev)
+        input_ids = torch.from_numpy(ids).to(dev)
         with torch.inference_mode():
-            hidden = self._hidden(torch.from_numpy(ids).to(dev), src_t, rows)
-            hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
             top1_t = torch.zeros(len(src_t), dtype=torch.bool, device=dev)
-            lp = self._gather_logprobs(hidden, targets, top1_t).cpu().numpy()
+            if self.fast_path:
+                out = self._forward(input_ids, src_t, rows, use_cache=need_cache)
+                picked = out[0].reshape(B * L, -1).index_select(0, src_t)
+            else:
+                out = self.model(input_ids=input_ids, use_cache=need_cache)
+                picked = out.logits.reshape(B * L, -1).index_select(0, src_t)
+            lp = self._gather_logprobs(picked, targets, top1_t, are_logits=not self.fast_path).cpu().numpy()
+            cont = self._continuations(groups, firsts, out.past_key_values, L) if need_cache else [{}] * B
         top1_all = top1_t.cpu().numpy()
-        out, a = [], 0
-        for req, e, pos, (_, first_row) in zip(reqs, items, positions, plans):
+        results, a = [], 0
+        for b, (req, e, pos, (_, first_row)) in enumerate(zip(reqs, items, positions, plans)):
             n = len(pos)
-            out.append(self._choice_result(req, e, pos, lp[a : a + n], top1_all[a : a + n], first_row, {}))
+            results.append(self._choice_result(req, e, pos, lp[a : a + n], top1_all[a : a + n], first_row, cont[b]))
             a += n
+        return results
+
+    def _continuations(self, groups, firsts, cache, L: int) -> list[dict[tuple[int, int], float]]:
+        """log p(tokens 2.. of each multi-token option | context, its tokens before), for
+        every transcript of the batch at once, from the batch's cache. Each round takes up to
+        `per_row` continuation tokens from every transcript; a continuation token sees its
+        transcript's cache before the option's response and the option's own earlier tokens,
+        and is dropped from the cache again after the round."""
+        torch = self._torch
+        B = len(groups)
+        per_row = max(64, min(2048, self.batch_tokens // B))
+        out: list[dict[tuple[int, int], float]] = [{} for _ in range(B)]
+        queues = [list(g) for g in groups]
+        while any(queues):
+            chunks = []
+            for q in queues:
+                chunk, size = [], 0
+                while q and (not chunk or size + len(q[0][2]) - 1 <= per_row):
+                    size += len(q[0][2]) - 1
+                    chunk.append(q.pop(0))
+                chunks.append(chunk)
+            C = max(sum(len(t) - 1 for _, _, t in ch) for ch in chunks)
+            ids = torch.full((B, C), self.pad_id, dtype=torch.long)
+            pos = torch.zeros(B, C, dtype=torch.long)
+            nxt = torch.full((B, C), -1, dtype=torch.long)
+            mask = torch.zeros(B, 1, C, L + C, dtype=torch.bool)
+            mask[:, 0, torch.arange(C), L + torch.arange(C)] = True  # pad queries see themselves
+            owners: list[list[tuple[int, int, int, int]]] = []
+            for b, ch in enumerate(chunks):
+                c, spans = 0, []
+                for r, k, toks in ch:
+                    n = len(toks) - 1
+                    ids[b, c : c + n] = torch.tensor(toks[:-1])
+                    nxt[b, c : c + n] = torch.tensor(toks[1:])
+                    pos[b, c : c + n] = firsts[b][r] + torch.arange(n)
+                    mask[b, 0, c : c + n, : firsts[b][r]] = True
+                    mask[b, 0, c : c + n, L + c : L + c + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+                    spans.append((r, k, c, c + n))
+                    c += n
+                owners.append(spans)
+            kw = dict(input_ids=ids.to(self.device), position_ids=pos.to(self.device), past_key_values=cache,
+                      attention_mask=mask.to(self.device), use_cache=True)
+            if self.fast_path:
+                flat = self._body(**kw)[0].reshape(B * C, -1)
+            else:
+                flat = self.model(**kw).logits.reshape(B * C, -1)
+            cache.crop(-C)  # drop the continuations again (v5: negative = remove)
+            lp = self._gather_logprobs(flat, nxt.reshape(B * C, 1).to(self.device),
+                                       are_logits=not self.fast_path)[:, 0].reshape(B, C).cpu().numpy()
+            for b, spans in enumerate(owners):
+                for r, k, c0, c1 in spans:
+                    out[b][(r, k)] = float(lp[b, c0:c1].sum())
         return out
 
-    def _choices_one(self, req: ChoiceRequest) -> ChoiceResult:
-        torch = self._torch
-        enc = self.encode(req)
-        self._check_options(req, enc)
-        R = enc.n_responses
-        option_ids = {o: self.encoder.piece_ids(o) for opts in req.options for o in opts}
-        pos = np.nonzero(enc.response_of[1:] >= 0)[0] + 1
-        if len(pos) == 0:
-            logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
-            return ChoiceResult(nll=[float("nan")] * R, n_tokens=[0] * R, n_input_tokens=len(enc),
-                                token_truncated=list(enc.token_truncated),
-                                option_logprobs=logprobs.tolist())
-        K = max((len(o) for o in req.options), default=0)
-        targets, first_row = self._choice_targets(req, enc, pos, K, {o: i[0] for o, i in option_ids.items()})
-        first = {r: int(pos[j]) for r, j in first_row.items()}  # response -> position of its first token
-        end = int(pos[-1]) + 1
-        need_cache = any(len(option_ids[o]) > 1 for r in first for o in req.options[r])
-        dev = self.device
-        input_ids = torch.from_numpy(enc.ids[:end]).to(dev)[None]
-        rows = torch.from_numpy(pos - 1).to(dev)
-        with torch.inference_mode():
-            out = self._forward(input_ids, rows, [pos - 1], use_cache=need_cache)
-            hidden = out[0][0].index_select(0, rows)
-            top1_t = torch.zeros(len(pos), dtype=torch.bool, device=dev)
-            lp = self._gather_logprobs(hidden, torch.from_numpy(targets).to(dev), top1_t).cpu().numpy()
-            cont = self._continuations(req, option_ids, first, out.past_key_values, end) if need_cache else {}
-        return self._choice_result(req, enc, pos, lp, top1_t.cpu().numpy(), first_row, cont)
-
-    def _continuations(self, req, option_ids, first, cache, end, max_tokens: int = 2048):
-        """log p(tokens 2.. of each multi-token option | context, token 1..), from the cache."""
-        torch = self._torch
-        groups = [(r, k, option_ids[o]) for r in sorted(first) for k, o in enumerate(req.options[r])
-                  if len(option_ids[o]) > 1]
-        out: dict[tuple[int, int], float] = {}
-        chunk: list = []
-        for g in [*groups, None]:
-            size = sum(len(ids) - 1 for _, _, ids in chunk)
-            if g is not None and (not chunk or size + len(g[2]) - 1 <= max_tokens):
-                chunk.append(g)
-                continue
-            if chunk:
-                inputs, positions, owner, offset = [], [], [], []
-                for gi, (r, _, ids) in enumerate(chunk):
-                    for m, tok in enumerate(ids[:-1]):
-                        inputs.append(tok)
-                        positions.append(first[r] + m)
-                        owner.append(gi)
-                        offset.append(m)
-                C = len(inputs)
-                owner_t, offset_t = torch.tensor(owner), torch.tensor(offset)
-                pos_t = torch.tensor(positions)
-                starts = torch.tensor([first[r] for r, _, _ in chunk])[owner_t]
-                sees_context = torch.arange(end)[None, :] < starts[:, None]
-                sees_own = (owner_t[:, None] == owner_t[None, :]) & (offset_t[None, :] <= offset_t[:, None])
-                mask = torch.cat([sees_context, sees_own], dim=1)[None, None].to(self.device)
-                logits = self.model(input_ids=torch.tensor([inputs], device=self.device),
-                                    position_ids=pos_t[None].to(self.device), past_key_values=cache,
-                                    attention_mask=mask, use_cache=True).logits[0].float()
-                cache.crop(-C)  # drop the continuations again (v5: negative = remove)
-                nexts = torch.tensor([chunk[o][2][m + 1] for o, m in zip(owner, offset)], device=self.device)
-                lp = torch.log_softmax(logits, -1).gather(1, nexts[:, None])[:, 0].cpu().numpy()
-                for gi, (r, k, _) in enumerate(chunk):
-                    out[(r, k)] = float(lp[np.asarray(owner) == gi].sum())
-            chunk = [g] if g is not None else []
-        return out
-
-    def _gather_logprobs(self, hidden, targets, top1=None):
+    def _gather_logprobs(self, hidden, targets, top1=None, *, are_logits: bool = False):
         """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN), with the
         float32 log-softmax on chunks of rows that fit LOGITS_CHUNK_BYTES. With `top1` (a bool
-        [N] tensor), also marks the rows whose first target is the argmax over the vocabulary."""
+        [N] tensor), also marks the rows whose first target is the argmax over the vocabulary.
+        `hidden` are final hidden states, or logits already (`are_logits`)."""
         torch = self._torch
-        vocab = self._head.weight.shape[0]
+        vocab = hidden.shape[-1] if are_logits else self._head.weight.shape[0]
         budget = LOGITS_CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"]
         rows = max(16, budget // (4 * vocab))
         out = torch.full(targets.shape, float("nan"), dtype=torch.float32, device=hidden.device)
         for a in range(0, hidden.shape[0], rows):
-            logp = torch.log_softmax(self._logits(hidden[a : a + rows]).float(), -1)
+            x = hidden[a : a + rows]
+            logp = torch.log_softmax((x if are_logits else self._logits(x)).float(), -1)
             t = targets[a : a + rows]
             got = logp.gather(1, t.clamp(min=0))
             out[a : a + rows] = torch.where(t >= 0, got, out[a : a + rows])

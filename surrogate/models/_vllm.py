@@ -57,6 +57,9 @@ class VLLMScorer:
                 "tokenizer": tokenizer_digest(self.tokenizer), "chat": self.chat, "dtype": self.dtype,
                 "backend": "vllm"}
 
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "backend": "vllm"}
+
     def encode(self, request: ScoreRequest):
         budget = min(x for x in (request.max_tokens, self.context_length) if x is not None)
         return self.encoder.encode(request.transcript, request.system, max_tokens=budget)

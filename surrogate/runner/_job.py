@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents, response_rows
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
-from ..models import ModelSpec, ScoreResult, ScorerBackend
+from ..models import ChoiceBackend, ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, resolve_strategies
 from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json, writer_lock
 
@@ -290,8 +290,8 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
 
     for label, make_backend in backends:
         backend = make_backend()
-        supports_system = bool(getattr(backend, "chat", False))
-        can_choose = hasattr(backend, "score_choices")
+        supports_system = backend.chat
+        can_choose = isinstance(backend, ChoiceBackend)
         fingerprint = backend.fingerprint()
         units = build_units(dataset.participants, strategies, backend, config.truncation,
                             supports_system=supports_system,
@@ -305,12 +305,8 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
         log(f"{label}: {len(units)} units, {len(units) - len(pending)} already done")
         stats = {"units": len(units), "skipped": len(units) - len(pending), "scored": 0,
                  "tokens": 0, "seconds": 0.0, "empty_persona": empty,
-                 "device": getattr(backend, "device", None),
-                 "dtype": str(getattr(backend, "dtype", "")).removeprefix("torch.") or None,
                  "chat": supports_system, "fingerprint": fingerprint,
-                 "choice_units": sum(u.options is not None for u in units)}
-        if hasattr(backend, "fast_path"):
-            stats["fast_path"] = backend.fast_path
+                 "choice_units": sum(u.options is not None for u in units), **backend.describe()}
         buffer: list[dict[str, Any]] = []
         choice_buffer: list[dict[str, Any]] = []
         last_flush = time.monotonic()

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
-from ..experiments import BUILTIN, Experiment, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic, switch_rate
+from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic, switch_rate
 from .._imports import load_object
 from ._defaults import resolve_model_path
 from ._store import atomic_write_bytes, atomic_write_json
@@ -77,7 +77,7 @@ def resolve_experiment(name: str | Experiment, trials: int | None = None) -> Exp
         experiment = obj() if isinstance(obj, type) else obj
     else:
         raise ValueError(f"unknown experiment {name!r}; built in: {', '.join(BUILTIN)}, or module:Class")
-    if not hasattr(experiment, "session") or not hasattr(experiment, "name"):
+    if not isinstance(experiment, Experiment):
         raise TypeError(f"{name} is not an experiment (needs .name and .session(rng))")
     if trials is not None:
         if not dataclasses.is_dataclass(experiment) or "n_trials" not in {f.name for f in dataclasses.fields(experiment)}:
@@ -92,7 +92,7 @@ def behaviour_rows(experiment: Experiment, records: Sequence[SessionRecord]) -> 
         rewards = [f.reward for f in r.feedback if f.reward is not None]
         row = {"agent": r.agent, "participant": r.participant, "n_trials": len(r.choices),
                "switch_rate": switch_rate(r.choices), "mean_reward": float(np.mean(rewards)) if rewards else np.nan}
-        if hasattr(experiment, "behaviour"):
+        if isinstance(experiment, MeasuresBehaviour):
             row.update(experiment.behaviour(r))
         row.update({f"trait:{k}": v for k, v in r.metadata.items()})
         rows.append(row)

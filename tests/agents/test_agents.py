@@ -116,19 +116,37 @@ def test_run_writes_choices_consistent_with_responses(qwen_dir, psych201, tmp_pa
     np.testing.assert_allclose(merged["nll_choice"], -np.log(merged["p_chosen"]), atol=1e-9)
 
 
-def test_batched_choice_scoring_equals_one_transcript_at_a_time(qwen_dir, psych201):
-    """Transcripts whose options are one token each go through the model together (padded,
-    length-bucketed); every number equals scoring each transcript alone."""
+def _fresh_option_logprob(backend, context_ids, option_ids):
+    """log p(option | context) from one plain forward pass of the model over context + option."""
+    import torch
+
+    ids = list(context_ids) + list(option_ids)
+    with torch.inference_mode():
+        logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    return sum(logp[len(context_ids) + m - 1, t].item() for m, t in enumerate(option_ids))
+
+
+@pytest.mark.parametrize("opts", [("down", "left", "right"),  # one token each
+                                  ("down", "left", "right", "right away", "lower left corner")])
+def test_batched_choice_scoring_equals_one_transcript_at_a_time(qwen_dir, psych201, opts):
+    """Transcripts go through the model together (padded, length-bucketed), multi-token
+    options continuing from the batch's cache; every number equals scoring each transcript
+    alone, and option log-probabilities equal plain forward passes over context + option."""
     backend = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", batch_tokens=1 << 16))
     people = load(psych201 / "busch2024_stroop", max_participants=4).participants
-    opts = ("down", "left", "right")
-    assert all(len(backend.encoder.piece_ids(o)) == 1 for o in opts)
+    lengths = [len(backend.encoder.piece_ids(o)) for o in opts]
+    assert lengths[:3] == [1, 1, 1] and all(n > 1 for n in lengths[3:])
     agents = make_agents(people, backend)
     reqs = [a.request([opts] * len(a.transcript.spans)) for a in agents]
     assert len(backend.batches([len(backend.encode(r)) for r in reqs])) == 1  # one padded pass
     together = dict(backend.score_choices(reqs))
     for i, req in enumerate(reqs):
-        alone = backend._choices_one(req)
+        (_, alone), = backend.score_choices([req])
         np.testing.assert_allclose(together[i].option_logprobs, alone.option_logprobs, atol=1e-4)
         np.testing.assert_allclose(together[i].nll, alone.nll, atol=1e-4)
         assert together[i].n_tokens == alone.n_tokens and together[i].top1 == alone.top1
+    enc = backend.encode(reqs[1])
+    for r in (0, 7, enc.n_responses - 1):
+        first = int(np.argmax(enc.response_of == r))
+        want = [_fresh_option_logprob(backend, enc.ids[:first], backend.encoder.piece_ids(o)) for o in opts]
+        np.testing.assert_allclose(together[1].option_logprobs[r], want, atol=1e-4)

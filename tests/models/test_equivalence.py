@@ -109,3 +109,31 @@ def test_interview_prefix_is_byte_identical(reference, psych201):
         recs = raw_records(study, 5)
         ours = Interview().render(load(psych201 / study, max_participants=5).participants)
         assert [c.prefix for c in ours] == [reference.interview_prefix(r) for r in recs]
+
+
+@pytest.mark.parametrize("fixture", ["qwen_dir", "llama_dir", "qwen2_5_vl_dir", "qwen3_vl_dir", "mllama_dir"])
+def test_option_logprobs_equal_plain_forward_passes(request, psych201, fixture):
+    """score_choices on two transcripts in one batch, options of one and of several tokens:
+    each option's log-probability equals a plain forward pass of the model over context +
+    option, for every architecture family (VL models through their text path)."""
+    import torch
+
+    from surrogate.agents import make_agents
+
+    backend = load_backend(ModelSpec(path=str(request.getfixturevalue(fixture)), chat="off", dtype="float32",
+                                     batch_tokens=1 << 16))
+    opts = ("down", "left", "right", "right away", "lower left corner")
+    people = load(psych201 / "busch2024_stroop", max_participants=2).participants
+    reqs = [a.request([opts] * len(a.transcript.spans)) for a in make_agents(people, backend)]
+    assert any(len(backend.encoder.piece_ids(o)) > 1 for o in opts)
+    got = dict(backend.score_choices(reqs))
+    for i, req in enumerate(reqs):
+        enc = backend.encode(req)
+        for r in (0, enc.n_responses // 2, enc.n_responses - 1):
+            first = int(np.argmax(enc.response_of == r))
+            for k, o in enumerate(opts):
+                ids = enc.ids[:first].tolist() + backend.encoder.piece_ids(o)
+                with torch.inference_mode():
+                    logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+                want = sum(logp[first + m - 1, t].item() for m, t in enumerate(ids[first:]))
+                assert abs(got[i].option_logprobs[r][k] - want) < TOL
