@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +173,16 @@ class HFScorer:
             self.chat = spec.chat == "on"
         self.encoder = TranscriptEncoder(tokenizer, chat=self.chat)
         self.dtype = next(model.parameters()).dtype
-        # On CPU one transcript per pass is fastest (activations stay in cache); on GPU
-        # large batches keep the device busy.
-        self.batch_tokens = spec.batch_tokens or (65536 if device.startswith("cuda") else 2048)
+        # On CPU one transcript per pass is fastest (activations stay in cache); on GPU the
+        # budget is sized once from the memory left after loading the weights.
+        if spec.batch_tokens:
+            self.batch_tokens = spec.batch_tokens
+        elif device.startswith("cuda"):
+            from ._budget import cuda_token_budget
+
+            self.batch_tokens = cuda_token_budget(model, device)
+        else:
+            self.batch_tokens = 2048
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         self._torch = torch
@@ -219,13 +226,11 @@ class HFScorer:
 
     def describe(self) -> dict[str, Any]:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
-                "fast_path": self.fast_path, "prefix_reuse": self.prefix_reuse}
+                "fast_path": self.fast_path, "prefix_reuse": self.prefix_reuse, "batch_tokens": self.batch_tokens}
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
         encoded = [self.encode(r) for r in requests]
-        for batch in self.batches([len(e) for e in encoded]):
-            results = self._score_batch([encoded[i] for i in batch])
-            yield from zip(batch, results)
+        yield from self._in_batches(encoded, lambda batch: self._score_batch([encoded[i] for i in batch]))
 
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]:
         """Score the recorded responses and every option of each response's closed set.
@@ -237,11 +242,34 @@ class HFScorer:
         transcript up to its response and its own earlier tokens (a tree mask).
         """
         encoded = [self.encode(r) for r in requests]
-        for batch in self.batches([len(e) for e in encoded]):
-            results = self._choices_batch([requests[i] for i in batch], [encoded[i] for i in batch])
-            yield from zip(batch, results)
+        yield from self._in_batches(encoded, lambda batch: self._choices_batch([requests[i] for i in batch],
+                                                                               [encoded[i] for i in batch]))
 
     # --- internals -------------------------------------------------------------------
+
+    def _in_batches(self, encoded: list[Encoded], run: Callable[[list[int]], list[Any]]):
+        """(index, result) over length-bucketed batches. A batch that runs out of device
+        memory is split in two and retried, and the budget of later batches halved; a
+        single transcript that does not fit is an error that says what to change."""
+        torch = self._torch
+        queue = self.batches([len(e) for e in encoded])
+        while queue:
+            batch = queue.pop(0)
+            try:
+                results = run(batch)
+            except torch.OutOfMemoryError:
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                if len(batch) == 1:
+                    raise torch.OutOfMemoryError(
+                        f"{self.name}: one transcript of {len(encoded[batch[0]])} tokens does not fit in "
+                        "device memory; cap it with --max-tokens, or spread the model with --device map") from None
+                self.batch_tokens = max(1, self.batch_tokens // 2)
+                log.warning("%s: out of memory on %d transcripts; splitting, budget now %d tokens",
+                            self.name, len(batch), self.batch_tokens)
+                queue[:0] = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+                continue
+            yield from zip(batch, results)
 
     def _choice_targets(self, req: ChoiceRequest, enc: Encoded, pos: np.ndarray, K: int,
                         first_ids: dict[str, int]) -> tuple[np.ndarray, dict[int, int]]:

@@ -224,3 +224,51 @@ def test_shared_instruction_prefix_runs_once_and_changes_nothing(request, fixtur
     for a, b in zip(reused, plain):
         assert a.n_tokens == b.n_tokens and a.top1 == b.top1
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-4)
+
+
+def test_a_batch_out_of_memory_is_split_and_retried(qwen_dir, requests, monkeypatch):
+    """A padded pass that runs out of memory is split in halves until it fits; the scores are
+    those of an unconstrained run and later batches get half the budget. One transcript that
+    cannot fit is an error naming the fix."""
+    backend = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", batch_tokens=1 << 20))
+    want = score_all(backend, requests)
+    real = backend._score_batch
+    sizes = []
+
+    def small_memory(items):
+        sizes.append(len(items))
+        if len(items) > 1 and sum(len(e) for e in items) > 6000:
+            raise torch.OutOfMemoryError("simulated")
+        return real(items)
+
+    monkeypatch.setattr(backend, "_score_batch", small_memory)
+    got = score_all(backend, requests)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
+    assert sizes[0] == len(requests) and min(sizes) < len(requests)
+    assert backend.batch_tokens < 1 << 20
+    monkeypatch.setattr(backend, "_score_batch", lambda items: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    with pytest.raises(torch.OutOfMemoryError, match="--max-tokens"):
+        score_all(backend, requests[:1])
+
+
+def test_token_budget_from_free_memory():
+    """The per-pass budget follows the model's shape and the free memory: an 8B shape gets
+    fewer tokens than a 0.6B shape, more memory gives more tokens, a cache costs tokens."""
+    from transformers import Qwen3Config
+
+    from surrogate.models._budget import bytes_per_token, token_budget
+
+    small = Qwen3Config(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                        num_key_value_heads=8, head_dim=128)
+    large = Qwen3Config(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                        num_key_value_heads=8, head_dim=128)
+    gib = 2**30
+    assert token_budget(large, 2, 60 * gib) < token_budget(small, 2, 60 * gib)
+    assert token_budget(large, 2, 60 * gib) > token_budget(large, 2, 20 * gib)
+    assert bytes_per_token(large, 2, cache=True) > bytes_per_token(large, 2, cache=False)
+    assert token_budget(large, 2, 60 * gib) % 1024 == 0
+    assert token_budget(large, 2, 1) == 1024 and token_budget(small, 1, 10**15) == 1 << 20
+    # An H100 after loading the 8B weights in bf16 (about 62 GiB free): hundreds of thousands
+    # of tokens per pass, so batches are limited by the transcripts, not the budget.
+    assert 100_000 < token_budget(large, 2, 62 * gib) < 400_000
