@@ -7,7 +7,8 @@ and their per-response NLLs are compared wherever the reference's marker search 
 defined.
 
     python bench/score_bench.py                      # CPU target: Qwen3, 4 layers, d=256, V=32k
-    python bench/score_bench.py --preset qwen3-0.6b  # GPU: Qwen3-0.6B shape, bfloat16
+    python bench/score_bench.py --device cuda --preset qwen3-0.6b  # Qwen3-0.6B shape, bfloat16
+    python bench/score_bench.py --device cuda --preset qwen3-8b    # Qwen3-8B shape (MFU target)
 
 Defaults: 20 participants from each of thoma2025problearn, guenther2022relational and
 busch2024_stroop in ../shared/psych201.
@@ -39,6 +40,11 @@ PRESETS = {
     # vocabulary is what a local tokenizer can learn, the rest of the 151,936 rows padded.
     "qwen3-0.6b": dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8,
                        intermediate_size=3072, vocab_size=32000, head_dim=128, pad_vocab=151936),
+    # Qwen3-8B's shape (36 layers, d=4096, 32 query / 8 KV heads of 128, MLP 12288), saved in
+    # bfloat16 (16 GB; building it needs about 40 GB of host memory).
+    "qwen3-8b": dict(hidden_size=4096, num_layers=36, num_heads=32, num_kv_heads=8,
+                     intermediate_size=12288, vocab_size=32000, head_dim=128, pad_vocab=151936,
+                     save_dtype="bfloat16"),
 }
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 
@@ -63,11 +69,16 @@ def build_model(preset: str, folder: Path) -> Path:
 
     shape = dict(PRESETS[preset])
     vocab, pad_vocab = shape.pop("vocab_size"), shape.pop("pad_vocab", None)
+    save_dtype = shape.pop("save_dtype", None)
     texts = [r["text"] for s in sorted(p.name for p in (SHARED / "psych201").iterdir() if p.is_dir())
              for r in records([s], 60)]
     # '>>' kept whole so that the reference's marker search is well defined on every study.
     tok = train_tokenizer(texts, vocab_size=vocab, style="qwen", isolate_close_marker=True)
     model = build(tok, arch="qwen3", vocab_size=pad_vocab, **shape)
+    if save_dtype:
+        import torch
+
+        model = model.to(getattr(torch, save_dtype))
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -160,6 +171,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     ap.add_argument("--model", type=Path, help="Use this checkpoint instead of building the preset.")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="Where both scorers run (the reference takes CUDA whenever it is visible).")
     ap.add_argument("--studies", default="thoma2025problearn,guenther2022relational,busch2024_stroop")
     ap.add_argument("--participants", type=int, default=20, help="Per study.")
     ap.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default).")
@@ -175,7 +188,11 @@ def main() -> None:
 
     import torch
 
-    gpu = torch.cuda.is_available()
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # for both subprocesses
+    gpu = torch.cuda.is_available() and args.device != "cpu"
+    if args.device == "cuda" and not gpu:
+        sys.exit("--device cuda: no CUDA device is visible")
     dtype = args.dtype or ("bfloat16" if gpu else "float32")
     model = args.model or build_model(args.preset, args.cache / args.preset)
     studies = args.studies.split(",")

@@ -30,7 +30,8 @@ class ModelSpec(BaseModel):
     backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers (any device); vllm: "
                                          "vLLM prompt log-probabilities (GPU, the [vllm] extra).")
     batch_tokens: int | None = Field(None, ge=1, description="Padded tokens per forward pass "
-                                                             "(default: 16384 on CPU, 65536 on GPU).")
+                                                             "(default: 2048 on CPU; on GPU sized from the "
+                                                             "memory free after loading).")
 
     @property
     def label(self) -> str:
