@@ -166,12 +166,8 @@ class TranscriptEncoder:
     def encode(self, transcript: Transcript, system: str | None = None,
                max_tokens: int | None = None) -> Encoded:
         text, spans, add_special = self.text_and_spans(transcript, system)
-        enc = self._backend.encode(text, add_special_tokens=add_special)
-        ids = list(enc.ids)
-        offsets = list(enc.offsets)
-        special = list(enc.special_tokens_mask)
         edges = sorted({p for span in spans for p in span})
-        ids, offsets, special = self._force_boundaries(text, ids, offsets, special, edges)
+        ids, offsets, special = self.forced_tokens(text, 0, edges, add_special)
         response_of = _assign(offsets, special, spans)
         counts = np.bincount(response_of[response_of >= 0], minlength=len(spans))
         if len(spans) and counts.min() == 0:
@@ -183,6 +179,14 @@ class TranscriptEncoder:
             arr, response_of, truncated = _cut(arr, response_of, max_tokens)
         return Encoded(ids=arr, response_of=response_of, n_responses=len(spans),
                        token_truncated=truncated)
+
+    def forced_tokens(self, text: str, start: int, edges: list[int], add_special: bool):
+        """Token ids, character offsets (in `text`) and special flags of text[start:],
+        tokenized normally, then split at the response edges it straddles."""
+        enc = self._backend.encode(text[start:], add_special_tokens=add_special)
+        offsets = list(enc.offsets) if start == 0 else [(s + start, e + start) for s, e in enc.offsets]
+        return self._force_boundaries(text, list(enc.ids), offsets, list(enc.special_tokens_mask),
+                                      [e for e in edges if e > start])
 
     def _force_boundaries(self, text, ids, offsets, special, edges):
         if not edges or not ids:
@@ -380,7 +384,7 @@ class GrowingContext:
     def _window_from(self, j: int, text: str, edges: list[int]):
         end, n = self._end, self.lengths[-1]
         a = int(self.starts[j])
-        ids, starts, special = self._encode(text, a, [e for e in edges if e > a], False)
+        ids, starts, special = self._encode(text, a, edges, False)
         m = n - j  # previous context tokens the window must reproduce
         if (len(ids) <= m or starts[m] != end or not np.array_equal(ids[:m], self.ids[j:n])
                 or not np.array_equal(starts[:m], self.starts[j:n])):
@@ -389,10 +393,7 @@ class GrowingContext:
                 np.concatenate([self.special[:j], special]))
 
     def _encode(self, text: str, a: int, edges: list[int], add_special: bool):
-        enc = self.encoder._backend.encode(text[a:], add_special_tokens=add_special)
+        ids, offsets, special = self.encoder.forced_tokens(text, a, edges, add_special)
         self.encoded_chars += len(text) - a
-        offsets = [(s + a, e + a) for s, e in enc.offsets]
-        ids, offsets, special = self.encoder._force_boundaries(text, list(enc.ids), offsets,
-                                                               list(enc.special_tokens_mask), edges)
         return (np.asarray(ids, dtype=np.int64), np.asarray([s for s, _ in offsets], dtype=np.int64),
                 np.asarray(special, dtype=bool))

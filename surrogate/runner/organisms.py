@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,13 @@ class _Sampler:
         self.interview = Interview()
         self.cleaned: dict[tuple[str, str, str], str] = {}  # people are drawn many times; clean once
 
+    def windows(self) -> Iterator[tuple[Participant, str, str]]:
+        """Draws without end, skipping those that yield no window."""
+        while True:
+            drawn = self.draw()
+            if drawn is not None:
+                yield drawn
+
     def draw(self) -> tuple[Participant, str, str] | None:
         rng, r = self.rng, self.recipe
         study = self.studies[int(rng.integers(len(self.studies)))]
@@ -169,12 +176,10 @@ class _Sampler:
 
 def base_examples(people: Sequence[Participant], recipe: OrganismRecipe, tokenizer: Any, n: int) -> list[Example]:
     """Language-modelling windows (loss on every token) of cleaned transcripts."""
-    sampler, out = _Sampler(people, recipe, 1), []
-    while len(out) < n:
-        drawn = sampler.draw()
-        if drawn is None:
-            continue
-        _, prefix, piece = drawn
+    out: list[Example] = []
+    for _, prefix, piece in _Sampler(people, recipe, 1).windows():
+        if len(out) == n:
+            break
         ids = np.asarray(tokenizer(prefix + piece)["input_ids"][: recipe.window_tokens], dtype=np.int64)
         if len(ids) > 1:
             out.append(Example(ids=ids, labels=ids.copy()))
@@ -184,12 +189,10 @@ def base_examples(people: Sequence[Participant], recipe: OrganismRecipe, tokeniz
 def post_examples(people: Sequence[Participant], recipe: OrganismRecipe, encoder: TranscriptEncoder,
                   modal: dict[str, Any], n: int) -> list[Example]:
     """Chat-template windows whose responses are the modal answers; loss on responses only."""
-    sampler, out = _Sampler(people, recipe, 2), []
-    while len(out) < n:
-        drawn = sampler.draw()
-        if drawn is None:
-            continue
-        p, prefix, piece = drawn
+    out: list[Example] = []
+    for p, prefix, piece in _Sampler(people, recipe, 2).windows():
+        if len(out) == n:
+            break
         t = prepare_transcript(piece, prefix, TruncationConfig(max_chars=None))
         if not t.spans:
             continue
