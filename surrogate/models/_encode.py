@@ -74,10 +74,18 @@ def _untrimmed(backend: Any) -> Any:
     return Tokenizer.from_str(json.dumps(spec))
 
 
+CHAT_DATE = "26 Jul 2024"  # the Llama-3.x templates' own fallback date
+
+
 def _chat_kwargs(tokenizer: Any) -> dict[str, Any]:
     kw: dict[str, Any] = {"tokenize": False, "add_generation_prompt": False}
-    if "enable_thinking" in (tokenizer.chat_template or ""):
+    template = tokenizer.chat_template or ""
+    if "enable_thinking" in template:
         kw["enable_thinking"] = False  # score the answer, not a reasoning trace
+    if "date_string" in template:
+        # Llama-3.x templates write today's date into the system header; a fixed date keeps the
+        # scored text (and so a resumed run's results) independent of the day it runs.
+        kw["date_string"] = CHAT_DATE
     return kw
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from surrogate.data import load, prepare_transcript
+from surrogate.models._encode import CHAT_DATE
 from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -24,15 +25,25 @@ def transcripts(psych201):
             for s in STUDIES for p in load(psych201 / s, max_participants=2).participants]
 
 
-@pytest.mark.parametrize("template, fixture", [
-    ("qwen2_5", "qwen_dir"), ("qwen3", "qwen_dir"), ("olmo3", "qwen_dir"),
-    ("llama3_1", "llama_dir"), ("deepseek_r1_distill", "llama_dir")])
+# (template file, tokenizer fixture, whether the template trims every content)
+TEMPLATE_CASES = [
+    ("Qwen-Qwen2.5-7B-Instruct", "qwen_dir", False),
+    ("Qwen-Qwen3-0.6B", "qwen_dir", False),
+    ("Qwen3.5-4B", "qwen_dir", True),
+    ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "qwen_dir", False),
+    ("olmo3", "qwen_dir", False),
+    ("meta-llama-Llama-3.1-8B-Instruct", "llama_dir", True),
+    ("meta-llama-Llama-3.2-3B-Instruct", "llama_dir", True),
+    ("deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "llama_dir", False),
+]
+
+
+@pytest.mark.parametrize("template, fixture, trims", TEMPLATE_CASES)
 @pytest.mark.parametrize("system", [None, "You are a 25-year-old participant."])
-def test_template_quirks_never_move_a_response(request, transcripts, template, fixture, system):
+def test_template_quirks_never_move_a_response(request, transcripts, template, fixture, trims, system):
     folder = request.getfixturevalue(fixture)
     backend = load_backend(ModelSpec(path=str(folder), chat="on", device="cpu", dtype="float32"))
     backend.tokenizer.chat_template = (TEMPLATES / f"{template}.jinja").read_text()
-    trims = template == "llama3_1"
     requests = [ScoreRequest(transcript=t, system=system) for t in transcripts]
     results = score_all(backend, requests)
     tok = backend.tokenizer
@@ -43,6 +54,8 @@ def test_template_quirks_never_move_a_response(request, transcripts, template, f
         if system is not None:
             assert system in text and "You are Qwen" not in text  # the default gives way
         assert "<think>" not in text  # the conversation ends on a user turn: no reasoning block
+        if "Today Date" in text:  # Llama-3.x: a fixed date, not the day the test runs
+            assert f"Today Date: {CHAT_DATE}" in text
         for r, response in enumerate(req.transcript.responses):
             ids = enc.ids[enc.response_of == r]
             spelled = tok.decode(ids.tolist())
