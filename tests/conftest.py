@@ -84,6 +84,20 @@ def llama_dir(tmp_path_factory, corpus) -> Path:
                  seed=1)
 
 
+@pytest.fixture(scope="session")
+def qwen2_dir(tmp_path_factory, corpus) -> Path:
+    """Qwen2 architecture (Qwen1.5/2/2.5, their coder and math models, R1-Distill-Qwen)."""
+    return _tiny(tmp_path_factory, corpus, "qwen2", arch="qwen2", style="qwen", chat_template=True, seed=3,
+                 isolate_close_marker=True)
+
+
+@pytest.fixture(scope="session")
+def olmo3_dir(tmp_path_factory, corpus) -> Path:
+    """OLMo-3 architecture: sliding-window and full attention layers interleaved."""
+    return _tiny(tmp_path_factory, corpus, "olmo3", arch="olmo3", style="qwen", chat_template=True, seed=4,
+                 isolate_close_marker=True)
+
+
 def _tiny_vision_language(tmp_path_factory, corpus, family: str, style: str) -> Path:
     from surrogate.models.tiny import _quiet_transformers, build_vision_language_model, train_tokenizer
 
@@ -106,6 +120,12 @@ def qwen2_5_vl_dir(tmp_path_factory, corpus) -> Path:
 def qwen3_vl_dir(tmp_path_factory, corpus) -> Path:
     """Qwen3-VL (Qwen3VLForConditionalGeneration, interleaved M-RoPE, deepstack)."""
     return _tiny_vision_language(tmp_path_factory, corpus, "qwen3_vl", "qwen")
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_dir(tmp_path_factory, corpus) -> Path:
+    """Qwen3.5 (Qwen3_5ForConditionalGeneration: gated-delta-net linear attention + full attention)."""
+    return _tiny_vision_language(tmp_path_factory, corpus, "qwen3_5", "qwen")
 
 
 @pytest.fixture(scope="session")

@@ -191,7 +191,9 @@ class TranscriptEncoder:
     def forced_tokens(self, text: str, start: int, edges: list[int], add_special: bool):
         """Token ids, character offsets (in `text`) and special flags of text[start:],
         tokenized normally, then split at the response edges it straddles."""
-        enc = self._backend.encode(text[start:], add_special_tokens=add_special)
+        # The batch entry point releases the GIL (plain encode holds it), so encoding on a
+        # prefetch thread overlaps with the model computing on the main one.
+        enc = self._backend.encode_batch([text[start:]], add_special_tokens=add_special)[0]
         offsets = list(enc.offsets) if start == 0 else [(s + start, e + start) for s, e in enc.offsets]
         return self._force_boundaries(text, list(enc.ids), offsets, list(enc.special_tokens_mask),
                                       [e for e in edges if e > start])

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 # Bytes of float32 logits materialised at once (per chunk of scored positions). On CPU a
 # chunk that stays in cache makes the softmax compute-bound instead of memory-bound.
 LOGITS_CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
+# Requests are encoded and batched in windows of this many batches' tokens: enough for
+# length-bucketing to pack batches well, few enough to bound host memory on huge runs.
+WINDOW_BATCHES = 8
+MIN_WINDOW_TOKENS = 2**16
 _BLOCK = 16 * 2**20  # read size for weight-file digests
 _CACHE_FROM = 64 * 2**20  # files at least this large keep their digest in the cache
 
@@ -54,6 +59,17 @@ def resolve_dtype(dtype: str, device: str):
             return torch.bfloat16
         return torch.float32
     return getattr(torch, dtype)
+
+
+def resolve_attention(attention: str, device: str) -> str:
+    """auto: FlashAttention-2 where it can run (CUDA, flash-attn installed), else SDPA."""
+    if attention != "auto":
+        return attention
+    import importlib.util
+
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def _file_digest(path: Path) -> str:
@@ -126,7 +142,9 @@ def load_hf(spec: ModelSpec) -> "HFScorer":
     # device "map": layers spread over all GPUs (then CPU memory) by accelerate, as the paper's
     # code loads models larger than one GPU; inputs go where the embeddings are.
     mapped = {"device_map": "auto"} if spec.device == "map" else {}
-    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, **mapped, **kw)
+    attention = resolve_attention(spec.attention, device)
+    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, attn_implementation=attention,
+                                                   **mapped, **kw)
     if spec.adapter:
         try:
             from peft import PeftModel
@@ -184,6 +202,13 @@ class HFScorer:
         else:
             self.batch_tokens = 2048
         self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+        text_config = model.config.get_text_config()
+        self.sliding_window = (getattr(text_config, "sliding_window", None)
+                               if "sliding_attention" in (getattr(text_config, "layer_types", None) or []) else None)
+        # Recurrent layers (Qwen3.5's gated delta net) keep one state for the whole prefix, so
+        # a cache cannot be continued from an earlier position under a mask.
+        self.recurrent = any(t not in ("full_attention", "sliding_attention")
+                             for t in (getattr(text_config, "layer_types", None) or []))
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         self._torch = torch
         self._body = getattr(model, model.base_model_prefix, None)
@@ -206,6 +231,13 @@ class HFScorer:
         # slower with reuse, so it is on for CUDA only (exact either way).
         self.prefix_reuse_supported = self.fast_path and self._check_prefix_reuse()
         self.prefix_reuse = self.prefix_reuse_supported and device.startswith("cuda")
+        # FlashAttention runs a batch as one packed row (no padding: varlen attention over the
+        # transcripts' boundaries, taken from position ids and cu_seqlens); checked at load.
+        self.attention = str(getattr(model.config, "_attn_implementation", "sdpa"))
+        self.packing = self.fast_path and self.attention.startswith("flash") and self._check_packing()
+        # Encode the next window on a thread while the GPU computes; on CPU the two would
+        # compete for the same cores.
+        self.encode_ahead = device.startswith("cuda")
 
     # --- ScorerBackend ---------------------------------------------------------------
 
@@ -226,11 +258,14 @@ class HFScorer:
 
     def describe(self) -> dict[str, Any]:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
-                "fast_path": self.fast_path, "prefix_reuse": self.prefix_reuse, "batch_tokens": self.batch_tokens}
+                "fast_path": self.fast_path, "prefix_reuse": self.prefix_reuse, "batch_tokens": self.batch_tokens,
+                "encode_ahead": self.encode_ahead, "attention": self.attention, "packing": self.packing}
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
-        encoded = [self.encode(r) for r in requests]
-        yield from self._in_batches(encoded, lambda batch: self._score_batch([encoded[i] for i in batch]))
+        for window in self._encoded_windows(requests, self.encode):
+            idx, encoded = [i for i, _ in window], [e for _, e in window]
+            for j, result in self._in_batches(encoded, lambda batch: self._score_batch([encoded[k] for k in batch])):
+                yield idx[j], result
 
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]:
         """Score the recorded responses and every option of each response's closed set.
@@ -241,11 +276,40 @@ class HFScorer:
         all continuations of all transcripts go through the model together, each seeing its
         transcript up to its response and its own earlier tokens (a tree mask).
         """
-        encoded = [self.encode(r) for r in requests]
-        yield from self._in_batches(encoded, lambda batch: self._choices_batch([requests[i] for i in batch],
-                                                                               [encoded[i] for i in batch]))
+        def prepare(req: ChoiceRequest) -> Encoded:
+            enc = self.encode(req)
+            self._check_options(req, enc)
+            return enc
+
+        for window in self._encoded_windows(requests, prepare):
+            idx, encoded = [i for i, _ in window], [e for _, e in window]
+            for j, result in self._in_batches(encoded, lambda batch: self._choices_batch(
+                    [requests[idx[k]] for k in batch], [encoded[k] for k in batch])):
+                yield idx[j], result
+
+    @contextmanager
+    def masked_attention(self):
+        """Passes with a 4D mask (tree-masked continuations, closed-loop play) run on SDPA:
+        FlashAttention takes no such mask. The weights and cache are the same either way."""
+        if not self.attention.startswith("flash"):
+            yield
+            return
+        self.model.set_attn_implementation("sdpa")
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(self.attention)
 
     # --- internals -------------------------------------------------------------------
+
+    def _encoded_windows(self, requests, prepare) -> Iterator[list[tuple[int, Encoded]]]:
+        """Encoded requests in windows of several batches' worth of tokens, longest-first
+        batching within each; with `encode_ahead` the next windows are encoded on a thread
+        while the device runs the current one."""
+        from ._prefetch import windows
+
+        return windows(requests, prepare, size=len, window=max(WINDOW_BATCHES * self.batch_tokens, MIN_WINDOW_TOKENS),
+                       ahead=self.encode_ahead)
 
     def _in_batches(self, encoded: list[Encoded], run: Callable[[list[int]], list[Any]]):
         """(index, result) over length-bucketed batches. A batch that runs out of device
@@ -323,8 +387,7 @@ class HFScorer:
         positions = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]
         ids, src, rows = self._padded(items, positions)
         plans, option_ids = [], []
-        for req, e, pos in zip(reqs, items, positions):
-            self._check_options(req, e)
+        for req, e, pos in zip(reqs, items, positions):  # options were checked when encoded
             option_ids.append({o: self.encoder.piece_ids(o) for opts in req.options for o in opts})
             plans.append(self._choice_targets(req, e, pos, K, {o: i[0] for o, i in option_ids[-1].items()}))
         # Continuations: (response, option index, token ids) of each scored multi-token option.
@@ -341,13 +404,19 @@ class HFScorer:
         with torch.inference_mode():
             top1_t = torch.zeros(len(src_t), dtype=torch.bool, device=dev)
             if self.fast_path:
-                out = self._forward(input_ids, src_t, rows, use_cache=need_cache)
+                out = self._forward(input_ids, src_t, rows, use_cache=need_cache and not self.recurrent)
                 picked = out[0].reshape(B * L, -1).index_select(0, src_t)
             else:
-                out = self.model(input_ids=input_ids, use_cache=need_cache)
+                out = self.model(input_ids=input_ids, use_cache=need_cache and not self.recurrent)
                 picked = out.logits.reshape(B * L, -1).index_select(0, src_t)
             lp = self._gather_logprobs(picked, targets, top1_t, are_logits=not self.fast_path).cpu().numpy()
-            cont = self._continuations(groups, firsts, out.past_key_values, L) if need_cache else [{}] * B
+            if need_cache and self.recurrent:
+                cont = [self._continuations_by_passes(g, f, e.ids) for g, f, e in zip(groups, firsts, items)]
+            elif need_cache:
+                with self.masked_attention():
+                    cont = self._continuations(groups, firsts, out.past_key_values, L)
+            else:
+                cont = [{}] * B
         top1_all = top1_t.cpu().numpy()
         results, a = [], 0
         for b, (req, e, pos, (_, first_row)) in enumerate(zip(reqs, items, positions, plans)):
@@ -394,8 +463,11 @@ class HFScorer:
                     spans.append((r, k, c, c + n))
                     c += n
                 owners.append(spans)
+            # Keys: the batch's cache (column j is position j of each right-padded row), then
+            # this round's continuation tokens.
+            k_pos = torch.cat([torch.arange(L).expand(B, L), pos], 1)
             kw = dict(input_ids=ids.to(self.device), position_ids=pos.to(self.device), past_key_values=cache,
-                      attention_mask=mask.to(self.device), use_cache=True)
+                      attention_mask=self._device_masks(self.layer_masks(mask, pos, k_pos)), use_cache=True)
             if self.fast_path:
                 flat = self._body(**kw)[0].reshape(B * C, -1)
             else:
@@ -407,6 +479,43 @@ class HFScorer:
                 for r, k, c0, c1 in spans:
                     out[b][(r, k)] = float(lp[b, c0:c1].sum())
         return out
+
+    def _continuations_by_passes(self, group, firsts, ids) -> dict[tuple[int, int], float]:
+        """Continuations for models with recurrent layers (no cache to branch from): per
+        response, one padded pass over context + each of its multi-token options. Exact, but
+        each response re-reads its context."""
+        torch = self._torch
+        out: dict[tuple[int, int], float] = {}
+        by_response: dict[int, list[tuple[int, list[int]]]] = {}
+        for r, k, toks in group:
+            by_response.setdefault(r, []).append((k, list(toks)))
+        for r, opts in by_response.items():
+            first = firsts[r]
+            width = first + max(len(t) for _, t in opts) - 1
+            batch = torch.full((len(opts), width), self.pad_id, dtype=torch.long)
+            rows, targets = [], []
+            for j, (_, toks) in enumerate(opts):
+                seq = [*ids[:first].tolist(), *toks[:-1]]
+                batch[j, : len(seq)] = torch.tensor(seq)  # right padding: causal, never seen
+                rows += [j * width + first + m - 1 for m in range(1, len(toks))]
+                targets += toks[1:]
+            if self.fast_path:
+                hidden = self._body(input_ids=batch.to(self.device), use_cache=False)[0]
+            else:
+                hidden = self.model(input_ids=batch.to(self.device), use_cache=False).logits
+            picked = hidden.reshape(len(opts) * width, -1).index_select(0, torch.tensor(rows, device=self.device))
+            lp = self._gather_logprobs(picked, torch.tensor(targets, device=self.device)[:, None],
+                                       are_logits=not self.fast_path)[:, 0].cpu().numpy()
+            a = 0
+            for k, toks in opts:
+                out[(r, k)] = float(lp[a : a + len(toks) - 1].sum())
+                a += len(toks) - 1
+        return out
+
+    def _device_masks(self, masks):
+        if isinstance(masks, dict):
+            return {k: v.to(self.device) for k, v in masks.items()}
+        return masks.to(self.device)
 
     def _gather_logprobs(self, hidden, targets, top1=None, *, are_logits: bool = False):
         """log p(target) for a [N, K] matrix of token ids (-1: padding, gives NaN), with the
@@ -429,14 +538,20 @@ class HFScorer:
         return out
 
     def batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Indices grouped longest-first so that batch size x longest length <= budget."""
+        """Indices grouped longest-first so that the tokens of a pass stay within the budget:
+        batch size x longest length when padded, the sum of lengths when packed."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         out: list[list[int]] = []
+        total = 0
         for i in order:
-            if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= self.batch_tokens:
-                out[-1].append(i)
-            else:
-                out.append([i])
+            if out:
+                cost = total + lengths[i] if self.packing else (len(out[-1]) + 1) * lengths[out[-1][0]]
+                if cost <= self.batch_tokens:
+                    out[-1].append(i)
+                    total += lengths[i]
+                    continue
+            out.append([i])
+            total = lengths[i]
         return out
 
     def encode(self, request: ScoreRequest) -> Encoded:
@@ -484,6 +599,9 @@ class HFScorer:
                 hidden = hidden.reshape(B * (L - shared), -1).index_select(0, src_rest)
                 tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
                 self.prefix_tokens_saved += shared * (B - 1)
+            elif self.packing:
+                hidden = self._packed_hidden(items, targets)
+                tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
             elif self.fast_path:
                 hidden = self._hidden(input_ids, src_t, rows)
                 hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
@@ -509,6 +627,45 @@ class HFScorer:
                                    top1=top.tolist()))
             base += e.n_responses
         return out
+
+    def _packed_hidden(self, items: list[Encoded], targets: list[np.ndarray]):
+        """Final hidden states at the scored rows, the batch run as ONE row: the transcripts
+        (each cut after its last scored token) back to back, positions restarting at 0 for
+        each, and the boundaries given as cu_seqlens, so FlashAttention's varlen kernel keeps
+        them apart and no padding is computed."""
+        torch = self._torch
+        ends = [int(pos[-1]) + 1 if len(pos) else 1 for pos in targets]
+        starts = np.cumsum([0, *ends])
+        ids = np.concatenate([e.ids[:end] for e, end in zip(items, ends)])
+        position_ids = np.concatenate([np.arange(end) for end in ends])
+        src = np.concatenate([start + pos - 1 for start, pos in zip(starts, targets)])
+        cu = torch.from_numpy(starts.astype(np.int32)).to(self.device)
+        hidden = self._body(input_ids=torch.from_numpy(ids)[None].to(self.device),
+                            position_ids=torch.from_numpy(position_ids)[None].to(self.device),
+                            cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(ends), max_length_k=max(ends),
+                            use_cache=False)[0]
+        return hidden[0].index_select(0, torch.from_numpy(src).to(self.device))
+
+    def _check_packing(self) -> bool:
+        """Does a packed pass reproduce separate passes? (Linear-attention layers, for one,
+        may not honour the boundaries.) Checked once on a probe."""
+        import torch
+
+        gen = torch.Generator().manual_seed(2)
+        vocab = self._head.weight.shape[0]
+        items = [Encoded(ids=torch.randint(0, vocab, (n,), generator=gen).numpy(),
+                         response_of=np.zeros(n, dtype=np.int32), n_responses=1) for n in (9, 5)]
+        targets = [np.arange(1, len(e.ids)) for e in items]
+        with torch.inference_mode():
+            try:
+                ours = self._packed_hidden(items, targets).float()
+            except Exception as e:  # noqa: BLE001 - a model that cannot take packed rows
+                log.info("packed batches unavailable: %s", e)
+                return False
+            theirs = torch.cat([self._body(input_ids=torch.from_numpy(e.ids)[None].to(self.device),
+                                           use_cache=False)[0][0, :-1] for e in items]).float()
+        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
+        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
 
     MIN_SHARED_PREFIX = 64  # tokens; below this a second pass costs more than it saves
 
@@ -561,14 +718,34 @@ class HFScorer:
     def _forward(self, input_ids, flat_rows, rows_per_item, use_cache: bool = False):
         """The body's output, its last layer restricted to the given rows when installed
         (`rows_per_item`: numpy positions per batch item)."""
+        kw = {"past_key_values": self.full_cache()} if use_cache and self.sliding_window is not None else {}
         if self._rows is None:
-            return self._body(input_ids=input_ids, use_cache=use_cache)
+            return self._body(input_ids=input_ids, use_cache=use_cache, **kw)
         dev = input_ids.device
         self._rows.set(flat_rows, [self._torch.from_numpy(r).to(dev) for r in rows_per_item])
         try:
-            return self._body(input_ids=input_ids, use_cache=use_cache)
+            return self._body(input_ids=input_ids, use_cache=use_cache, **kw)
         finally:
             self._rows.clear()
+
+    def full_cache(self):
+        """For models with sliding-window layers: a key/value cache that keeps every position
+        in every layer. (The model's default cache drops what those layers no longer see;
+        passes that continue from the cache under explicit masks need all positions, and
+        apply the window in the mask: `layer_masks`.)"""
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def layer_masks(self, mask, q_pos, k_pos):
+        """The attention mask(s) for a pass under an explicit boolean [B, 1, Q, K] mask: as is
+        for full-attention models; for models with sliding-window layers, a mask per layer
+        type, the sliding one also hiding keys `sliding_window` or more positions back.
+        `q_pos` [B, Q] and `k_pos` [B, K] are the positions of queries and keys."""
+        if self.sliding_window is None:
+            return mask
+        near = (q_pos[:, None, :, None] - k_pos[:, None, None, :]) < self.sliding_window
+        return {"full_attention": mask, "sliding_attention": mask & near}
 
     def _logits(self, hidden):
         """LM head plus the output transforms some architectures apply after it."""

@@ -25,6 +25,12 @@ class IncrementalChoices:
         import torch
         from transformers import DynamicCache
 
+        if scorer.recurrent or scorer.sliding_window is not None:
+            kind = "linear-attention (recurrent)" if scorer.recurrent else "sliding-window attention"
+            raise NotImplementedError(
+                f"{scorer.name}: closed-loop play continues a shared cache under per-row masks, which "
+                f"models with {kind} layers do not support yet; score recorded sessions with replay "
+                "(surrogate run) instead")
         self.scorer, self.B, self.torch = scorer, batch_size, torch
         self.device = scorer.device
         self.cache = DynamicCache(config=scorer.model.config)
@@ -36,6 +42,10 @@ class IncrementalChoices:
     def step(self, contexts: Sequence[Sequence[int] | None],
              options: Sequence[Sequence[Sequence[int]] | None]) -> list[np.ndarray | None]:
         """log p(option | context) for each active row (contexts[i] None: row idle)."""
+        with self.scorer.masked_attention():
+            return self._step(contexts, options)
+
+    def _step(self, contexts, options) -> list[np.ndarray | None]:
         torch = self.torch
         new: list[list[int]] = []
         for i in range(self.B):

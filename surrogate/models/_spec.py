@@ -29,6 +29,10 @@ class ModelSpec(BaseModel):
     adapter: str | None = Field(None, description="A PEFT (LoRA) adapter folder applied on top.")
     backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers (any device); vllm: "
                                          "vLLM prompt log-probabilities (GPU, the [vllm] extra).")
+    attention: str = Field("auto", description="auto: FlashAttention-2 on CUDA when flash-attn is "
+                                               "installed (batches packed without padding), else SDPA "
+                                               "(length-bucketed padding); or any transformers "
+                                               "attn_implementation (sdpa, eager, flash_attention_2, ...).")
     batch_tokens: int | None = Field(None, ge=1, description="Padded tokens per forward pass "
                                                              "(default: 2048 on CPU; on GPU sized from the "
                                                              "memory free after loading).")

@@ -67,7 +67,8 @@ class VLLMScorer:
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[tuple[int, ScoreResult]]:
         from vllm import SamplingParams
 
-        encoded = [self.encode(r) for r in requests]
+        from ._prefetch import windows
+
         # prompt_logprobs=0: only the log-probability (and rank) of each actual prompt token.
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         lora = None
@@ -75,21 +76,29 @@ class VLLMScorer:
             from vllm.lora.request import LoRARequest
 
             lora = LoRARequest("adapter", 1, str(self.spec.adapter))
-        outputs = self.llm.generate([{"prompt_token_ids": e.ids.tolist()} for e in encoded], params,
-                                    use_tqdm=False, lora_request=lora)
-        for i, (e, out) in enumerate(zip(encoded, outputs)):
-            nll = np.zeros(e.n_responses)
-            counts = np.zeros(e.n_responses, dtype=int)
-            hits = np.zeros(e.n_responses, dtype=int)
-            for t in range(1, len(e.ids)):  # the first token has no prediction
-                r = int(e.response_of[t])
-                if r < 0:
-                    continue
-                entry = out.prompt_logprobs[t][int(e.ids[t])]
-                nll[r] -= entry.logprob
-                counts[r] += 1
-                hits[r] += int(entry.rank == 1)
-            nll[counts == 0] = np.nan
-            top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
-            yield i, ScoreResult(nll=nll.tolist(), n_tokens=counts.tolist(), n_input_tokens=len(e),
-                                 token_truncated=list(e.token_truncated), top1=top1.tolist())
+        # Windows of about a million tokens bound host memory; the next is encoded while vLLM
+        # runs the current one.
+        for window in windows(requests, self.encode, size=len, window=2**20, ahead=True):
+            outputs = self.llm.generate([{"prompt_token_ids": e.ids.tolist()} for _, e in window], params,
+                                        use_tqdm=False, lora_request=lora)
+            for (i, e), out in zip(window, outputs):
+                yield i, self._result(e, out)
+
+    @staticmethod
+    def _result(e, out) -> ScoreResult:
+        """Per-response sums of the prompt tokens' log-probabilities vLLM returned."""
+        nll = np.zeros(e.n_responses)
+        counts = np.zeros(e.n_responses, dtype=int)
+        hits = np.zeros(e.n_responses, dtype=int)
+        for t in range(1, len(e.ids)):  # the first token has no prediction
+            r = int(e.response_of[t])
+            if r < 0:
+                continue
+            entry = out.prompt_logprobs[t][int(e.ids[t])]
+            nll[r] -= entry.logprob
+            counts[r] += 1
+            hits[r] += int(entry.rank == 1)
+        nll[counts == 0] = np.nan
+        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+        return ScoreResult(nll=nll.tolist(), n_tokens=counts.tolist(), n_input_tokens=len(e),
+                           token_truncated=list(e.token_truncated), top1=top1.tolist())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 TokenizerStyle = Literal["qwen", "llama", "metaspace"]
-Arch = Literal["qwen3", "llama"]
+Arch = Literal["qwen3", "llama", "qwen2", "olmo3"]  # qwen2: Qwen1.5/2/2.5 and R1-Distill-Qwen
 
 # GPT-4-style split: letters (with one leading non-letter), single digits, punctuation
 # runs, newlines, spaces.
@@ -133,7 +133,7 @@ def build_model(
     `vocab_size` may exceed the tokenizer's (padded embedding rows, as real checkpoints have).
     """
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+    from transformers import AutoModelForCausalLM, LlamaConfig, Olmo3Config, Qwen2Config, Qwen3Config
 
     common = dict(
         vocab_size=max(vocab_size or 0, len(tokenizer)),
@@ -149,7 +149,14 @@ def build_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    config = Qwen3Config(**common) if arch == "qwen3" else LlamaConfig(**common)
+    if arch == "olmo3":
+        # OLMo-3 interleaves sliding-window and full attention; a short window makes the
+        # sliding layers matter on test transcripts.
+        config = Olmo3Config(**common, sliding_window=48,
+                             layer_types=[("full" if (i + 1) % 2 == 0 else "sliding") + "_attention"
+                                          for i in range(num_layers)])
+    else:
+        config = {"qwen3": Qwen3Config, "qwen2": Qwen2Config, "llama": LlamaConfig}[arch](**common)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Default initialisation gives near-uniform predictions; a larger output scale makes
@@ -159,7 +166,9 @@ def build_model(
     return model.eval()
 
 
-VisionLanguage = Literal["qwen2_5_vl", "qwen3_vl", "mllama"]
+# qwen3_5: Qwen3.5 checkpoints are image-text-to-text models whose language model mixes
+# gated-delta-net (linear attention) and full-attention layers.
+VisionLanguage = Literal["qwen2_5_vl", "qwen3_vl", "qwen3_5", "mllama"]
 
 
 def build_vision_language_model(tokenizer: Any, family: VisionLanguage, *, hidden_size: int = 64,
@@ -167,7 +176,7 @@ def build_vision_language_model(tokenizer: Any, family: VisionLanguage, *, hidde
     """A random-weight vision-language checkpoint (the image-text-to-text class the hub
     checkpoints use), with a tiny vision tower; surrogate scores its text path."""
     import torch
-    from transformers import AutoModelForImageTextToText, MllamaConfig, Qwen2_5_VLConfig, Qwen3VLConfig
+    from transformers import AutoModelForImageTextToText, MllamaConfig, Qwen2_5_VLConfig, Qwen3_5Config, Qwen3VLConfig
 
     text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                 num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
@@ -186,6 +195,16 @@ def build_vision_language_model(tokenizer: Any, family: VisionLanguage, *, hidde
                                                               "mrope_interleaved": True}),
                                vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
                                                   out_hidden_size=hidden_size, deepstack_visual_indexes=[0]))
+    elif family == "qwen3_5":
+        config = Qwen3_5Config(text_config=dict(text, head_dim=hidden_size // 4,
+                                                layer_types=["linear_attention", "full_attention"] * (num_layers // 2),
+                                                linear_num_key_heads=2, linear_num_value_heads=4,
+                                                linear_key_head_dim=16, linear_value_head_dim=16,
+                                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                                 "partial_rotary_factor": 0.25,
+                                                                 "mrope_section": [1, 1, 0], "mrope_interleaved": True}),
+                               vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                                                  out_hidden_size=hidden_size))
     else:
         config = MllamaConfig(text_config=dict(text, cross_attention_layers=[num_layers - 1]),
                               vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -36,7 +36,6 @@ IDENTITY = ["model", "persona", "study", "experiment", "participant"]
 CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model", "persona", "options",
                   "chosen", "probs", "p_chosen", "correct", "nll_choice", "nll_uniform", "condition",
                   "unit_key"]
-CHUNK_UNITS = 256  # units handed to a backend at once (bounds memory for huge runs)
 
 
 class RunConfig(BaseModel):
@@ -60,7 +59,7 @@ class RunConfig(BaseModel):
     derangements: int = Field(1, ge=1, description="Independent shuffled pairings (shuffled, "
                               "shuffled.2, ...), to report results over several.")
     checkpoint_seconds: float = Field(30.0, ge=0, description="Write finished units to disk at "
-                                      "least this often (and after every chunk of units).")
+                                      "least this often (and when the model is done).")
     choices: bool = Field(True, description="For closed-set experiments, also score every option "
                           "at every response (choices.parquet).")
     options: dict[str, list[str]] = Field(default_factory=dict, description="Declared option sets "
@@ -215,11 +214,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _chunks(items: Sequence[Unit], n: int) -> Iterator[Sequence[Unit]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
 def _check_stale(existing: pd.DataFrame, units: Sequence[Unit], model: str) -> None:
     if existing.empty:
         return
@@ -319,21 +313,23 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
                 store.append(pd.DataFrame(buffer, columns=COLUMNS), name=name)  # the commit point
             buffer, choice_buffer, last_flush = [], [], time.monotonic()
 
-        for chunk in _chunks(pending, CHUNK_UNITS):
+        # All pending units go to the backend at once: it streams them (encoding the next
+        # window while the device computes, holding only a few windows in memory), and
+        # finished units are written at least every checkpoint_seconds.
+        t0 = time.perf_counter()
+        for unit, result in _score(backend, pending):
+            stats["seconds"] += time.perf_counter() - t0
+            stats["tokens"] += result.n_input_tokens
+            stats["scored"] += 1
+            buffer.extend(unit_rows(unit, result, label, supports_system))
+            if unit.options is not None:
+                choice_buffer.extend(choice_rows(unit.agent, result, unit.options, label, unit.key))
+            if progress:
+                progress(label, stats["skipped"] + stats["scored"], len(units))
+            if time.monotonic() - last_flush >= config.checkpoint_seconds:
+                flush()
             t0 = time.perf_counter()
-            for unit, result in _score(backend, chunk):
-                stats["seconds"] += time.perf_counter() - t0
-                stats["tokens"] += result.n_input_tokens
-                stats["scored"] += 1
-                buffer.extend(unit_rows(unit, result, label, supports_system))
-                if unit.options is not None:
-                    choice_buffer.extend(choice_rows(unit.agent, result, unit.options, label, unit.key))
-                if progress:
-                    progress(label, stats["skipped"] + stats["scored"], len(units))
-                if time.monotonic() - last_flush >= config.checkpoint_seconds:
-                    flush()
-                t0 = time.perf_counter()
-            flush()
+        flush()
         stats["tokens_per_second"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else None
         info["models"][label] = stats
         atomic_write_json(out / info_name, info)

@@ -128,3 +128,12 @@ def test_simulate_model_agents_and_synthetic_share_people(qwen_dir, tmp_path):
     assert [r.metadata for r in syn] == [r.metadata for r in tiny]  # the same simulated people
     assert [r.trials[0] for r in syn] == [r.trials[0] for r in tiny]  # the same first trial
     assert {r.participant.split("-")[0] for r in result.records} == {"syn", "tiny"}
+
+
+@pytest.mark.parametrize("fixture, kind", [("olmo3_dir", "sliding-window"), ("qwen3_5_dir", "linear-attention")])
+def test_play_refuses_models_whose_cache_it_cannot_branch(request, fixture, kind):
+    """Closed-loop play branches one shared cache under per-row masks; for sliding-window
+    and recurrent layers that would give wrong numbers, so it says so instead."""
+    backend = load_backend(ModelSpec(path=str(request.getfixturevalue(fixture)), chat="off", dtype="float32"))
+    with pytest.raises(NotImplementedError, match=f"{kind}.*replay"):
+        play_model(RestlessBandit(n_trials=3), backend, 2, seed=0, strategy=Interview(), batch_size=2)

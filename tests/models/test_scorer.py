@@ -272,3 +272,33 @@ def test_token_budget_from_free_memory():
     # An H100 after loading the 8B weights in bf16 (about 62 GiB free): hundreds of thousands
     # of tokens per pass, so batches are limited by the transcripts, not the budget.
     assert 100_000 < token_budget(large, 2, 62 * gib) < 400_000
+
+
+@pytest.mark.parametrize("fixture", ["qwen_dir", "llama_dir", "olmo3_dir"])
+def test_packed_batches_score_like_padded_ones(request, requests, fixture):
+    """A batch packed into one row (positions restarting per transcript, boundaries as
+    cu_seqlens: FlashAttention's varlen input) gives the padded batch's scores. On CPU the
+    same packed input runs through SDPA with a block-diagonal mask, so the packing itself is
+    checked here; the budget counts the packed tokens, not longest x batch size."""
+    backend = load_backend(ModelSpec(path=str(request.getfixturevalue(fixture)), chat="off", dtype="float32",
+                                     batch_tokens=1 << 20))
+    assert not backend.packing  # SDPA: padded batches unless FlashAttention is in use
+    assert backend._check_packing()
+    padded = score_all(backend, requests)
+    lengths = [len(backend.encode(r)) for r in requests]
+    backend.packing, backend.batch_tokens = True, sum(lengths)
+    assert backend.batches(lengths) == [sorted(range(len(lengths)), key=lambda i: -lengths[i])]
+    backend.packing = False
+    assert len(backend.batches(lengths)) > 1  # padding would need more passes for that budget
+    backend.packing = True
+    packed = score_all(backend, requests)
+    for a, b in zip(padded, packed):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
+        assert a.n_tokens == b.n_tokens and a.top1 == b.top1
+
+
+def test_packing_is_refused_where_layers_carry_state_across_transcripts(qwen3_5_dir):
+    """Qwen3.5's linear-attention layers run through a packed row as one sequence, so the
+    load-time probe refuses packing for them."""
+    backend = load_backend(ModelSpec(path=str(qwen3_5_dir), chat="off", dtype="float32"))
+    assert backend.recurrent and not backend._check_packing()
