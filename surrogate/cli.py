@@ -98,6 +98,9 @@ def run(
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | map (device_map=auto: a model larger than one GPU).")] = "auto",
     batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
+    attention: Annotated[str, typer.Option(help="auto (FlashAttention-2 with packed batches on CUDA when "
+                                           "flash-attn is installed, else SDPA) | sdpa | eager | "
+                                           "flash_attention_2.")] = "auto",
     backend: Annotated[str, typer.Option(help="hf (transformers) | vllm (prompt log-probabilities; GPU, "
                                          "the [vllm] extra).")] = "hf",
     trust_remote_code: Annotated[bool, typer.Option(
@@ -134,7 +137,8 @@ def run(
         truncation = TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
                                       count_prefix=not persona_outside_cut)
         result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
-                         batch_tokens=batch_tokens, backend=backend, trust_remote_code=trust_remote_code,
+                         batch_tokens=batch_tokens, attention=attention, backend=backend,
+                         trust_remote_code=trust_remote_code,
                          max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                          truncation=truncation, seed=seed, stratify=stratify, derangements=derangements,
                          choices=choices, shard=shard,

@@ -77,6 +77,7 @@ def run(
     device: str = "auto",
     backend: str = "hf",
     batch_tokens: int | None = None,
+    attention: str = "auto",
     trust_remote_code: bool = False,
     max_participants: int | None = None,
     studies: Sequence[str] | None = None,
@@ -113,7 +114,7 @@ def run(
     models = list(models) or list(DEFAULT_MODELS)
     if data is None:
         data = default_data()
-    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens,
+    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
                          trust_remote_code=trust_remote_code, backend=backend)
     resolved = _resolve(models, **model_options)
     factories = _backend_factories(resolved)

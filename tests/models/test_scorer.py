@@ -302,3 +302,13 @@ def test_packing_is_refused_where_layers_carry_state_across_transcripts(qwen3_5_
     load-time probe refuses packing for them."""
     backend = load_backend(ModelSpec(path=str(qwen3_5_dir), chat="off", dtype="float32"))
     assert backend.recurrent and not backend._check_packing()
+
+
+def test_attention_implementation_is_chosen_and_reported(qwen_dir, qwen_backend, requests):
+    """--attention names the transformers implementation; eager attention gives SDPA's scores,
+    and run.json's describe() says which one ran."""
+    eager = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", attention="eager"))
+    assert eager.describe()["attention"] == "eager" and qwen_backend.describe()["attention"] == "sdpa"
+    assert _hf.resolve_attention("auto", "cpu") == "sdpa"
+    for a, b in zip(score_all(eager, requests[:3]), score_all(qwen_backend, requests[:3])):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
