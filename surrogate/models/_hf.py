@@ -201,14 +201,13 @@ class HFScorer:
             self.batch_tokens = cuda_token_budget(model, device)
         else:
             self.batch_tokens = 2048
-        self.context_length = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         text_config = model.config.get_text_config()
-        self.sliding_window = (getattr(text_config, "sliding_window", None)
-                               if "sliding_attention" in (getattr(text_config, "layer_types", None) or []) else None)
+        self.context_length = getattr(text_config, "max_position_embeddings", None)
+        layer_types = set(getattr(text_config, "layer_types", None) or [])
+        self.sliding_window = getattr(text_config, "sliding_window", None) if "sliding_attention" in layer_types else None
         # Recurrent layers (Qwen3.5's gated delta net) keep one state for the whole prefix, so
         # a cache cannot be continued from an earlier position under a mask.
-        self.recurrent = any(t not in ("full_attention", "sliding_attention")
-                             for t in (getattr(text_config, "layer_types", None) or []))
+        self.recurrent = bool(layer_types - {"full_attention", "sliding_attention"})
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         self._torch = torch
         self._body = getattr(model, model.base_model_prefix, None)
@@ -562,7 +561,7 @@ class HFScorer:
         """Right-padded ids of a batch, cut after each item's last scored token (later tokens
         cannot change any score); per item the rows whose hidden states are read (pos - 1),
         and the same rows as flat indices into the [B * L] batch."""
-        ends = [int(pos[-1]) + 1 if len(pos) else 1 for pos in positions]
+        ends = _scored_ends(positions)
         B, L = len(items), max(ends)
         ids = np.full((B, L), self.pad_id, dtype=np.int64)
         for b, (e, end) in enumerate(zip(items, ends)):
@@ -573,8 +572,7 @@ class HFScorer:
     def _score_batch(self, items: list[Encoded]) -> list[ScoreResult]:
         torch = self._torch
         targets = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]  # position 0 has no context
-        ids, src, rows = self._padded(items, targets)
-        B, L = ids.shape
+        B = len(items)
         tgt, seg = [], []
         seg_base = 0
         for e, pos in zip(items, targets):
@@ -582,12 +580,15 @@ class HFScorer:
             seg.append(seg_base + e.response_of[pos])
             seg_base += e.n_responses
         dev = self.device
-        src_t = torch.from_numpy(np.concatenate(src)).to(dev)
         tgt_t = torch.from_numpy(np.concatenate(tgt)).to(dev)
         seg_t = torch.from_numpy(np.concatenate(seg).astype(np.int64)).to(dev)
-        input_ids = torch.from_numpy(ids).to(dev)
-        # Right padding needs no attention mask: causal attention never looks ahead.
         shared = self._shared_prefix(items, targets) if self.prefix_reuse and B > 1 else 0
+        if shared or not self.packing:  # a packed batch never builds the padded one
+            # Right padding needs no attention mask: causal attention never looks ahead.
+            ids, src, rows = self._padded(items, targets)
+            L = ids.shape[1]
+            src_t = torch.from_numpy(np.concatenate(src)).to(dev)
+            input_ids = torch.from_numpy(ids).to(dev)
         with torch.inference_mode():
             top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
             if shared:
@@ -634,7 +635,7 @@ class HFScorer:
         each, and the boundaries given as cu_seqlens, so FlashAttention's varlen kernel keeps
         them apart and no padding is computed."""
         torch = self._torch
-        ends = [int(pos[-1]) + 1 if len(pos) else 1 for pos in targets]
+        ends = _scored_ends(targets)
         starts = np.cumsum([0, *ends])
         ids = np.concatenate([e.ids[:end] for e, end in zip(items, ends)])
         position_ids = np.concatenate([np.arange(end) for end in ends])
@@ -782,6 +783,12 @@ class HFScorer:
             theirs = theirs.reshape(2 * T, -1).index_select(0, flat)
         tol = 1e-4 if self.dtype == torch.float32 else 2e-2
         return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
+
+
+def _scored_ends(positions: list[np.ndarray]) -> list[int]:
+    """Per transcript, where its pass can stop: after its last scored token (later tokens
+    cannot change any score)."""
+    return [int(pos[-1]) + 1 if len(pos) else 1 for pos in positions]
 
 
 def _dir_digest(folder: Path) -> str:
