@@ -1,7 +1,7 @@
 """surrogate: test language models as stand-ins for human participants.
 
 The Python API mirrors the CLI: `surrogate.run`, `surrogate.compare_personas`,
-`surrogate.analyze`, `surrogate.simulate`, `surrogate.report`, `surrogate.merge`,
+`surrogate.analyze`, `surrogate.plan`, `surrogate.simulate`, `surrogate.report`, `surrogate.merge`,
 `surrogate.finetune`, `surrogate.build_organisms`, plus `surrogate.load` for data. Submodules are
 imported on first use, so `import surrogate` stays light.
 """
@@ -17,6 +17,7 @@ _API = {
     "run": ("surrogate.runner", "run"),
     "compare_personas": ("surrogate.runner", "compare_personas"),
     "analyze": ("surrogate.runner", "analyze"),
+    "plan": ("surrogate.runner", "plan"),
     "simulate": ("surrogate.runner", "simulate"),
     "load": ("surrogate.data", "load"),
     "read_responses": ("surrogate.runner", "read_responses"),

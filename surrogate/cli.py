@@ -166,9 +166,10 @@ def _default_job_results(out: Path) -> None:
                                                      post_training="modal answers (stand-in)")])
     if result.misalignment is not None:
         frame = result.misalignment.to_frame()
-        _print_table(frame[["experiment", "n", "cohens_d", "lo", "hi", "d_paper"]],
-                     "Post-training misalignment, organism-post vs organism-base (Cohen's d; > 0: "
-                     "the post-trained model predicts people worse)")
+        _print_table(frame[["experiment", "n", "d_paper", "d_paper_lo", "d_paper_hi", "cohens_d", "lo", "hi"]],
+                     "Post-training misalignment, organism-post vs organism-base (the paper's d with a "
+                     "participant-bootstrap 95% CI, and surrogate's per-participant d; > 0: the post-trained "
+                     "model predicts people worse)")
     for label, dec in result.decompositions.items():
         t = dec.to_frame()
         t = t[t["experiment"] != "pooled_fixed"]
@@ -187,16 +188,26 @@ def _default_job_results(out: Path) -> None:
     _log(ORGANISM_NOTICE)
 
 
+_SESOI_HELP = ("Smallest individual effect of interest for the equivalence test: a per cent of the experiment's "
+               "no-persona NLL per response (1%), nats per response (0.01) or nats per token (0.002/token).")
+_WEIGHT_HELP = ("participant: each participant counts once; response: the per-response scale, each swap cycle "
+                "weighted by its members' mean number of responses.")
+
+
 @app.command("compare-personas")
 def compare_personas(
     model: Annotated[Optional[list[str]], typer.Option(
         "--model", "-m", help="Model(s) as in `run` (default: the shipped organisms).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the shipped Psych-201 sample).")] = None,
-    strategies: Annotated[str, typer.Option(help="Strategies to score; must include none, the "
-                                            "matched one and the control.")] = "none,interview,shuffled,population,placebo",
-    matched: Annotated[str, typer.Option(help="The matched persona strategy.")] = "interview",
-    control: Annotated[str, typer.Option(help="shuffled or population.")] = "shuffled",
+    strategies: Annotated[Optional[str], typer.Option(
+        help="Strategies to score (default: none, each matched strategy with its shuffled control, and for "
+        "interview population, placebo and shuffled-placebo).")] = None,
+    matched: Annotated[str, typer.Option(help="The matched persona strategy, or several (comma list: "
+                                         "interview,narrative) to compare them on one pairing.")] = "interview",
+    control: Annotated[Optional[str], typer.Option(help="The control (default: the matched strategy's own "
+                                                   "shuffled control, shuffled-X; or population-X).")] = None,
     by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
+    weight: Annotated[str, typer.Option(help=_WEIGHT_HELP)] = "participant",
     chat: Annotated[str, typer.Option(help="auto | on | off.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
@@ -207,13 +218,13 @@ def compare_personas(
     persona_outside_cut: Annotated[bool, typer.Option(
         "--persona-outside-cut", help="Cut the transcript alone (all personas score the same "
         "responses).")] = False,
-    sesoi: Annotated[float, typer.Option(help="Smallest individual effect of interest (nats per "
-                                         "response) for the equivalence test.")] = 0.01,
+    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
     seed: Annotated[int, typer.Option(help="Seed of the derangement.")] = 0,
-    stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the "
-                                                    "levels of this metadata field (e.g. condition).")] = None,
-    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings (shuffled, "
-                                              "shuffled.2, ...), to report over several.")] = 1,
+    stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the levels of this "
+                                                    "metadata field (condition), or within K bins of equal count "
+                                                    "of a numeric one (age:5).")] = None,
+    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings; the first is the primary one, "
+                                              "the others a sensitivity range.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/personas"),
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
@@ -222,17 +233,20 @@ def compare_personas(
 
     with _user_errors(), _progress() as progress:
         result = job(model or [], data, out, strategies=strategies, matched=matched, control=control,
-                     by=by, sesoi=sesoi, log=_log, chat=chat, dtype=dtype, device=device,
+                     by=by, sesoi=sesoi, weight=weight, log=_log, chat=chat, dtype=dtype, device=device,
                      trust_remote_code=trust_remote_code,
                      max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
                      truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
                      stratify=stratify, derangements=derangements,
                      progress=progress)
-    columns = ["model", "control", "experiment", "status", "n_participants", "total", "population_component",
-               "individual_component", "individual_p", "individual_tost_p"]
+    columns = ["model", "matched", "control", "role", "experiment", "status", "n_participants", "total",
+               "population_component", "individual_component", "individual_p", "individual_tost_p"]
+    columns += [c for c in ("prefix_component", "population_information", "individual_content")
+                if c in result.table]
     _print_table(result.table[columns], "Persona effects (nats per response; > 0: the persona helps)")
     _log(result.summary())
-    _log(f"wrote {result.out / 'persona_effects.csv'} and persona_summary.txt")
+    _log(f"wrote {result.out / 'persona_effects.csv'} and persona_summary.txt"
+         + (", strategy_ranking.csv, strategy_differences.csv" if result.comparisons else ""))
 
 
 @app.command()
@@ -244,11 +258,13 @@ def analyze(
     categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as "
                                                        "psych201/categories.csv).")] = None,
     by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
-    control: Annotated[str, typer.Option(help="Control persona of the decomposition: shuffled "
-                                         "(individual-level claims) or population.")] = "shuffled",
-    sesoi: Annotated[float, typer.Option(help="Smallest individual effect of interest (nats per "
-                                         "response) for the equivalence test.")] = 0.01,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis).")] = 2000,
+    matched: Annotated[str, typer.Option(help="Matched persona strategy (or a comma list to compare).")] = "interview",
+    control: Annotated[Optional[str], typer.Option(help="Control of the decomposition (default: the matched "
+                                                   "strategy's shuffled control; population-X is biased by "
+                                                   "persona completeness).")] = None,
+    weight: Annotated[str, typer.Option(help=_WEIGHT_HELP)] = "participant",
+    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis, the paper's d).")] = 2000,
     seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
 ) -> None:
@@ -257,11 +273,41 @@ def analyze(
     from .runner import analyze as job
 
     with _user_errors():
-        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, control=control, sesoi=sesoi,
-                     n_boot=n_boot, seed=seed)
+        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, matched=matched, control=control,
+                     sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed)
     _log(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")
+
+
+@app.command()
+def plan(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Pilot run folder(s) (compare-personas or run output).")],
+    model: Annotated[Optional[str], typer.Option(help="The model to plan for (default: the only one).")] = None,
+    effect: Annotated[str, typer.Option(help="Individual component to detect: nats per response (0.02) or a "
+                                        "per cent of the no-persona NLL (1%).")] = "1%",
+    d: Annotated[float, typer.Option(help="Misalignment (per-participant d) to detect, with --pair.")] = 0.2,
+    power: Annotated[float, typer.Option(help="Target power.")] = 0.8,
+    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
+    matched: Annotated[str, typer.Option(help="Matched persona strategy.")] = "interview",
+    pair: Annotated[Optional[list[str]], typer.Option(help="BASE,POST model labels: plan misalignment for this "
+                                                      "pair (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write plan.csv (power over designs) and plan.txt here.")] = None,
+) -> None:
+    """How many participants and experiments a question needs, from a pilot's variance components."""
+    from .runner import plan as job
+
+    with _user_errors():
+        pairs = []
+        for item in pair or []:
+            base, sep, post = item.partition(",")
+            if not sep or not base or not post:
+                raise ValueError(f"--pair {item!r}: expected BASE,POST (model labels)")
+            pairs.append((base, post))
+        result = job(run_dirs, model=model, effect=effect, d=d, power=power, sesoi=sesoi, matched=matched,
+                     pairs=pairs, out=out)
+    _log(result.summary())
+    _print_table(result.table(), f"Power over designs (effect {effect}; misalignment d = {d:g})")
 
 
 @app.command()
@@ -272,7 +318,8 @@ def report(
     categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (psych201/categories.csv).")] = None,
     lora: Annotated[Optional[list[Path]], typer.Option(help="LoRA output folders with report.json "
                                                        "(repeatable).")] = None,
-    control: Annotated[str, typer.Option(help="Control persona of the decomposition.")] = "shuffled",
+    control: Annotated[Optional[str], typer.Option(help="Control persona of the decomposition (default: the "
+                                                   "matched strategy's shuffled control).")] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "surrogate report",
 ) -> None:
     """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""

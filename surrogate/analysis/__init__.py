@@ -4,6 +4,8 @@ misalignment, and population- vs individual-level choice prediction."""
 from ._choices import ChoicePrediction, choice_prediction, paper_accuracy
 from ._inference import (
     DEFAULT_SESOI,
+    Sesoi,
+    fmt_p,
     MIN_PARTICIPANTS,
     Pooled,
     adjust,
@@ -13,8 +15,12 @@ from ._inference import (
     pool,
     tost_p,
 )
+from ._plan import PairPlan, PersonaPlan, Plan, plan, plan_pair, plan_personas
 from ._misalignment import Misalignment, ModelPair, post_training_misalignment, read_categories, read_pairs
 from ._personas import (
+    Equivalence,
+    StrategyComparison,
+    compare_strategies,
     MetadataBenefit,
     PersonaDecomposition,
     decompose_personas,
@@ -25,7 +31,7 @@ from ._personas import (
 from ._stats import Estimate, cohens_d
 
 __all__ = [
-    "DEFAULT_SESOI", "MIN_PARTICIPANTS", "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment",
+    "DEFAULT_SESOI", "PairPlan", "PersonaPlan", "Plan", "plan", "plan_pair", "plan_personas", "Equivalence", "Sesoi", "StrategyComparison", "compare_strategies", "fmt_p", "MIN_PARTICIPANTS", "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment",
     "ModelPair", "PersonaDecomposition", "Pooled", "adjust", "choice_prediction", "cohens_d",
     "decompose_personas", "cluster_mean_estimate", "mean_estimate", "metadata_benefit",
     "minimum_detectable_effect", "paper_accuracy", "participant_means", "persona_table", "pool", "post_training_misalignment",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -20,9 +21,62 @@ from ._stats import CONFIDENCE, Estimate
 # from here on, with persona effects and skewed response counts.
 MIN_PARTICIPANTS = 8
 
-# Smallest effect of interest for equivalence tests: 0.01 nats per response (about a 1%
-# change in the probability of each response).
-DEFAULT_SESOI = 0.01
+
+
+class Sesoi(BaseModel):
+    """The smallest effect of interest for equivalence tests. `%`: per cent of the
+    experiment's no-persona NLL per response (the default, 1%: the same meaning in a study at
+    0.5 nats per response and one at 235); `nats`: nats per response; `nats/token`: nats per
+    response token (converted per experiment by its mean tokens per response)."""
+
+    model_config = ConfigDict(frozen=True)
+    value: float
+    unit: Literal["%", "nats", "nats/token"] = "%"
+
+    @classmethod
+    def parse(cls, text: "str | float | Sesoi") -> "Sesoi":
+        """`1%`, `0.01` or `0.01nats` (per response), `0.002/token` or `0.002nats/token`."""
+        if isinstance(text, Sesoi):
+            return text
+        if isinstance(text, (int, float)):
+            value, unit = float(text), "nats"
+        else:
+            t = text.strip().replace(" ", "")
+            unit = "%" if t.endswith("%") else "nats/token" if t.endswith("/token") else "nats"
+            number = t.removesuffix("%").removesuffix("/token").removesuffix("nats")
+            try:
+                value = float(number)
+            except ValueError:
+                raise ValueError(f"--sesoi {text!r}: expected a per cent (1%), nats per response (0.01) or "
+                                 "nats per token (0.002/token)") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--sesoi {text!r}: the smallest effect of interest must be a positive number")
+        return cls(value=value, unit=unit)
+
+    def margin(self, none_nll: float, tokens_per_response: float) -> float:
+        """The margin in nats per response for an experiment with this no-persona NLL and
+        this many tokens per response."""
+        if self.unit == "%":
+            return self.value / 100 * none_nll
+        if self.unit == "nats/token":
+            return self.value * tokens_per_response
+        return self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.unit == "%" else f"{self.value:g} {self.unit}"
+
+
+# Smallest effect of interest for equivalence tests: 1% of the experiment's no-persona NLL
+# per response (about a 1% change in the probability of each response at 1 nat; the same
+# relative size in studies whose NLL per response differs a hundredfold).
+DEFAULT_SESOI = Sesoi(value=1.0, unit="%")
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value for people: `< 1e-4` below that, three significant digits otherwise."""
+    if p is None or not np.isfinite(p):
+        return "not defined"
+    return "< 1e-4" if p < 1e-4 else f"{p:.3g}"
 
 
 def t_estimate(value: float, se: float, df: float, n: int) -> Estimate:
@@ -44,20 +98,33 @@ def mean_estimate(x: np.ndarray) -> Estimate:
     return t_estimate(value, float(x.std(ddof=1) / math.sqrt(n)), n - 1, n)
 
 
-def cluster_mean_estimate(x: np.ndarray, clusters: Sequence[np.ndarray]) -> Estimate:
-    """Mean of x over the units in `clusters` (index arrays), whose sums are independent
-    across clusters: the ratio estimator sum(x) / n with the cluster-robust (CR1) variance
-    and a t reference on K - 1 degrees of freedom."""
+def cluster_mean_estimate(x: np.ndarray, clusters: Sequence[np.ndarray],
+                          weights: np.ndarray | None = None) -> Estimate:
+    """Weighted mean of x over the units in `clusters` (index arrays), whose weighted sums
+    are independent across clusters: the ratio estimator sum(w x) / sum(w) with the
+    cluster-robust (CR1) variance and a t reference on K - 1 degrees of freedom. With unit
+    weights and one unit per cluster this is the one-sample t test."""
     x = np.asarray(x, dtype=float)
-    sums = np.array([x[c].sum() for c in clusters])
-    sizes = np.array([len(c) for c in clusters], dtype=float)
-    n, k = int(sizes.sum()), len(clusters)
-    value = float(sums.sum() / n) if n else math.nan
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=float)
+    sums = np.array([(w[c] * x[c]).sum() for c in clusters])
+    sizes = np.array([w[c].sum() for c in clusters], dtype=float)
+    n, k = int(sum(len(c) for c in clusters)), len(clusters)
+    total = float(sizes.sum())
+    value = float(sums.sum() / total) if total > 0 else math.nan
     if k < 2:
         return Estimate(value=value, lo=math.nan, hi=math.nan, n=n)
     resid = sums - sizes * value
-    var = k / (k - 1) * float(np.sum(resid**2)) / n**2
+    var = k / (k - 1) * float(np.sum(resid**2)) / total**2
     return t_estimate(value, math.sqrt(var), k - 1, n)
+
+
+def scaled(est: Estimate, scale: float) -> Estimate:
+    """The estimate divided by a positive constant (e.g. per cent of a baseline NLL); the
+    constant is treated as known (it is estimated far more precisely than a contrast)."""
+    if not (np.isfinite(scale) and scale > 0):
+        return Estimate(value=math.nan, lo=math.nan, hi=math.nan, n=est.n)
+    return est.model_copy(update={"value": est.value / scale, "lo": est.lo / scale, "hi": est.hi / scale,
+                                  "se": None if est.se is None else est.se / scale})
 
 
 class Pooled(BaseModel):

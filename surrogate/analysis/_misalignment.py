@@ -1,8 +1,16 @@
-"""Post-training misalignment, as the paper defines it.
+"""Post-training misalignment, as the paper defines it, with honest uncertainty.
 
-For a (base, post-trained) pair and an experiment: Cohen's d of the post-trained model's
-minus the base model's per-participant mean NLL, with the pooled SD; positive means the
-post-trained model predicts people worse. Averaged across experiments, and by domain.
+For a (base, post-trained) pair and an experiment, two effect sizes of the post-trained
+model's minus the base model's NLL (positive: the post-trained model predicts people worse):
+`d_paper`, the paper's (over all response rows, unpaired; its scale depends on transcript
+length), with a participant-bootstrap interval; and `cohens_d`, surrogate's per-participant
+paired d with a delta-method interval. Each is averaged across experiments, and by domain.
+
+Whether misalignment changes across generations (or sizes) is a question about pairs: each
+pair differs for reasons of its own, so the trend is estimated in two stages, one d per
+pair, then a regression of the pairs' d on the covariate within families (family fixed
+effects), t on n_pairs - n_families - 1 degrees of freedom. The number of pairs is the
+sample size.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._personas import paired_means
 from ._inference import mean_estimate
@@ -29,9 +37,16 @@ class ModelPair(BaseModel):
     base: str
     post_trained: str
     family: str = Field("", description="Optional label, e.g. 'Qwen3'.")
-    generation: str = Field("", description="Optional, e.g. '2.5' or a release year, to compare generations.")
+    generation: str = Field("", description="Optional, e.g. '2.5' or a release year, to compare generations "
+                                            "within a family.")
     post_training: str = Field("", description="Optional type: instruction-tuned, reasoning, code, math, vision.")
     size_b: float | None = Field(None, description="Optional parameter count in billions.")
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _number_as_text(cls, v: object) -> object:
+        """`generation = 3` in TOML is as good as `generation = "3"`."""
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
     @property
     def label(self) -> str:
@@ -90,17 +105,29 @@ class PairMisalignment(BaseModel):
     mean: Estimate
     mean_paper: float
     by_domain: dict[str, Estimate]
+    # Participant-bootstrap 95% intervals of the paper's d, per experiment and of its mean
+    # over these experiments; and the paper's d by domain (mean over the domain's experiments).
+    d_paper_interval: dict[str, tuple[float, float]] = {}
+    mean_paper_interval: tuple[float, float] = (math.nan, math.nan)
+    paper_by_domain: dict[str, float] = {}
 
 
 class Trend(BaseModel):
-    """d regressed on a pair property (generation, log10 size) with experiment random
-    intercepts (statsmodels MixedLM): does misalignment grow across generations or sizes?"""
+    """Does misalignment change with a pair property (generation within a family, log10
+    size)? Two stages: each pair's d (its mean over the experiments every pair in the trend
+    has), regressed on the property with family fixed effects; t on n_pairs - n_families - 1
+    df. Families whose pairs share one value of the property cannot inform the slope and are
+    left out (counted)."""
 
     model_config = ConfigDict(frozen=True)
     covariate: str
+    d: str = "d_paper"  # which effect size: d_paper (the paper's) or cohens_d (per participant)
     slope: Estimate
     n_pairs: int
+    n_families: int = 1
     n_experiments: int
+    df: float = math.nan
+    left_out: list[str] = []
 
 
 class Misalignment(BaseModel):
@@ -109,41 +136,56 @@ class Misalignment(BaseModel):
     model_config = ConfigDict(frozen=True)
     pairs: list[PairMisalignment]
     trends: list[Trend] = []
+    notes: list[str] = []
 
     def trend_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"covariate": t.covariate, "slope": t.slope.value, "lo": t.slope.lo,
-                              "hi": t.slope.hi, "p": t.slope.p, "n_pairs": t.n_pairs,
-                              "n_experiments": t.n_experiments} for t in self.trends])
+        return pd.DataFrame([{"covariate": t.covariate, "d": t.d, "slope": t.slope.value, "lo": t.slope.lo,
+                              "hi": t.slope.hi, "p": t.slope.p, "n_pairs": t.n_pairs, "n_families": t.n_families,
+                              "df": t.df, "n_experiments": t.n_experiments,
+                              "left_out": ";".join(t.left_out)} for t in self.trends])
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
         for pm in self.pairs:
             common = {"pair": pm.pair.label, "base": pm.pair.base, "post_trained": pm.pair.post_trained,
                       "family": pm.pair.family, "generation": pm.pair.generation,
-                      "post_training": pm.pair.post_training}
+                      "post_training": pm.pair.post_training, "size_b": pm.pair.size_b}
             for exp in sorted(set(pm.per_experiment) | set(pm.d_paper)):
                 est = pm.per_experiment.get(exp)
+                lo, hi = pm.d_paper_interval.get(exp, (math.nan, math.nan))
                 rows.append({**common, "level": "experiment", "experiment": exp,
                              "cohens_d": est.value if est else math.nan, "lo": est.lo if est else math.nan,
                              "hi": est.hi if est else math.nan, "d_paper": pm.d_paper.get(exp, math.nan),
-                             "n": pm.n_participants.get(exp, 0)})
+                             "d_paper_lo": lo, "d_paper_hi": hi, "n": pm.n_participants.get(exp, 0)})
             rows.append({**common, "level": "pooled", "experiment": "pooled", "cohens_d": pm.mean.value,
-                         "lo": pm.mean.lo, "hi": pm.mean.hi, "d_paper": pm.mean_paper, "n": pm.mean.n})
+                         "lo": pm.mean.lo, "hi": pm.mean.hi, "d_paper": pm.mean_paper,
+                         "d_paper_lo": pm.mean_paper_interval[0], "d_paper_hi": pm.mean_paper_interval[1],
+                         "n": pm.mean.n})
             for name, est in pm.by_domain.items():
                 rows.append({**common, "level": "domain", "experiment": name, "cohens_d": est.value,
-                             "lo": est.lo, "hi": est.hi, "d_paper": math.nan, "n": est.n})
+                             "lo": est.lo, "hi": est.hi, "d_paper": pm.paper_by_domain.get(name, math.nan),
+                             "d_paper_lo": math.nan, "d_paper_hi": math.nan, "n": est.n})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
-        lines = ["Post-training misalignment (Cohen's d of post-trained - base NLL; > 0: worse at "
-                 "predicting people), averaged over experiments:"]
+        lines = ["Post-training misalignment (d of post-trained - base NLL; > 0: worse at predicting people), "
+                 "averaged over experiments. The paper's d (response rows) with a participant-bootstrap 95% "
+                 "interval; surrogate's per-participant d with a t interval over experiments:"]
         for pm in self.pairs:
-            lines.append(f"  {pm.pair.label:<30} {pm.mean}   paper's d {pm.mean_paper:+.4f}")
+            lo, hi = pm.mean_paper_interval
+            paper = (f"{pm.mean_paper:+.4f} [{lo:+.4f}, {hi:+.4f}]" if np.isfinite(lo) else
+                     f"{pm.mean_paper:+.4f}" if np.isfinite(pm.mean_paper) else
+                     "not defined (needs two experiments)")
+            lines.append(f"  {pm.pair.label:<30} paper's d {paper};  per-participant d {pm.mean}")
             for dom, est in pm.by_domain.items():
-                lines.append(f"      {dom:<26} {est}")
+                lines.append(f"      {dom:<26} paper's d {pm.paper_by_domain.get(dom, math.nan):+.4f}; per-participant {est}")
         for t in self.trends:
-            lines.append(f"  trend of d per unit of {t.covariate}: {t.slope} ({t.n_pairs} pairs, "
-                         f"{t.n_experiments} experiments; experiment random intercepts)")
+            lines.append(f"  trend of {t.d} per unit of {t.covariate}: {t.slope} ({t.n_pairs} pairs in {t.n_families} "
+                         f"famil{'y' if t.n_families == 1 else 'ies'}, {t.df:g} df; one d per pair over "
+                         f"{t.n_experiments} experiments, family fixed effects)")
+            if t.left_out:
+                lines.append(f"      left out (a single {t.covariate} in their family): {', '.join(t.left_out)}")
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -157,6 +199,47 @@ def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: s
     pooled = np.sqrt((b.std().loc[common] ** 2 + p.std().loc[common] ** 2) / 2)
     per = (p.mean().loc[common] - b.mean().loc[common]) / pooled
     return {str(k): float(v) for k, v in per.items()}
+
+
+def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str = "study", n_boot: int = 1000,
+                      seed: int = 0) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
+    """Participant-bootstrap 95% percentile intervals of the paper's d: participants are
+    resampled within each experiment (the same draw for both models, whose rows they share),
+    d recomputed from the resampled rows; the mean over experiments from independent draws
+    per experiment (experiments fixed: these experiments, as the paper averages them)."""
+    if n_boot <= 0:
+        return {}, (math.nan, math.nan)
+    d = responses[responses["nll"].notna() & responses["model"].isin([base, post])]
+    rng = np.random.default_rng(seed)
+    per_exp: dict[str, np.ndarray] = {}
+    for exp, g in d.groupby(by, sort=True):
+        stats = g.assign(sq=g["nll"] ** 2).groupby(["participant", "model"])[["nll", "sq"]].agg(["sum", "count"])
+        people = sorted({p for p, _ in stats.index})
+        if len(people) < 2 or set(g["model"]) != {base, post}:
+            continue
+        arr = {}
+        for m in (base, post):
+            sub = stats.xs(m, level="model").reindex(people).fillna(0.0)
+            arr[m] = (sub[("nll", "sum")].to_numpy(), sub[("sq", "sum")].to_numpy(), sub[("nll", "count")].to_numpy())
+        weights = rng.multinomial(len(people), np.full(len(people), 1 / len(people)), size=n_boot).astype(float)
+
+        def moments(m):
+            s1, s2, n = (weights @ x for x in arr[m])
+            mean = s1 / n
+            var = (s2 - n * mean**2) / (n - 1)
+            return mean, var
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mb, vb = moments(base)
+            mp, vp = moments(post)
+            per_exp[str(exp)] = (mp - mb) / np.sqrt((vb + vp) / 2)
+    intervals = {e: tuple(float(x) for x in np.nanpercentile(v, [2.5, 97.5])) for e, v in per_exp.items()}
+    if len(per_exp) >= 2:
+        mean = np.nanmean(np.vstack(list(per_exp.values())), axis=0)
+        overall = tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))
+    else:
+        overall = (math.nan, math.nan)
+    return intervals, overall  # type: ignore[return-value]
 
 
 def paired_d_estimate(post: np.ndarray, base: np.ndarray) -> Estimate:
@@ -183,14 +266,17 @@ def post_training_misalignment(
     categories: dict[str, list[str]] | None = None,
     persona: str = "none",
     by: str = "study",
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> Misalignment:
     """Per pair: d per experiment (participants scored by both models, same responses) with
-    its interval, the paper's d (all response rows), and the mean over experiments (equal
-    weights, t interval over experiments) overall and by domain."""
+    its interval, the paper's d (all response rows) with a participant-bootstrap interval,
+    and the means over experiments (equal weights) overall and by domain; then the trends
+    over generations and sizes across pairs."""
     frame = responses[responses["persona"] == persona]
     results = []
     for pair in pairs:
-        have = set(frame["model"])
+        have = set(frame["model"].unique())
         if not {pair.base, pair.post_trained} <= have:
             raise ValueError(f"pair {pair.base} -> {pair.post_trained}: no {persona!r} rows for "
                              f"{sorted({pair.base, pair.post_trained} - have)}; models in the table: {sorted(have)}")
@@ -203,18 +289,25 @@ def post_training_misalignment(
         values = np.array([e.value for e in per.values() if np.isfinite(e.value)])
         paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by)
         finite = [v for v in paper.values() if np.isfinite(v)]
+        intervals, overall = paper_d_bootstrap(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed)
         by_domain: dict[str, list[float]] = defaultdict(list)
+        paper_domain: dict[str, list[float]] = defaultdict(list)
         if categories is not None:
             for exp, e in per.items():
                 for dom in categories.get(exp, []) or ["(uncategorised)"]:
                     by_domain[dom].append(e.value)
+                    if np.isfinite(paper.get(exp, math.nan)):
+                        paper_domain[dom].append(paper[exp])
         results.append(PairMisalignment(
             pair=pair, per_experiment=per, n_participants=counts, d_paper=paper,
             # the paper averages only over at least two experiments
             mean_paper=float(np.mean(finite)) if len(finite) >= 2 else math.nan,
             mean=mean_estimate(values),
-            by_domain={k: mean_estimate(np.array(v)) for k, v in sorted(by_domain.items())}))
-    return Misalignment(pairs=results, trends=misalignment_trends(results))
+            by_domain={k: mean_estimate(np.array(v)) for k, v in sorted(by_domain.items())},
+            d_paper_interval=intervals, mean_paper_interval=overall if len(finite) >= 2 else (math.nan, math.nan),
+            paper_by_domain={k: float(np.mean(v)) for k, v in sorted(paper_domain.items())}))
+    trends, notes = misalignment_trends(results)
+    return Misalignment(pairs=results, trends=trends, notes=notes)
 
 
 def _as_number(text: str) -> float | None:
@@ -224,33 +317,61 @@ def _as_number(text: str) -> float | None:
         return None
 
 
-def misalignment_trends(results: list[PairMisalignment]) -> list[Trend]:
-    """Per covariate the pairs give (numeric `generation`, `size_b` as log10 billions): a
-    linear mixed model d ~ covariate + (1 | experiment) over (pair, experiment) rows; only
-    with at least two distinct values and two experiments."""
-    import warnings
+def _pair_covariate(pair: ModelPair, covariate: str) -> float | None:
+    if covariate == "generation":
+        return _as_number(pair.generation)
+    return math.log10(pair.size_b) if pair.size_b else None
 
-    import statsmodels.formula.api as smf
 
-    rows = [{"d": e.value, "experiment": exp, "generation": _as_number(pm.pair.generation),
-             "log10_size_b": math.log10(pm.pair.size_b) if pm.pair.size_b else None}
-            for pm in results for exp, e in pm.per_experiment.items() if np.isfinite(e.value)]
-    frame = pd.DataFrame(rows)
-    trends = []
+def misalignment_trends(results: list[PairMisalignment]) -> tuple[list[Trend], list[str]]:
+    """Per covariate the pairs give (numeric `generation`, `size_b` as log10 billions) and
+    per effect size (d_paper, cohens_d): the two-stage trend (see Trend), where at least one
+    family has two values of the covariate and the residual df are at least 1."""
+    import statsmodels.api as sm
+
+    trends, notes = [], []
     for cov in ("generation", "log10_size_b"):
-        if frame.empty or cov not in frame:
+        with_cov = [pm for pm in results if _pair_covariate(pm.pair, cov) is not None]
+        if len(with_cov) < 3:
             continue
-        sub = frame.dropna(subset=[cov]).astype({cov: float})
-        if sub[cov].nunique() < 2 or sub["experiment"].nunique() < 2:
+        # One d per pair over the experiments every pair in the trend has, so that pairs are
+        # compared on the same experiments.
+        common = set.intersection(*(set(pm.per_experiment) & set(pm.d_paper) for pm in with_cov))
+        dropped = set().union(*(set(pm.per_experiment) for pm in with_cov)) - common
+        if len(common) < 1:
+            notes.append(f"{cov} trend: the pairs share no experiment, so their d cannot be compared")
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = smf.mixedlm(f"d ~ {cov}", sub, groups="experiment").fit(reml=True)
-        ci = fit.conf_int()
-        n_pairs = sum(1 for pm in results if (_as_number(pm.pair.generation) if cov == "generation"
-                                              else pm.pair.size_b) is not None)
-        trends.append(Trend(covariate=cov, n_pairs=n_pairs, n_experiments=int(sub["experiment"].nunique()),
-                            slope=Estimate(value=float(fit.fe_params[cov]), lo=float(ci.loc[cov, 0]),
-                                           hi=float(ci.loc[cov, 1]), p=float(fit.pvalues[cov]),
-                                           n=len(sub), se=float(fit.bse[cov]))))
-    return trends
+        if dropped:
+            notes.append(f"{cov} trend: {len(dropped)} experiment(s) not scored for every pair left out of it "
+                         f"({', '.join(sorted(dropped)[:5])}{', ...' if len(dropped) > 5 else ''})")
+        families: dict[str, list[PairMisalignment]] = defaultdict(list)
+        for pm in with_cov:
+            families[pm.pair.family or "(no family)"].append(pm)
+        informative = {f: v for f, v in families.items() if len({_pair_covariate(p.pair, cov) for p in v}) >= 2}
+        left_out = sorted(f for f in families if f not in informative)
+        used = [pm for v in informative.values() for pm in v]
+        n_fam = len(informative)
+        df = len(used) - n_fam - 1
+        if n_fam == 0 or df < 1:
+            notes.append(f"{cov} trend: not estimable ({len(used)} pairs in {n_fam} famil"
+                         f"{'y' if n_fam == 1 else 'ies'} with two or more values; needs n_pairs - n_families >= 2)")
+            continue
+        for which in ("d_paper", "cohens_d"):
+            if which == "d_paper":
+                y = np.array([np.mean([pm.d_paper[e] for e in common]) for pm in used])
+            else:
+                y = np.array([np.mean([pm.per_experiment[e].value for e in common]) for pm in used])
+            if not np.isfinite(y).all():
+                continue
+            x = np.array([_pair_covariate(pm.pair, cov) for pm in used], dtype=float)
+            fams = sorted(informative)
+            dummies = np.array([[float((pm.pair.family or "(no family)") == f) for f in fams] for pm in used])
+            design = np.column_stack([x, dummies])  # a family intercept each, no global intercept
+            fit = sm.OLS(y, design).fit()
+            se = float(fit.bse[0])
+            from ._inference import t_estimate
+
+            slope = t_estimate(float(fit.params[0]), se, df, len(used))
+            trends.append(Trend(covariate=cov, d=which, slope=slope, n_pairs=len(used), n_families=n_fam,
+                                n_experiments=len(common), df=float(df), left_out=left_out))
+    return trends, notes

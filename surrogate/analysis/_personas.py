@@ -1,7 +1,8 @@
 """Does a persona help predict this person, or only people in general?
 
 From per-participant mean NLL under `none` (N), the matched persona (M) and a control (S:
-`shuffled`, someone else's persona; or `population`, the experiment's pooled persona):
+`shuffled`, someone else's persona rendered by the same strategy; or `population`, the
+experiment's pooled persona):
 
     total benefit        = N - M
     population component = N - S
@@ -9,47 +10,62 @@ From per-participant mean NLL under `none` (N), the matched persona (M) and a co
 
 Positive means the persona lowers NLL. Only participants whose matched persona uses at
 least one metadata field enter (for the others matched = none, which would dilute every
-component); how many were left out is reported per experiment.
+component), and, under a shuffled control, only those who were paired (a participant alone
+in a `--stratify` level gets no control persona); both are counted per experiment.
 
 A persona has an effect of its own on whoever receives it (its length, which fields it
 fills). Under a derangement each persona is received twice, by its owner (M) and by one
 recipient (S), so that effect cancels in the sum of S - M over each cycle of the
 derangement, but not in the per-participant spread of S - M. The individual component's
 uncertainty therefore treats the cycles as the independent units (cluster-robust, t on
-K - 1 df). `surrogate run` draws derangements of random swaps, so an experiment of n
-participants gives about n/2 independent cycles. With the population control every
-participant receives the same pooled persona, so the plain S - M contrast is used; its
-estimand then includes the difference between a complete persona and the pooled one (see
-README).
+K - 1 df). With `weight="response"` every member of a cycle gets the cycle's mean number of
+responses as its weight (a common weight keeps the cancellation). A form-matched control
+(the same strategy with values withheld: `placebo` for the participant's own fields,
+`shuffled-placebo` for the swap partner's) gives the content-only individual component
+(S - Wd) - (M - Wo), free of persona x recipient interactions through the form.
 
-Per experiment: t intervals and p-values (the same t statistic for both). Pooled: a
-random-effects meta-analysis of the per-experiment contrasts (the mean over experiments
-like these; HKSJ interval), with the fixed-effect row (these experiments) beside it.
+Per experiment: t intervals and p-values (the same t statistic for both), also on the
+relative scale (per cent of the experiment's no-persona NLL). Pooled: experiments weighted
+equally with a t interval over them (raw nats, and relative per cent, where experiments of
+very different NLL scale count alike), the fixed-effect row, tau^2, I^2 and a prediction
+interval for a new experiment.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from ..personas import control_renders, matched_control
 from ._inference import (
     DEFAULT_SESOI,
     MIN_PARTICIPANTS,
     Pooled,
+    Sesoi,
     adjust,
     cluster_mean_estimate,
+    fmt_p,
     mean_estimate,
     minimum_detectable_effect,
     pool,
+    scaled,
     tost_p,
 )
 from ._stats import Estimate, cohens_d
 
 COMPONENTS = ("total", "population_component", "individual_component")
+EXTRA = ("prefix_component", "population_information", "individual_content")
+Weight = Literal["participant", "response"]
+ESTIMANDS = {
+    "participant": "mean over participants of their mean per-response effect",
+    "response": "per-response mean, each swap cycle weighted by its members' mean number of responses",
+}
 
 
 def _keys(by: str) -> list[str]:
@@ -60,9 +76,10 @@ def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str
     """One row per participant, one column per level of `column` (persona strategies, or
     models), each the mean NLL over the responses scored under every level, so that cut or
     unscored responses never make the levels compare different responses. `unit` is the
-    experiment unit (`by`)."""
+    experiment unit (`by`); `n_responses` the responses compared; `tokens` the mean tokens
+    per response under the first level (where the table records them)."""
     frame = frame[frame[column].isin(levels) & frame["nll"].notna()]
-    missing = set(levels) - set(frame[column])
+    missing = set(levels) - set(frame[column].unique())
     if missing:
         raise ValueError(f"no scored responses for {column} {sorted(missing)}")
     keys = _keys(by)
@@ -71,6 +88,12 @@ def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str
     wide = wide[levels].dropna()
     means = wide.groupby(level=keys).mean()
     means["n_responses"] = wide.groupby(level=keys).size()
+    if "n_tokens" in frame:
+        first = frame[frame[column] == levels[0]].set_index([*keys, "response_index"])["n_tokens"]
+        first = first[~first.index.duplicated()].reindex(wide.index).astype(float)
+        means["tokens"] = first.groupby(level=keys).mean()
+    else:
+        means["tokens"] = math.nan
     means.columns.name = None
     means = means.reset_index()
     means.insert(0, "unit", means[by].astype(str))
@@ -98,12 +121,17 @@ def _first_per_participant(frame: pd.DataFrame, persona: str, column: str, by: s
     return rows.groupby(keys)[column].first()
 
 
+def _donor_text(d) -> str | None:
+    return None if d is None or (isinstance(d, float) and math.isnan(d)) else str(d)
+
+
 def persona_table(responses: pd.DataFrame, *, model: str | None = None, none: str = "none",
                   matched: str = "interview", control: str = "shuffled", by: str = "study",
-                  extra: list[str] = ()) -> pd.DataFrame:
-    """participant_means for none, control, matched, plus `has_metadata` (the matched persona
-    used at least one field; True where the table does not record fields) and `donor` (whose
-    persona the control was; None where not recorded)."""
+                  extra: Sequence[str] = ()) -> pd.DataFrame:
+    """participant_means for none, control, matched (and `extra` strategies), plus
+    `has_metadata` (the matched persona used at least one field; True where the table does
+    not record fields) and `donor` (whose persona the control was; None where not recorded
+    or where the participant was not paired), `donor:<name>` for each extra strategy."""
     frame, _ = _one_model(responses, model)
     means = paired_means(frame, "persona", list(dict.fromkeys([none, control, matched, *extra])), by=by)
     keys = _keys(by)
@@ -113,23 +141,23 @@ def persona_table(responses: pd.DataFrame, *, model: str | None = None, none: st
         means["has_metadata"] = [isinstance(f, str) and f != "" for f in fields]
     else:
         means["has_metadata"] = True
-    if "persona_donor" in frame:
-        donors = _first_per_participant(frame, control, "persona_donor", by).reindex(idx)
-        means["donor"] = [None if d is None or (isinstance(d, float) and math.isnan(d)) else str(d)
-                          for d in donors]
-    else:
-        means["donor"] = None
+    for name, column in [(control, "donor"), *((e, f"donor:{e}") for e in extra)]:
+        if "persona_donor" in frame:
+            donors = _first_per_participant(frame, name, "persona_donor", by).reindex(idx)
+            means[column] = [_donor_text(d) for d in donors]
+        else:
+            means[column] = None
     return means
 
 
-def derangement_cycles(g: pd.DataFrame) -> list[np.ndarray] | None:
+def derangement_cycles(g: pd.DataFrame, column: str = "donor") -> list[np.ndarray] | None:
     """The cycles of the control's derangement within one experiment (index arrays into g),
     from each row's donor; only cycles whose every member is in g. None when the table does
     not say whose persona each control was, or a participant received their own."""
-    if g["donor"].isna().any():
+    if g[column].isna().any():
         return None
     pid = g["participant"].astype(str).tolist()
-    donor = g["donor"].astype(str).tolist()
+    donor = g[column].astype(str).tolist()
     if any(p == d for p, d in zip(pid, donor)):
         return None
     row_of = {p: i for i, p in enumerate(pid)}
@@ -148,6 +176,31 @@ def derangement_cycles(g: pd.DataFrame) -> list[np.ndarray] | None:
     return cycles
 
 
+def linked_units(g: pd.DataFrame, columns: Sequence[str]) -> list[np.ndarray]:
+    """Independent units for contrasts that involve several swap controls: the connected
+    components of the graph joining each participant to each of its donors (the swap cycles
+    themselves when the controls share one pairing, as `surrogate run` draws them)."""
+    pid = g["participant"].astype(str).tolist()
+    row_of = {p: i for i, p in enumerate(pid)}
+    parent = list(range(len(pid)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for column in columns:
+        for i, d in enumerate(g[column]):
+            j = row_of.get(str(d)) if d is not None else None
+            if j is not None:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(pid)):
+        groups[find(i)].append(i)
+    return [np.array(v) for v in groups.values()]
+
+
 class ComponentRow(BaseModel):
     """The decomposition for one experiment (or a pooled row)."""
 
@@ -159,14 +212,27 @@ class ComponentRow(BaseModel):
     total: Estimate
     population_component: Estimate
     individual_component: Estimate
+    n_unpaired: int = 0
     d_z_total: float = math.nan
     d_z_population: float = math.nan
     d_z_individual: float = math.nan
     pooling: dict[str, Pooled] = {}
     # With placebo rows (P): N - P, what any persona-shaped prefix does; P - S, population-level
-    # information beyond the prefix.
+    # information beyond the prefix. With the form-matched control (placebo and
+    # shuffled-placebo rows): (S - Wd) - (M - Wo), the individual component of the content.
     prefix_component: Estimate | None = None
     population_information: Estimate | None = None
+    individual_content: Estimate | None = None
+    # Per cent of the no-persona NLL per response, by component (and extra component).
+    relative: dict[str, Estimate] = {}
+    none_nll: float = math.nan  # mean no-persona NLL per response of the participants entered
+    tokens: float = math.nan  # mean tokens per response
+    scale: str = "nats"  # what the estimates are in: nats per response, or % (pooled_relative)
+
+    def estimates(self) -> dict[str, Estimate]:
+        out = {c: getattr(self, c) for c in COMPONENTS}
+        out |= {c: getattr(self, c) for c in EXTRA if getattr(self, c) is not None}
+        return out
 
 
 def _d_z(est: Estimate) -> float:
@@ -181,49 +247,134 @@ def _nan_estimate(value: float, n: int) -> Estimate:
     return Estimate(value=value, lo=math.nan, hi=math.nan, n=n)
 
 
-def _experiment_row(name: str, g: pd.DataFrame, n_without: int, none: str, control: str, matched: str,
-                    placebo: str | None = None) -> ComponentRow:
+def _weights(n_responses: np.ndarray, units: list[np.ndarray], weight: str) -> np.ndarray:
+    """Per participant: 1, or the mean number of responses of its unit (swap cycle), so that
+    the members of a cycle share a weight and a persona's own effect still cancels."""
+    if weight == "participant":
+        return np.ones(len(n_responses))
+    w = np.asarray(n_responses, dtype=float).copy()
+    for u in units:
+        w[u] = w[u].mean()
+    return w
+
+
+def _singletons(n: int) -> list[np.ndarray]:
+    return [np.array([i]) for i in range(n)]
+
+
+class _Columns(BaseModel):
+    """Which persona labels play which role in a decomposition."""
+
+    none: str
+    matched: str
+    control: str
+    placebo: str | None = None
+    form: str | None = None  # the swap partner's persona with values withheld
+
+
+def _experiment_row(name: str, g: pd.DataFrame, n_without: int, n_unpaired: int, cols: _Columns,
+                    units: list[np.ndarray] | None, weight: str) -> ComponentRow:
     n = len(g)
+    common = dict(experiment=name, n_participants=n, n_without_metadata=n_without, n_unpaired=n_unpaired)
     if n == 0:
         nan = _nan_estimate(math.nan, 0)
-        return ComponentRow(experiment=name, status="no metadata", n_participants=0,
-                            n_without_metadata=n_without, total=nan, population_component=nan,
-                            individual_component=nan)
-    N, M, S = (g[c].to_numpy(dtype=float) for c in (none, matched, control))
+        status = "no metadata" if n_unpaired == 0 else "too few participants (none paired)"
+        return ComponentRow(status=status, total=nan, population_component=nan, individual_component=nan, **common)
+    N, M, S = (g[c].to_numpy(dtype=float) for c in (cols.none, cols.matched, cols.control))
+    cycles = units if units is not None else _singletons(n)
+    w = _weights(g["n_responses"].to_numpy(), cycles, weight)
+    none_nll = float(np.sum(w * N) / np.sum(w))
+    tok = g["tokens"].to_numpy(dtype=float)
+    tokens = float(np.sum(w * tok) / np.sum(w)) if np.isfinite(tok).all() else math.nan
     if n < MIN_PARTICIPANTS:
+        mean = lambda x: float(np.sum(w * x) / np.sum(w))  # noqa: E731
         return ComponentRow(
-            experiment=name, status=f"too few participants (< {MIN_PARTICIPANTS})", n_participants=n,
-            n_without_metadata=n_without, total=_nan_estimate(float(np.mean(N - M)), n),
-            population_component=_nan_estimate(float(np.mean(N - S)), n),
-            individual_component=_nan_estimate(float(np.mean(S - M)), n))
-    total, population = mean_estimate(N - M), mean_estimate(N - S)
-    cycles = derangement_cycles(g)
-    individual = mean_estimate(S - M) if cycles is None else cluster_mean_estimate(S - M, cycles)
-    extra = {}
-    if placebo is not None and placebo in g:
-        P = g[placebo].to_numpy(dtype=float)
-        extra = {"prefix_component": mean_estimate(N - P), "population_information": mean_estimate(P - S)}
-    return ComponentRow(experiment=name, status="ok", n_participants=n, n_without_metadata=n_without,
-                        total=total, population_component=population, individual_component=individual,
-                        d_z_total=_d_z(total), d_z_population=_d_z(population),
-                        d_z_individual=_d_z(individual), **extra)
+            status=f"too few participants (< {MIN_PARTICIPANTS})", total=_nan_estimate(mean(N - M), n),
+            population_component=_nan_estimate(mean(N - S), n), individual_component=_nan_estimate(mean(S - M), n),
+            none_nll=none_nll, tokens=tokens, **common)
+    single = _singletons(n)
+    total = cluster_mean_estimate(N - M, single, w)
+    population = cluster_mean_estimate(N - S, single, w)
+    individual = cluster_mean_estimate(S - M, cycles, w)
+    extra: dict[str, Estimate] = {}
+    if cols.placebo is not None:
+        P = g[cols.placebo].to_numpy(dtype=float)
+        extra |= {"prefix_component": cluster_mean_estimate(N - P, single, w),
+                  "population_information": cluster_mean_estimate(P - S, single, w)}
+        if cols.form is not None:
+            Wd = g[cols.form].to_numpy(dtype=float)
+            extra["individual_content"] = cluster_mean_estimate((S - Wd) - (M - P), cycles, w)
+    ests = {"total": total, "population_component": population, "individual_component": individual, **extra}
+    return ComponentRow(status="ok", total=total, population_component=population, individual_component=individual,
+                        d_z_total=_d_z(total), d_z_population=_d_z(population), d_z_individual=_d_z(individual),
+                        relative={k: scaled(e, none_nll / 100) for k, e in ests.items()},
+                        none_nll=none_nll, tokens=tokens, **extra, **common)
 
 
-def _pooled_rows(rows: list[ComponentRow], n_without: int) -> list[ComponentRow]:
+POOLED_LABELS = ("pooled", "pooled_fixed", "pooled_relative", "pooled_per_token")
+
+
+def _pooled_rows(rows: list[ComponentRow], n_without: int, n_unpaired: int, per_token: bool) -> list[ComponentRow]:
     ok = [r for r in rows if r.status == "ok"]
     n = sum(r.n_participants for r in ok)
-    pooled = {c: pool([getattr(r, c).value for r in ok], [getattr(r, c).se or math.nan for r in ok], n)
-              for c in COMPONENTS}
-    if any(p is None for p in pooled.values()):
+    names = [c for c in (*COMPONENTS, *EXTRA) if ok and all(getattr(r, c) is not None for r in ok)]
+
+    def pooled_on(get) -> dict[str, Pooled | None]:
+        return {c: pool([get(r, c).value for r in ok], [get(r, c).se or math.nan for r in ok], n) for c in names}
+
+    raw = pooled_on(lambda r, c: getattr(r, c))
+    if not ok or any(raw[c] is None for c in COMPONENTS):
         return []
-    out = []
-    for label, attr in (("pooled", "random"), ("pooled_fixed", "fixed")):
-        ests = {c: getattr(pooled[c], attr) for c in COMPONENTS}
-        out.append(ComponentRow(
-            experiment=label, status=f"{'random' if attr == 'random' else 'fixed'} effect over {len(ok)} "
-            "experiment" + ("s" if len(ok) != 1 else ""), n_participants=n, n_without_metadata=n_without,
-            pooling=pooled if attr == "random" else {}, **ests))
+    k = len(ok)
+    what = f"over {k} experiment" + ("s" if k != 1 else "")
+    common = dict(n_participants=n, n_without_metadata=n_without, n_unpaired=n_unpaired)
+
+    def row(label: str, status: str, pooled: dict[str, Pooled | None], attr: str, scale: str, keep: bool) -> ComponentRow:
+        ests = {c: getattr(p, attr) for c, p in pooled.items() if p is not None}
+        return ComponentRow(experiment=label, status=status, pooling=pooled if keep else {}, scale=scale,
+                            **{c: ests.get(c) for c in names}, **common)
+
+    out = [row("pooled", f"random effect {what}", raw, "random", "nats", True),
+           row("pooled_fixed", f"fixed effect {what}", raw, "fixed", "nats", False)]
+    rel = pooled_on(lambda r, c: r.relative[c])
+    if all(rel[c] is not None for c in COMPONENTS):
+        out.append(row("pooled_relative", f"random effect {what}, % of the no-persona NLL", rel, "random", "%", True))
+    if per_token and all(np.isfinite(r.tokens) and r.tokens > 0 for r in ok):
+        tok = pooled_on(lambda r, c: scaled(getattr(r, c), r.tokens))
+        if all(tok[c] is not None for c in COMPONENTS):
+            out.append(row("pooled_per_token", f"random effect {what}, nats per token", tok, "random",
+                           "nats/token", True))
     return out
+
+
+class Equivalence(BaseModel):
+    """The pooled equivalence claim for the individual component: TOST against +-SESOI on
+    the scale the SESOI is given in, and the prediction interval inside +-SESOI."""
+
+    model_config = ConfigDict(frozen=True)
+    row: str
+    margin: float
+    tost_p: float
+    prediction_inside: bool | None  # None: not defined (fewer than 3 experiments)
+    equivalent: bool
+    total_indistinguishable: bool  # the persona may be ignored altogether
+
+    def text(self, sesoi: Sesoi) -> str:
+        lines = [f"equivalence (|individual| < {sesoi}, on the {self.row} row): TOST p = {fmt_p(self.tost_p)}"]
+        if self.prediction_inside is None:
+            lines.append("prediction interval not defined with fewer than 3 experiments, so no claim about "
+                         "experiments beyond these")
+        else:
+            lines.append("prediction interval " + ("inside" if self.prediction_inside else "not inside")
+                         + f" +-{sesoi}")
+        verdict = ("equivalent: no individual effect as large as the SESOI" if self.equivalent
+                   else "equivalence not shown")
+        out = "; ".join(lines) + f" -> {verdict}"
+        if self.total_indistinguishable:
+            out += ("\n      note: the total persona benefit itself is indistinguishable from 0, so the model may "
+                    "ignore the prefix; equivalence then does not show that the metadata carries no individual "
+                    "information")
+        return out
 
 
 class PersonaDecomposition(BaseModel):
@@ -233,21 +384,50 @@ class PersonaDecomposition(BaseModel):
     model: str
     matched: str
     control: str
-    sesoi: float
+    sesoi: Sesoi
     rows: list[ComponentRow]
     pooled_rows: list[ComponentRow]
+    weight: Weight = "participant"
+    form: str | None = None
     notes: list[str] = []
 
     @property
     def pooled(self) -> ComponentRow:
-        """The random-effects pooled row (experiments like these)."""
+        """The random-effects pooled row (experiments like these), in nats."""
         if not self.pooled_rows:
             raise ValueError("no experiment could be pooled (see rows' status)")
         return self.pooled_rows[0]
 
+    def pooled_row(self, label: str) -> ComponentRow | None:
+        return next((r for r in self.pooled_rows if r.experiment == label), None)
+
+    def _margin(self, row: ComponentRow) -> float:
+        """The SESOI in the units of this row's estimates (NaN where it has none)."""
+        if row.experiment in POOLED_LABELS:
+            wanted = {"%": "%", "nats": "nats", "nats/token": "nats/token"}[self.sesoi.unit]
+            return self.sesoi.value if row.scale == wanted else math.nan
+        return self.sesoi.margin(row.none_nll, row.tokens)
+
+    def equivalence(self) -> Equivalence | None:
+        label = {"%": "pooled_relative", "nats": "pooled", "nats/token": "pooled_per_token"}[self.sesoi.unit]
+        row = self.pooled_row(label)
+        if row is None:
+            return None
+        ind = row.individual_component
+        margin = self._margin(row)
+        p = tost_p(ind, margin)
+        pooled = row.pooling.get("individual_component")
+        inside = None
+        if pooled is not None and pooled.k >= 3 and np.isfinite(pooled.pi_lo):
+            inside = bool(-margin < pooled.pi_lo and pooled.pi_hi < margin)
+        total = self.pooled.total
+        return Equivalence(row=label, margin=margin, tost_p=p, prediction_inside=inside,
+                           equivalent=bool(np.isfinite(p) and p < 0.05 and inside is True),
+                           total_indistinguishable=total.p is None or total.p >= 0.05)
+
     def to_frame(self) -> pd.DataFrame:
-        """The persona_effects.csv table: one row per experiment plus `pooled` (random effects)
-        and `pooled_fixed`."""
+        """The persona_effects.csv table: one row per experiment plus `pooled` (random effects),
+        `pooled_fixed` and `pooled_relative` (per cent of the no-persona NLL)."""
         records = []
         exp_rows = self.rows
         adjusted = {m: adjust([r.individual_component.p for r in exp_rows], m) for m in ("holm", "fdr_bh")}
@@ -257,17 +437,24 @@ class PersonaDecomposition(BaseModel):
                 est: Estimate = getattr(row, name)
                 rec |= {name: est.value, f"{name}_lo": est.lo, f"{name}_hi": est.hi}
             ind = row.individual_component
+            margin = self._margin(row)
             rec |= {"individual_p": ind.p, "d_z_individual": row.d_z_individual,
                     "status": row.status, "n_without_metadata": row.n_without_metadata,
+                    "n_unpaired": row.n_unpaired,
                     "individual_p_holm": adjusted["holm"][i] if i < len(exp_rows) else math.nan,
                     "individual_p_bh": adjusted["fdr_bh"][i] if i < len(exp_rows) else math.nan,
-                    "individual_tost_p": tost_p(ind, self.sesoi), "sesoi": self.sesoi,
+                    "individual_tost_p": tost_p(ind, margin) if np.isfinite(margin) else math.nan,
+                    "sesoi": str(self.sesoi), "sesoi_margin": margin, "scale": row.scale,
+                    "weight": self.weight, "estimand": ESTIMANDS[self.weight],
+                    "none_nll": row.none_nll, "tokens_per_response": row.tokens,
                     "individual_mde": minimum_detectable_effect(ind),
                     "d_z_total": row.d_z_total, "d_z_population": row.d_z_population}
-            for name in ("prefix_component", "population_information"):
+            for name in EXTRA:
                 est = getattr(row, name)
                 if est is not None:
                     rec |= {name: est.value, f"{name}_lo": est.lo, f"{name}_hi": est.hi, f"{name}_p": est.p}
+            for name, est in row.relative.items():
+                rec |= {f"{name}_rel": est.value, f"{name}_rel_lo": est.lo, f"{name}_rel_hi": est.hi}
             for name in COMPONENTS:
                 est = getattr(row, name)
                 rec |= {f"{name}_se": est.se, f"{name}_p": est.p}
@@ -280,29 +467,84 @@ class PersonaDecomposition(BaseModel):
         return pd.DataFrame.from_records(records)
 
     def summary(self) -> str:
-        lines = [f"Persona decomposition for {self.model}: matched = {self.matched}, control = {self.control}",
+        lines = [f"Persona decomposition for {self.model}: matched = {self.matched}, control = {self.control}, "
+                 f"weights: {self.weight} ({ESTIMANDS[self.weight]})",
                  "(positive = the persona lowers NLL, nats per response; 95% t intervals)"]
         if self.pooled_rows:
             p = self.pooled
             pi = p.pooling["individual_component"]
             lines += [
-                f"  pooled over {pi.k} experiment(s), random effects (experiments like these):",
+                f"  pooled over {pi.k} experiment(s), experiments weighted equally (experiments like these):",
                 f"    total benefit        {p.total}",
                 f"    population component {p.population_component}",
                 f"    individual component {p.individual_component}",
-                f"      tau^2 = {pi.tau2:.3g}, I^2 = {pi.i2:.2f}, prediction interval "
-                f"[{pi.pi_lo:+.4f}, {pi.pi_hi:+.4f}]",
-                f"      equivalence (|effect| < {self.sesoi:g}): TOST p = "
-                f"{tost_p(p.individual_component, self.sesoi):.3g}; minimum detectable effect "
-                f"{minimum_detectable_effect(p.individual_component):.4f}",
-                f"    fixed effect (these experiments): individual {self.pooled_rows[1].individual_component}",
+                "      " + _heterogeneity(pi),
             ]
+            rel = self.pooled_row("pooled_relative")
+            if rel is not None:
+                lines.append(f"    on the relative scale (% of the no-persona NLL per response): total "
+                             f"{_pct(rel.total)}, individual {_pct(rel.individual_component)}")
+            if p.individual_content is not None:
+                lines.append(f"    individual component of the content (form-matched control, "
+                             f"(S - Wd) - (M - Wo)): {p.individual_content}")
+            eq = self.equivalence()
+            if eq is not None:
+                lines.append("    " + eq.text(self.sesoi) + f"; minimum detectable effect "
+                             f"{minimum_detectable_effect(p.individual_component):.4f} nats")
+            lines.append(f"    fixed effect (these experiments): individual {self.pooled_rows[1].individual_component}")
+        else:
+            lines.append("  no experiment could be estimated (see the statuses below)")
         for r in self.rows:
-            if r.status != "ok":
-                lines.append(f"  {r.experiment}: {r.status}"
-                             + (f" ({r.n_without_metadata} without metadata left out)" if r.n_without_metadata else ""))
+            left = [f"{r.n_without_metadata} without metadata"] if r.n_without_metadata else []
+            left += [f"{r.n_unpaired} unpaired"] if r.n_unpaired else []
+            if r.status != "ok" or left:
+                lines.append(f"  {r.experiment}: {r.status}" + (f" ({', '.join(left)} left out)" if left else ""))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _pct(est: Estimate) -> str:
+    if not np.isfinite(est.value):
+        return "not defined"
+    ci = f" [{est.lo:+.2f}%, {est.hi:+.2f}%]" if np.isfinite(est.lo) else ""
+    return f"{est.value:+.2f}%{ci}"
+
+
+def _heterogeneity(pi: Pooled) -> str:
+    if pi.k < 2:
+        return "tau^2 and I^2 not defined with one experiment; prediction interval needs at least 3"
+    text = f"tau^2 = {pi.tau2:.3g}, I^2 = {pi.i2:.2f}, "
+    if pi.k < 3:
+        return text + "prediction interval needs at least 3 experiments"
+    return text + f"prediction interval for a new experiment [{pi.pi_lo:+.4f}, {pi.pi_hi:+.4f}]"
+
+
+def resolve_columns(frame: pd.DataFrame, matched: str, control: str | None, none: str,
+                    placebo: str | None, form: str | None) -> tuple[_Columns, list[str]]:
+    """The labels of each role, checked: a control must render the matched strategy."""
+    have = set(frame["persona"].unique())
+    notes = []
+    control = control or matched_control(matched)
+    renders = control_renders(control)
+    if renders is not None and renders[1] != matched:
+        raise ValueError(
+            f"control {control!r} renders {renders[1]!r} personas, so S - M would compare {matched!r} with "
+            f"another format; the control of {matched!r} is {matched_control(matched, renders[0])!r}")
+    if renders is None:
+        notes.append(f"cannot tell from its name which strategy control {control!r} renders; it must be "
+                     f"{matched!r} for the individual component to measure information")
+    if placebo is None:
+        placebo = matched_control(matched, "placebo") if matched_control(matched, "placebo") in have else None
+    if form is None and placebo is not None:
+        guess = matched_control(placebo, "shuffled")
+        form = guess if guess in have else None
+    for label in [none, matched, control, placebo, form]:
+        if label is not None and label not in have:
+            raise ValueError(f"no {label!r} rows in the table (personas: {sorted(have)}); score them with "
+                             f"--persona {label}")
+    if placebo in (none, matched, control):
+        placebo = None
+    return _Columns(none=none, matched=matched, control=control, placebo=placebo, form=form), notes
 
 
 def decompose_personas(
@@ -310,42 +552,208 @@ def decompose_personas(
     *,
     model: str | None = None,
     matched: str = "interview",
-    control: str = "shuffled",
+    control: str | None = None,
     none: str = "none",
     by: str = "study",
-    sesoi: float = DEFAULT_SESOI,
-    placebo: str = "placebo",
+    sesoi: Sesoi | str | float = DEFAULT_SESOI,
+    placebo: str | None = None,
+    form: str | None = None,
+    weight: Weight = "participant",
 ) -> PersonaDecomposition:
     """Split a persona's benefit into population- and individual-level components.
 
     `responses`: the per-response table of `surrogate run` (one model, or choose `model`).
+    `control`: default the shuffled control of the matched strategy (`shuffled` for
+    interview, `shuffled-narrative` for narrative); a control of another strategy is refused.
     `by`: the experiment unit, `study` (Psych-201's experiments) or `experiment`.
-    `sesoi`: the smallest individual effect of interest (nats/response) for the TOST.
-    `placebo`: the placebo strategy's label; used when the table has its rows.
+    `sesoi`: the smallest individual effect of interest for the equivalence test (`1%` of the
+    no-persona NLL, `0.01` nats per response, `0.002/token`).
+    `placebo`, `form`: the placebo (own form, values withheld) and form-matched control
+    (partner's form), found by name when the table has them.
+    `weight`: `participant` (each participant once) or `response` (per-response scale, a
+    common weight per swap cycle).
     """
+    if weight not in ESTIMANDS:
+        raise ValueError(f"weight {weight!r}: expected participant or response")
+    sesoi = Sesoi.parse(sesoi)
     frame, model_name = _one_model(responses, model)
-    table = persona_table(frame, none=none, matched=matched, control=control, by=by)
-    use_placebo = placebo if placebo in set(frame["persona"]) and placebo not in (none, matched, control) else None
-    if use_placebo:  # every contrast over the responses scored under all four
-        table = persona_table(frame, none=none, matched=matched, control=control, by=by, extra=[use_placebo])
+    cols, notes = resolve_columns(frame, matched, control, none, placebo, form)
+    extra = [c for c in (cols.placebo, cols.form) if c is not None]
+    table = persona_table(frame, none=none, matched=matched, control=cols.control, by=by, extra=extra)
+    has_donor_column = "persona_donor" in frame
+    swap = has_donor_column and table["donor"].map(lambda d: d is not None and d != "population").any()
     rows = []
-    total_without = 0
+    total_without = total_unpaired = 0
     for unit, g in table.groupby("unit", sort=True):
-        kept = g[g["has_metadata"]]
+        kept = g[g["has_metadata"]].reset_index(drop=True)
         n_without = len(g) - len(kept)
+        n_unpaired = 0
+        units = None
+        if swap:
+            # Participants without a swap partner (alone in a stratum) or outside a closed
+            # cycle have no valid control: they leave before the estimate, and are counted.
+            paired = kept[kept["donor"].notna()].reset_index(drop=True)
+            cycles = derangement_cycles(paired) or []
+            members = np.concatenate(cycles) if cycles else np.array([], dtype=int)
+            n_unpaired = len(kept) - len(members)
+            kept = paired.iloc[np.sort(members)].reset_index(drop=True)
+            donor_columns = ["donor"] + ([f"donor:{cols.form}"] if cols.form else [])
+            if cols.form is not None and kept[f"donor:{cols.form}"].isna().any():
+                raise ValueError(f"{unit}: some participants have {cols.control!r} but no {cols.form!r} donor; "
+                                 "score both controls in one run so they share a pairing")
+            units = linked_units(kept, donor_columns)
         total_without += n_without
-        rows.append(_experiment_row(str(unit), kept.reset_index(drop=True), n_without, none, control, matched,
-                                    use_placebo))
-    notes = []
-    if control == "population":
+        total_unpaired += n_unpaired
+        rows.append(_experiment_row(str(unit), kept, n_without, n_unpaired, cols, units, weight))
+    if cols.control.startswith("population"):
         notes.append("control = population: the individual component also contains the difference "
                      "between each participant's persona and the pooled one (completeness); use "
                      "shuffled for individual-level claims")
-    if "persona_donor" in frame and control != "population" and table["donor"].isna().all():
-        notes.append(f"the {control} rows record no donor: the individual component's uncertainty "
+    elif has_donor_column and not swap:
+        notes.append(f"the {cols.control} rows record no donor: the individual component's uncertainty "
                      "includes the personas' own effects (conservative)")
-    return PersonaDecomposition(model=model_name, matched=matched, control=control, sesoi=sesoi, rows=rows,
-                                pooled_rows=_pooled_rows(rows, total_without), notes=notes)
+    return PersonaDecomposition(model=model_name, matched=matched, control=cols.control, sesoi=sesoi, rows=rows,
+                                pooled_rows=_pooled_rows(rows, total_without, total_unpaired,
+                                                         sesoi.unit == "nats/token"),
+                                weight=weight, form=cols.form, notes=notes)
+
+
+# --- comparing strategies ----------------------------------------------------------------
+
+class StrategyDifference(BaseModel):
+    """A minus B per component, per experiment and pooled, on the participants both
+    decompositions entered; the individual difference on the shared swap cycles."""
+
+    model_config = ConfigDict(frozen=True)
+    a: str
+    b: str
+    rows: list[ComponentRow]
+    pooled: ComponentRow | None
+
+
+class StrategyComparison(BaseModel):
+    """Several matched strategies, each against its own shuffled control, on one pairing."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    decompositions: dict[str, PersonaDecomposition]
+    differences: list[StrategyDifference]
+
+    def ranking(self) -> pd.DataFrame:
+        """One row per strategy: pooled components with CIs, ranked (1 = largest benefit)."""
+        rows = []
+        for name, d in self.decompositions.items():
+            if not d.pooled_rows:
+                continue
+            p = d.pooled
+            rec = {"model": self.model, "strategy": name, "control": d.control, "experiments": p.pooling[
+                "individual_component"].k, "n_participants": p.n_participants}
+            for c in COMPONENTS:
+                e = getattr(p, c)
+                rec |= {c: e.value, f"{c}_lo": e.lo, f"{c}_hi": e.hi, f"{c}_p": e.p}
+            rows.append(rec)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            for c in COMPONENTS:
+                frame[f"rank_{c.split('_')[0]}"] = frame[c].rank(ascending=False, method="min").astype(int)
+        return frame
+
+    def differences_frame(self) -> pd.DataFrame:
+        rows = []
+        for diff in self.differences:
+            for r in [*diff.rows, *([diff.pooled] if diff.pooled else [])]:
+                rec = {"model": self.model, "a": diff.a, "b": diff.b, "experiment": r.experiment,
+                       "status": r.status, "n_participants": r.n_participants}
+                for c in COMPONENTS:
+                    e = getattr(r, c)
+                    rec |= {c: e.value, f"{c}_lo": e.lo, f"{c}_hi": e.hi, f"{c}_p": e.p}
+                rows.append(rec)
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        lines = [f"Persona strategies compared for {self.model} (each against its own shuffled control, one "
+                 "pairing; pooled over experiments; > 0: lowers NLL):"]
+        rank = self.ranking()
+        for _, r in rank.sort_values("individual_component", ascending=False).iterrows():
+            lines.append(f"  {r['strategy']:<16} total {r['total']:+.4f}  population {r['population_component']:+.4f}"
+                         f"  individual {r['individual_component']:+.4f} [{r['individual_component_lo']:+.4f}, "
+                         f"{r['individual_component_hi']:+.4f}]")
+        for diff in self.differences:
+            if diff.pooled is None:
+                lines.append(f"  {diff.a} - {diff.b}: no experiment with enough participants in both")
+                continue
+            p = diff.pooled
+            lines.append(f"  {diff.a} - {diff.b}: total {p.total}; individual {p.individual_component}")
+        return "\n".join(lines)
+
+
+def _difference_row(name: str, ga: pd.DataFrame, gb: pd.DataFrame, ca: _Columns, cb: _Columns, weight: str
+                    ) -> ComponentRow:
+    both = ga.add_suffix("@a").rename(columns={"participant@a": "participant"}).merge(
+        gb.add_suffix("@b").rename(columns={"participant@b": "participant"}), on="participant")
+    n = len(both)
+    nan = _nan_estimate(math.nan, n)
+    if n < MIN_PARTICIPANTS:
+        return ComponentRow(experiment=name, status=f"too few participants (< {MIN_PARTICIPANTS})", n_participants=n,
+                            n_without_metadata=0, total=nan, population_component=nan, individual_component=nan)
+    get = lambda col, side: both[f"{col}@{side}"].to_numpy(dtype=float)  # noqa: E731
+    Na, Ma, Sa = get(ca.none, "a"), get(ca.matched, "a"), get(ca.control, "a")
+    Nb, Mb, Sb = get(cb.none, "b"), get(cb.matched, "b"), get(cb.control, "b")
+    view = pd.DataFrame({"participant": both["participant"], "da": both["donor@a"], "db": both["donor@b"]})
+    units = linked_units(view, ["da", "db"])
+    resp = np.minimum(both["n_responses@a"].to_numpy(), both["n_responses@b"].to_numpy())
+    w = _weights(resp, units, weight)
+    single = _singletons(n)
+    total = cluster_mean_estimate((Na - Ma) - (Nb - Mb), single, w)
+    population = cluster_mean_estimate((Na - Sa) - (Nb - Sb), single, w)
+    individual = cluster_mean_estimate((Sa - Ma) - (Sb - Mb), units, w)
+    return ComponentRow(experiment=name, status="ok", n_participants=n, n_without_metadata=0, total=total,
+                        population_component=population, individual_component=individual)
+
+
+def compare_strategies(
+    responses: pd.DataFrame,
+    matched: Sequence[str],
+    *,
+    model: str | None = None,
+    none: str = "none",
+    by: str = "study",
+    sesoi: Sesoi | str | float = DEFAULT_SESOI,
+    weight: Weight = "participant",
+) -> StrategyComparison:
+    """Decompose each matched strategy against its own shuffled control and compare them in
+    pairs: the difference of each component (A - B), per experiment and pooled, with the
+    individual difference's uncertainty on the swap cycles the controls share."""
+    if len(matched) < 2:
+        raise ValueError("comparing strategies needs at least two matched strategies")
+    frame, model_name = _one_model(responses, model)
+    decs, tables, columns = {}, {}, {}
+    for m in matched:
+        decs[m] = decompose_personas(frame, matched=m, none=none, by=by, sesoi=sesoi, weight=weight)
+        cols = _Columns(none=none, matched=m, control=decs[m].control)
+        t = persona_table(frame, none=none, matched=m, control=cols.control, by=by)
+        t = t[t["has_metadata"] & t["donor"].notna()]
+        tables[m], columns[m] = t, cols
+    diffs = []
+    for i, a in enumerate(matched):
+        for b in matched[i + 1:]:
+            rows = []
+            for unit in sorted(set(tables[a]["unit"]) & set(tables[b]["unit"])):
+                ga = tables[a][tables[a]["unit"] == unit]
+                gb = tables[b][tables[b]["unit"] == unit]
+                rows.append(_difference_row(str(unit), ga, gb, columns[a], columns[b], weight))
+            ok = [r for r in rows if r.status == "ok"]
+            pooled = None
+            if ok:
+                n = sum(r.n_participants for r in ok)
+                pp = {c: pool([getattr(r, c).value for r in ok], [getattr(r, c).se or math.nan for r in ok], n)
+                      for c in COMPONENTS}
+                if all(v is not None for v in pp.values()):
+                    pooled = ComponentRow(experiment="pooled", status=f"random effect over {len(ok)} experiments",
+                                          n_participants=n, n_without_metadata=0, pooling=pp,
+                                          **{c: pp[c].random for c in COMPONENTS})
+            diffs.append(StrategyDifference(a=a, b=b, rows=rows, pooled=pooled))
+    return StrategyComparison(model=model_name, decompositions=decs, differences=diffs)
 
 
 class MetadataBenefit(BaseModel):

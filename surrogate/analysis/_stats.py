@@ -24,8 +24,13 @@ class Estimate(BaseModel):
     df: float | None = None  # of the t reference distribution; inf = normal
 
     def __str__(self) -> str:
-        p = "" if self.p is None else f", p={self.p:.3g}"
-        return f"{self.value:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}]{p} (n={self.n})"
+        if not math.isfinite(self.value):
+            return f"not defined (n={self.n})"
+        if self.p is None:
+            ci = " (no interval: too few units)" if not math.isfinite(self.lo) else f" [{self.lo:+.4f}, {self.hi:+.4f}]"
+            return f"{self.value:+.4f}{ci} (n={self.n})"
+        p = "p < 1e-4" if self.p < 1e-4 else f"p={self.p:.3g}"
+        return f"{self.value:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}], {p} (n={self.n})"
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:

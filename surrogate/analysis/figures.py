@@ -101,17 +101,27 @@ def nll_by_size(responses: pd.DataFrame, pairs: list[Any]) -> tuple[Figure, pd.D
     return fig, table
 
 
-def misalignment_forest(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+D_LABELS = {"d_paper": "the paper's d (response rows, pooled SD)",
+            "cohens_d": "surrogate's per-participant paired d"}
+
+
+def _d_columns(which: str) -> tuple[str, str, str]:
+    return (which, f"{which}_lo", f"{which}_hi") if which == "d_paper" else ("cohens_d", "lo", "hi")
+
+
+def misalignment_forest(misalignment: pd.DataFrame, which: str = "d_paper") -> tuple[Figure, pd.DataFrame] | None:
     """Fig. 3: post-training misalignment per (base, post-trained) pair with 95% CIs, and the
-    mean per post-training type; generations within a family in a second panel."""
+    mean per post-training type; generations within a family in a second panel. `which`:
+    `d_paper` (the paper's scale, participant-bootstrap CIs; default) or `cohens_d`."""
     plt = _plt()
+    value, lo_col, hi_col = _d_columns(which)
     pooled = misalignment[misalignment["level"] == "pooled"].copy()
     if pooled.empty:
         return None
     if len(pooled) == 1:  # one pair: show it per experiment, with the pooled estimate
-        return _one_pair_forest(misalignment, pooled.iloc[0])
+        return _one_pair_forest(misalignment, pooled.iloc[0], which)
     pooled["post_training"] = pooled["post_training"].fillna("").replace("", "post-trained")
-    pooled = pooled.sort_values(["post_training", "cohens_d"])
+    pooled = pooled.sort_values(["post_training", value])
     types = list(dict.fromkeys(pooled["post_training"]))
     gens = pooled[pooled["generation"].fillna("").astype(str) != ""]
     panels = 2 if gens["family"].nunique() >= 1 and gens["generation"].nunique() >= 2 else 1
@@ -123,63 +133,66 @@ def misalignment_forest(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFram
         g = pooled[pooled["post_training"] == t]
         colour = PALETTE[ti % len(PALETTE)]
         for _, r in g.iterrows():
-            ax.errorbar(r["cohens_d"], y, xerr=[[r["cohens_d"] - r["lo"]], [r["hi"] - r["cohens_d"]]]
-                        if np.isfinite(r["lo"]) else None, fmt="o", color=colour, capsize=2)
+            v, lo, hi = float(r[value]), float(r[lo_col]), float(r[hi_col])
+            ax.errorbar(v, y, xerr=[[v - lo], [hi - v]] if np.isfinite(lo) else None, fmt="o", color=colour, capsize=2)
             labels.append(r["pair"])
             y += 1
-        ax.plot(g["cohens_d"].mean(), y, marker="D", color=colour, markersize=7)
+        ax.plot(g[value].mean(), y, marker="D", color=colour, markersize=7)
         labels.append(f"mean: {t} ({len(g)})")
         y += 1
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("misalignment, Cohen's d (post-trained − base NLL;\n> 0: post-training predicts people worse)")
+    ax.set_xlabel(f"misalignment, {D_LABELS[which]}\n(post-trained − base NLL; > 0: post-training predicts people worse)")
     ax.set_title("Post-training misalignment (95% CI)")
     if panels == 2:
         ax2 = axes[0][1]
         for fi, (family, g) in enumerate(gens.groupby("family")):
             g = g.assign(gen=pd.to_numeric(g["generation"], errors="coerce"))
             g = g.sort_values("gen") if g["gen"].notna().all() else g.sort_values("generation")
-            means = g.groupby("generation", sort=False)["cohens_d"].mean()
+            means = g.groupby("generation", sort=False)[value].mean()
             ax2.plot(means.index.astype(str), means.values, marker="o", color=PALETTE[fi % len(PALETTE)],
                      label=family or "models")
         ax2.axhline(0, color="grey", lw=0.8)
-        ax2.set_xlabel("generation")
-        ax2.set_ylabel("mean misalignment (Cohen's d)")
+        ax2.set_xlabel("generation (within family)")
+        ax2.set_ylabel(f"mean misalignment ({'paper' if which == 'd_paper' else 'per-participant'} d)")
         ax2.set_title("Across generations")
         ax2.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig, pooled
 
 
-def _one_pair_forest(misalignment: pd.DataFrame, pooled: pd.Series) -> tuple[Figure, pd.DataFrame]:
+def _one_pair_forest(misalignment: pd.DataFrame, pooled: pd.Series, which: str) -> tuple[Figure, pd.DataFrame]:
     plt = _plt()
+    value, lo_col, hi_col = _d_columns(which)
     rows = misalignment[(misalignment["pair"] == pooled["pair"]) & (misalignment["level"] == "experiment")]
     table = pd.concat([rows, pooled.to_frame().T], ignore_index=True)
     fig, ax = plt.subplots(figsize=(6, max(2.2, 0.8 + 0.4 * len(table))))
     for i, r in table.iterrows():
         is_pooled = r["level"] == "pooled"
-        v, lo, hi = float(r["cohens_d"]), float(r["lo"]), float(r["hi"])
+        v, lo, hi = float(r[value]), float(r[lo_col]), float(r[hi_col])
+        if not np.isfinite(v):
+            continue
         ax.errorbar(v, i, xerr=[[v - lo], [hi - v]] if np.isfinite(lo) else None, fmt="D" if is_pooled else "o",
                     color=PALETTE[1] if is_pooled else PALETTE[0], markersize=7 if is_pooled else 5, capsize=2)
-    labels = [f"pooled over {int(n)} experiments" if lvl == "pooled" else f"{e} (n={int(n)})"
+    labels = [f"mean over {int(len(rows))} experiments" if lvl == "pooled" else f"{e} (n={int(n)})"
               for e, n, lvl in zip(table["experiment"], table["n"], table["level"])]
     ax.set_yticks(range(len(table)), labels)
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("misalignment, Cohen's d (post-trained − base NLL;\n> 0: post-training predicts people worse)")
+    ax.set_xlabel(f"misalignment, {D_LABELS[which]}\n(post-trained − base NLL; > 0: post-training predicts people worse)")
     ax.set_title(f"Post-training misalignment: {pooled['pair']} (95% CI)")
     fig.tight_layout()
     return fig, table
 
 
-def misalignment_heatmap(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+def misalignment_heatmap(misalignment: pd.DataFrame, which: str = "d_paper") -> tuple[Figure, pd.DataFrame] | None:
     """Fig. 4: misalignment by domain, pairs × domains, with the domain averages."""
     plt = _plt()
     dom = misalignment[misalignment["level"] == "domain"]
-    if dom.empty:
+    if dom.empty or dom[which].isna().all():
         return None
-    grid = dom.pivot_table(index="pair", columns="experiment", values="cohens_d")
+    grid = dom.pivot_table(index="pair", columns="experiment", values=which)
     grid.loc["domain average"] = grid.mean()
     lim = float(np.nanmax(np.abs(grid.values))) or 1.0
     fig, ax = plt.subplots(figsize=(max(5.0, 3.0 + 0.8 * grid.shape[1]), max(3.0, 1.6 + 0.45 * grid.shape[0])))
@@ -191,8 +204,9 @@ def misalignment_heatmap(misalignment: pd.DataFrame) -> tuple[Figure, pd.DataFra
         if np.isfinite(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if abs(v) > 0.6 * lim else "black")
-    fig.colorbar(im, ax=ax, label="Cohen's d\n(> 0: post-trained worse)", shrink=0.9)
-    ax.set_title("Misalignment by domain", pad=10)
+    fig.colorbar(im, ax=ax, label=f"{'paper' if which == 'd_paper' else 'per-participant'} d\n(> 0: post-trained worse)",
+                 shrink=0.9)
+    ax.set_title(f"Misalignment by domain ({D_LABELS[which]})", pad=10)
     fig.tight_layout()
     return fig, grid.reset_index()
 
@@ -218,14 +232,17 @@ def metadata_benefit_plot(benefit: pd.DataFrame) -> tuple[Figure, pd.DataFrame] 
     return fig, pooled
 
 
-def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None) -> tuple[Figure, pd.DataFrame] | None:
+def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None, *,
+                   matched: str | None = None) -> tuple[Figure, pd.DataFrame] | None:
     """The persona decomposition per experiment (total / population / individual, 95% CIs),
-    and the pooled random-effects estimate with its prediction interval."""
+    and the pooled estimate with its prediction interval (nats per response)."""
     plt = _plt()
     t = effects[effects["model"] == model]
     if control is not None and "control" in t:
         t = t[t["control"] == control]
-    t = t[t["experiment"] != "pooled_fixed"]
+    if matched is not None and "matched" in t:
+        t = t[t["matched"] == matched]
+    t = t[~t["experiment"].isin(["pooled_fixed", "pooled_relative", "pooled_per_token"])]
     if t.empty:
         return None
     rows = list(t[t["experiment"] != "pooled"]["experiment"]) + (["pooled"] if (t["experiment"] == "pooled").any() else [])
@@ -250,7 +267,7 @@ def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("persona benefit (nats per response; > 0: the persona lowers NLL)")
-    ax.set_title(f"Persona decomposition: {model}")
+    ax.set_title(f"Persona decomposition: {model}" + (f" ({matched})" if matched and matched != "interview" else ""))
     ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     fig.tight_layout()
     return fig, t

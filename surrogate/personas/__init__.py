@@ -13,8 +13,14 @@ from ._strategies import (
     Population,
     Shuffled,
     SystemPersona,
+    MAX_DERANGEMENTS,
+    Stratify,
     builtin_strategies,
+    control_renders,
     derangement,
+    matched_control,
+    root_strategy,
+    swap_pairing,
     describe,
     interview_text,
     pooled_persona,
@@ -24,6 +30,7 @@ from ._strategies import (
 __all__ = [
     "ALIASES", "Conditioning", "FieldsInterview", "Interview", "Narrative", "NoPersona",
     "PAPER_FIELDS", "Persona", "PersonaStrategy", "Placebo", "Population", "Shuffled", "SystemPersona",
-    "builtin_strategies", "derangement", "describe", "interview_text", "paper_order",
+    "MAX_DERANGEMENTS", "Stratify", "builtin_strategies", "control_renders", "derangement", "matched_control",
+    "root_strategy", "swap_pairing", "describe", "interview_text", "paper_order",
     "pooled_persona", "question_for", "resolve_strategies",
 ]

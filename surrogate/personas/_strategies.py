@@ -8,6 +8,7 @@ the group's pooled persona. Strategies are selected by name from an explicit map
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import statistics
@@ -102,8 +103,16 @@ def describe(persona: Persona, *, second_person: bool = False) -> str:
 
 # --- per-participant strategies ----------------------------------------------------------
 
+WITHHELD_INTERVIEW = "I would rather not say."
+WITHHELD = "[withheld]"
+
+
 class _PerParticipant:
+    """A strategy that renders each participant's own persona on its own. `withheld` is what
+    its placebo (the same form, values withheld) writes in place of each value."""
+
     name = "base"
+    withheld = WITHHELD
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
         return [self.render_persona(Persona.from_participant(p)) for p in participants]
@@ -126,6 +135,7 @@ class Interview(_PerParticipant):
     the reference's `--persona`; metadata outside the paper's fields is not shown."""
 
     name = "interview"
+    withheld = WITHHELD_INTERVIEW
 
     def render_persona(self, persona: Persona) -> Conditioning:
         all_fields = persona.fields()
@@ -138,6 +148,7 @@ class FieldsInterview(_PerParticipant):
     """Interview format over one group of fields (all of them, not only the paper's)."""
 
     group: str = "demographics"
+    withheld = WITHHELD_INTERVIEW
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -172,6 +183,39 @@ class SystemPersona(_PerParticipant):
         text = ("You are a participant in a psychology experiment. "
                 + describe(persona, second_person=True))
         return Conditioning(system=text, fields=tuple(persona.fields()))
+
+
+def _withheld(persona: Persona, answer: str) -> Persona:
+    """The same persona (same fields, same groups) with every value replaced by `answer`."""
+    groups = ("demographics", "clinical", "questionnaires", "condition", "other")
+    return persona.model_copy(update={g: {k: answer for k in getattr(persona, g)} for g in groups})
+
+
+@dataclass(frozen=True)
+class Placebo(_PerParticipant):
+    """The participant's own persona in the base strategy's form with every value withheld
+    (`placebo`: the paper's interview questions, each answered "I would rather not say."):
+    a prefix of the same shape and fields that carries no information. N - placebo is what
+    any persona-shaped prefix does; it is also the own half of the form-matched control
+    (`shuffled-placebo` is the swap partner's half)."""
+
+    base: _PerParticipant = field(default_factory=Interview)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "placebo" if isinstance(self.base, Interview) else f"placebo-{self.base.name}"
+
+    def render_persona(self, persona: Persona) -> Conditioning:
+        own = self.base.render_persona(persona)
+        if not own.fields:
+            return Conditioning()
+        form = self.base.render_persona(_withheld(persona, self.base.withheld))
+        return form.model_copy(update={"fields": own.fields})
+
+
+def root_strategy(strategy: _PerParticipant) -> _PerParticipant:
+    """The strategy whose fields decide who has a persona: the base of a placebo."""
+    return strategy.base if isinstance(strategy, Placebo) else strategy
 
 
 # --- group controls ----------------------------------------------------------------------
@@ -219,20 +263,92 @@ def _seed(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+class Stratify(BaseModel):
+    """`FIELD` (swap within its levels) or `FIELD:K` (a numeric field cut into K bins of equal
+    count within each experiment, e.g. `age:5` for quintiles)."""
+
+    model_config = ConfigDict(frozen=True)
+    field: str
+    bins: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Stratify":
+        name, sep, k = text.rpartition(":")
+        if not sep:
+            name, k = text, ""
+        if not name.strip():
+            raise ValueError(f"--stratify {text!r}: expected FIELD or FIELD:K")
+        if not sep:
+            return cls(field=name.strip())
+        if not k.strip().isdigit() or int(k) < 2:
+            raise ValueError(f"--stratify {text!r}: K (the number of bins) must be an integer >= 2")
+        return cls(field=name.strip(), bins=int(k))
+
+    def __str__(self) -> str:
+        return self.field if self.bins is None else f"{self.field}:{self.bins}"
+
+    def levels(self, people: Sequence[Participant]) -> list[str]:
+        values = [p.metadata.get(self.field) for p in people]
+        if self.bins is None:
+            return [str(v) for v in values]
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) != len(values):
+            bad = next(p for p, v in zip(people, values) if v is None or isinstance(v, (str, bool, list)))
+            raise ValueError(f"--stratify {self}: participant {bad.participant} ({bad.study}) has no numeric "
+                             f"{self.field!r} ({bad.metadata.get(self.field)!r}); bins need a number for everyone")
+        # Equal-count bins by rank (ties broken by order), so every bin holds n/K participants.
+        ranks = np.argsort(np.argsort(np.asarray(numbers, dtype=float), kind="stable"), kind="stable")
+        return [f"bin{int(r * self.bins // len(numbers)) + 1}of{self.bins}" for r in ranks]
+
+
+def swap_pairing(participants: Sequence[Participant], eligible: Sequence[bool], *, seed: int = 0,
+                 stratify: Stratify | None = None, replicate: int = 0) -> list[int | None]:
+    """Whose persona each participant receives (an index), or None: the seeded swaps of
+    `Shuffled`, drawn per experiment (and per stratum) among the eligible participants only.
+    Participants alone in their stratum stay unpaired (None), as do the ineligible."""
+    donor: list[int | None] = [None] * len(participants)
+    for idx in _groups(participants):
+        members = [i for i in idx if eligible[i]]
+        strata: dict[str, list[int]] = defaultdict(list)
+        levels = stratify.levels([participants[i] for i in members]) if stratify else [None] * len(members)
+        for i, level in zip(members, levels):
+            strata[str(level)].append(i)
+        for level, group in sorted(strata.items()):
+            if len(group) < 2:
+                continue  # nobody to swap with: unpaired, excluded by the analysis and counted there
+            p0 = participants[group[0]]
+            key = f"{p0.study}/{p0.experiment}" + (f"/{stratify}={level}" if stratify else "") \
+                + (f"/replicate={replicate}" if replicate else "")
+            perm = derangement(len(group), _seed(seed, key))
+            for i, j in zip(group, perm):
+                donor[i] = group[j]
+    return donor
+
+
 @dataclass(frozen=True)
 class Shuffled:
     """Each participant with metadata gets the persona of another participant with metadata
-    from the same experiment (a seeded derangement of random swaps: nobody keeps their own).
-    The control for individual-level information. Participants whose persona would be empty
-    are left out of the derangement *before* it is drawn and get no persona (so they are not
-    donors either); an experiment with fewer than two such participants gives everyone an
-    empty persona. `stratify` names a metadata field (e.g. `condition`): swaps then happen
-    within its levels. Experiments with a single participant are pooled within their study."""
+    from the same experiment, rendered by the same strategy (`shuffled`: the paper's interview;
+    `shuffled-narrative`, `shuffled-placebo`, ...: that strategy): a seeded derangement of
+    random swaps, nobody keeps their own. The control for individual-level information.
+
+    Participants whose persona would be empty (under the base strategy, and under every
+    strategy in `basis`) are left out *before* the swaps are drawn and get no persona (so
+    they are not donors either). Every shuffled control of one run shares `basis` (the
+    strategies of all its shuffled controls), hence one pairing: strategies are compared on
+    the same swap cycles, and `shuffled-placebo` swaps the same partners as `shuffled`.
+    `stratify` swaps only within a field's levels (or bins); a participant alone in a level
+    stays unpaired. Experiments with a single participant are pooled within their study."""
 
     base: _PerParticipant = field(default_factory=Interview)
     seed: int = 0
-    stratify: str | None = None
+    stratify: Stratify | str | None = None
     replicate: int = 0  # k > 0: an independent pairing, labelled `shuffled.{k + 1}`
+    basis: tuple[_PerParticipant, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stratify, str):  # `Shuffled(stratify="age:5")` reads like the option
+            object.__setattr__(self, "stratify", Stratify.parse(self.stratify))
 
     @property
     def name(self) -> str:
@@ -240,25 +356,18 @@ class Shuffled:
         return name if self.replicate == 0 else f"{name}.{self.replicate + 1}"
 
     def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
-        out: list[Conditioning] = [Conditioning() for _ in participants]
-        own = [self.base.render_persona(Persona.from_participant(p)) for p in participants]
-        for idx in _groups(participants):
-            with_fields = [i for i in idx if own[i].fields]
-            strata: dict[str, list[int]] = defaultdict(list)
-            for i in with_fields:
-                level = participants[i].metadata.get(self.stratify) if self.stratify else None
-                strata[str(level)].append(i)
-            for level, members in sorted(strata.items()):
-                if len(members) < 2:
-                    continue  # nobody to swap with: an empty persona, excluded by the analysis
-                p0 = participants[members[0]]
-                key = f"{p0.study}/{p0.experiment}" + (f"/{self.stratify}={level}" if self.stratify else "") \
-                    + (f"/replicate={self.replicate}" if self.replicate else "")
-                perm = derangement(len(members), _seed(self.seed, key))
-                for i, j in zip(members, perm):
-                    donor = participants[members[j]]
-                    out[i] = own[members[j]].model_copy(update={"donor": donor.participant})
-        return out
+        personas = [Persona.from_participant(p) for p in participants]
+        own = [self.base.render_persona(pe) for pe in personas]
+        roots = self.basis or (root_strategy(self.base),)
+        eligible = [all(r.render_persona(pe).fields for r in roots) for pe in personas]
+        if self.stratify is not None and not any(self.stratify.field in p.metadata for p in participants):
+            present = sorted({k for p in participants for k in p.metadata})
+            raise ValueError(f"--stratify {self.stratify.field!r}: no participant has this metadata field; "
+                             f"fields present: {', '.join(present) or 'none'}")
+        donors = swap_pairing(participants, eligible, seed=self.seed, stratify=self.stratify,
+                              replicate=self.replicate)
+        return [Conditioning() if d is None else own[d].model_copy(update={"donor": participants[d].participant})
+                for d in donors]
 
 
 def _pooled_value(values: list) -> str:
@@ -300,43 +409,24 @@ class Population:
         return out  # type: ignore[return-value]
 
 
-
-PLACEBO_ANSWER = "I would rather not say."
-
-
-@dataclass(frozen=True)
-class Placebo:
-    """The same interview questions as the participant's own persona, each answered "I would
-    rather not say.": a prefix of the same shape and length class that carries no
-    information. Separates what *any* persona-shaped prefix does from what population-level
-    information does (population - placebo)."""
-
-    base: _PerParticipant = field(default_factory=Interview)
-
-    @property
-    def name(self) -> str:
-        return _control_name("placebo", self.base)
-
-    def render(self, participants: Sequence[Participant]) -> list[Conditioning]:
-        out = []
-        for p in participants:
-            c = self.base.render_persona(Persona.from_participant(p))
-            if not c.fields:
-                out.append(Conditioning())
-                continue
-            out.append(Conditioning(prefix=interview_text({k: PLACEBO_ANSWER for k in c.fields}),
-                                    fields=c.fields))
-        return out
+PLACEBO_ANSWER = WITHHELD_INTERVIEW
 
 
 # --- selection by name -------------------------------------------------------------------
 
 ALIASES = {"on": ["interview"], "off": ["none"], "both": ["none", "interview"]}
+MAX_DERANGEMENTS = 100
+_KINDS = ("shuffled", "population", "placebo")
+_REPLICATE = re.compile(r"^(.*)\.(\d+)$")
 
 
-def builtin_strategies(seed: int = 0, stratify: str | None = None) -> dict[str, Callable[[], PersonaStrategy]]:
+def builtin_strategies(seed: int = 0, stratify: str | Stratify | None = None
+                       ) -> dict[str, Callable[[], PersonaStrategy]]:
     """The built-in strategies by name (`seed` draws the shuffled derangement). Copy and
-    extend this mapping to add your own."""
+    extend this mapping to add your own. Controls of other strategies are named
+    `shuffled-X`, `population-X`, `placebo-X` and `shuffled-placebo[-X]` (see
+    `resolve_strategies`)."""
+    strat = Stratify.parse(stratify) if isinstance(stratify, str) else stratify
     return {
         "none": NoPersona,
         "interview": Interview,
@@ -344,10 +434,29 @@ def builtin_strategies(seed: int = 0, stratify: str | None = None) -> dict[str, 
         "demographics": lambda: FieldsInterview("demographics"),
         "questionnaires": lambda: FieldsInterview("questionnaires"),
         "system": SystemPersona,
-        "shuffled": lambda: Shuffled(seed=seed, stratify=stratify),
+        "shuffled": lambda: Shuffled(seed=seed, stratify=strat),
         "population": Population,
         "placebo": Placebo,
     }
+
+
+def matched_control(matched: str, kind: str = "shuffled") -> str:
+    """The name of `kind`'s control for a matched strategy: `shuffled` for interview,
+    `shuffled-narrative` for narrative, `shuffled-placebo` for placebo, ..."""
+    return kind if matched == "interview" else f"{kind}-{matched}"
+
+
+def control_renders(control: str) -> tuple[str, str] | None:
+    """(kind, strategy) a control's name says it renders: `shuffled.2` -> (shuffled,
+    interview), `shuffled-narrative` -> (shuffled, narrative); None for other names."""
+    m = _REPLICATE.match(control)
+    name = m.group(1) if m else control
+    for kind in ("shuffled", "population"):
+        if name == kind:
+            return kind, "interview"
+        if name.startswith(kind + "-"):
+            return kind, name[len(kind) + 1:]
+    return None
 
 
 def resolve_strategies(
@@ -355,31 +464,79 @@ def resolve_strategies(
     registry: Mapping[str, Callable[[], PersonaStrategy]] | None = None,
     *,
     seed: int = 0,
-    stratify: str | None = None,
+    stratify: str | Stratify | None = None,
     derangements: int = 1,
 ) -> list[PersonaStrategy]:
     """Strategies from names: `interview,shuffled`, `on`/`off`/`both`, `module:Class` or
-    `file.py:Class`. `derangements` > 1 adds independent shuffled pairings (`shuffled.2`, ...)."""
-    registry = builtin_strategies(seed, stratify) if registry is None else registry
+    `file.py:Class`, and controls of any per-participant strategy X: `shuffled-X`,
+    `population-X`, `placebo-X`, `shuffled-placebo-X` (X = interview is written without the
+    suffix: `shuffled`, `placebo`, `shuffled-placebo`). `derangements` > 1 adds independent
+    pairings of every shuffled control (`shuffled.2`, ...). All shuffled controls share one
+    pairing (see `Shuffled`)."""
+    if not 1 <= derangements <= MAX_DERANGEMENTS:
+        raise ValueError(f"--derangements {derangements}: expected 1 to {MAX_DERANGEMENTS} independent pairings")
+    strat = Stratify.parse(stratify) if isinstance(stratify, str) else stratify
+    registry = builtin_strategies(seed, strat) if registry is None else registry
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise ValueError("no persona strategy given (e.g. --persona none,interview,shuffled)")
+
+    def per_participant(name: str) -> _PerParticipant | None:
+        for kind in ("placebo",):
+            if name == kind:
+                return Placebo()
+            if name.startswith(kind + "-"):
+                inner = per_participant(name[len(kind) + 1:])
+                return None if inner is None or isinstance(inner, Placebo) else Placebo(inner)
+        if name in registry and name not in _KINDS and name != "none":
+            made = registry[name]()
+            return made if isinstance(made, _PerParticipant) else None
+        return None
+
+    def one(name: str) -> list[PersonaStrategy]:
+        m = _REPLICATE.match(name)
+        replicate = int(m.group(2)) - 1 if m and int(m.group(2)) >= 2 else 0
+        bare = m.group(1) if m and replicate else name
+        for kind in ("shuffled", "population"):
+            if bare == kind or bare.startswith(kind + "-"):
+                inner = Interview() if bare == kind else per_participant(bare[len(kind) + 1:])
+                if inner is None:
+                    break
+                if kind == "population":
+                    return [Population(inner)]
+                if replicate:
+                    return [Shuffled(inner, seed=seed, stratify=strat, replicate=replicate)]
+                return [Shuffled(inner, seed=seed, stratify=strat, replicate=k) for k in range(derangements)]
+        if name in registry and name not in _KINDS:
+            return [registry[name]()]
+        own = per_participant(name)
+        if own is not None:
+            return [own]
+        if ":" in name:
+            obj = load_object(name)
+            strategy = obj() if isinstance(obj, type) else obj
+            if not isinstance(strategy, PersonaStrategy):
+                raise TypeError(f"{name} is not a persona strategy (needs .name and .render)")
+            return [strategy]
+        known = [k for k in registry if k not in _KINDS]
+        raise ValueError(f"unknown persona strategy {name!r}; known: {', '.join([*registry, *ALIASES])}, the "
+                         f"controls shuffled-X, population-X, placebo-X, shuffled-placebo-X of any of "
+                         f"{', '.join(known)}, or module:Class")
+
     out: list[PersonaStrategy] = []
     for name in names:
         for n in ALIASES.get(name, [name]):
-            if n == "shuffled" and registry is not None and derangements > 1:
-                out += [Shuffled(seed=seed, stratify=stratify, replicate=k) for k in range(derangements)]
-            elif n in registry:
-                out.append(registry[n]())
-            elif ":" in n:
-                obj = load_object(n)
-                strategy = obj() if isinstance(obj, type) else obj
-                if not isinstance(strategy, PersonaStrategy):
-                    raise TypeError(f"{n} is not a persona strategy (needs .name and .render)")
-                out.append(strategy)
-            else:
-                raise ValueError(f"unknown persona strategy {n!r}; known: "
-                                 f"{', '.join([*registry, *ALIASES])}, or module:Class")
+            out += one(n)
+    # One pairing for every shuffled control: eligibility under all their strategies.
+    roots: dict[str, _PerParticipant] = {}
+    for s in out:
+        if isinstance(s, Shuffled):
+            r = root_strategy(s.base)
+            roots.setdefault(r.name, r)
+    if len(roots) > 1:
+        basis = tuple(roots.values())
+        out = [dataclasses.replace(s, basis=basis) if isinstance(s, Shuffled) else s for s in out]
     labels = [s.name for s in out]
     if len(set(labels)) != len(labels):
         raise ValueError(f"persona strategies repeat: {labels}")
     return out
-

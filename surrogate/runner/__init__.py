@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
-from ._analysis import Analysis, PersonaComparison, analyze, compare_personas
+from ._analysis import Analysis, PersonaComparison, analyze, compare_personas, plan
 from ._defaults import (DEFAULT_MODELS, DEFAULT_PERSONAS, NOTICE, ORGANISM_NOTICE, default_data, demo_data,
                         demo_models, resolve_model_path)
 from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
@@ -134,7 +134,7 @@ def run(
 
 
 __all__ = [
-    "Analysis", "PersonaComparison", "analyze", "compare_personas",
+    "Analysis", "PersonaComparison", "analyze", "compare_personas", "plan",
     "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
     "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
     "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,10 @@ from ..analysis import (
     Misalignment,
     ModelPair,
     PersonaDecomposition,
+    Sesoi,
+    StrategyComparison,
     choice_prediction,
+    compare_strategies,
     decompose_personas,
     paper_accuracy,
     metadata_benefit,
@@ -23,33 +28,72 @@ from ..analysis import (
     read_categories,
     read_pairs,
 )
+from ..personas import control_renders, matched_control
 from ._store import atomic_write_bytes, read_choices, read_responses
 
-PERSONA_STRATEGIES = "none,interview,shuffled,population,placebo"
+
+def default_strategies(matched: Sequence[str]) -> list[str]:
+    """What compare-personas scores by default: none, each matched strategy with its own
+    shuffled control, and for the paper's interview the population control, the placebo and
+    the form-matched control (shuffled-placebo)."""
+    out = ["none"]
+    for m in matched:
+        out += [m, matched_control(m)]
+        if m == "interview":
+            out += ["population", "placebo", "shuffled-placebo"]
+    return list(dict.fromkeys(out))
+
+
+PERSONA_STRATEGIES = ",".join(default_strategies(["interview"]))
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_bytes(path, frame.to_csv(index=False).encode())
 
 
+def split_names(text: str | Sequence[str]) -> list[str]:
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    if not names:
+        raise ValueError("no strategy named")
+    return names
+
+
 @dataclass
 class PersonaComparison:
-    """What compare-personas produced: the run, and one decomposition per model."""
+    """What compare-personas produced: the run, one decomposition per model (and matched
+    strategy and derangement), and the strategy comparisons where several were matched."""
 
     out: Path
     decompositions: dict[str, PersonaDecomposition]
     table: pd.DataFrame
+    comparisons: dict[str, StrategyComparison] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return "\n\n".join([*(d.summary() for d in self.decompositions.values()),
-                             *derangement_spread(self.decompositions)])
+        return "\n\n".join([*(d.summary() for d in primary(self.decompositions).values()),
+                             *derangement_spread(self.decompositions),
+                             *(c.summary() for c in self.comparisons.values())])
+
+
+def is_sensitivity(control: str) -> bool:
+    """`shuffled.2`, `shuffled-narrative.3`: an extra pairing (--derangements), a sensitivity check."""
+    return re.search(r"\.\d+$", control) is not None
+
+
+def primary(decompositions: dict[str, PersonaDecomposition]) -> dict[str, PersonaDecomposition]:
+    """The pre-specified decompositions: each model's first pairing (not the sensitivity ones)."""
+    return {k: d for k, d in decompositions.items() if not is_sensitivity(d.control)}
 
 
 def persona_effects_table(decompositions: dict[str, PersonaDecomposition]) -> pd.DataFrame:
-    """One table over models (and over derangements: the `control` column)."""
-    frames = [d.to_frame().assign(model=d.model, control=d.control) for d in decompositions.values()]
+    """One table over models, matched strategies and derangements (`control`; `role` says
+    which pairing is the pre-specified primary one and which are a sensitivity range)."""
+    frames = []
+    for d in decompositions.values():
+        role = "sensitivity" if is_sensitivity(d.control) else "primary"
+        frames.append(d.to_frame().assign(model=d.model, matched=d.matched, control=d.control, role=role))
     table = pd.concat(frames, ignore_index=True)
-    return table[["model", *[c for c in table.columns if c != "model"]]]
+    first = ["model", "matched", "control", "role"]
+    return table[[*first, *[c for c in table.columns if c not in first]]]
 
 
 def _controls(have: set[str], control: str) -> list[str]:
@@ -59,27 +103,65 @@ def _controls(have: set[str], control: str) -> list[str]:
     return ([control] if control in have else []) + extra
 
 
-def decompose_over_derangements(responses: pd.DataFrame, model: str, controls: list[str], **kw
-                                ) -> dict[str, PersonaDecomposition]:
-    """One decomposition per control; keys `model` for the first, `model [control]` after."""
+def decompose_over_derangements(responses: pd.DataFrame, model: str, controls: list[str], *, matched: str = "interview",
+                                **kw) -> dict[str, PersonaDecomposition]:
+    """One decomposition per control; keys `model` (for interview) or `model: matched` for the
+    first pairing, `... [control]` for the sensitivity ones."""
     out = {}
+    base = model if matched == "interview" else f"{model}: {matched}"
     for i, c in enumerate(controls):
-        out[model if i == 0 else f"{model} [{c}]"] = decompose_personas(responses, model=model, control=c, **kw)
+        out[base if i == 0 else f"{base} [{c}]"] = decompose_personas(responses, model=model, matched=matched,
+                                                                      control=c, **kw)
     return out
 
 
 def derangement_spread(decompositions: dict[str, PersonaDecomposition]) -> list[str]:
-    """A line per model with several derangements: the pooled individual component over them."""
-    by_model: dict[str, list[PersonaDecomposition]] = {}
+    """A line per model with several derangements: the primary pairing's estimate, and the
+    range over the others as a sensitivity check (not alternatives to choose from)."""
+    by_model: dict[tuple[str, str], list[PersonaDecomposition]] = {}
     for d in decompositions.values():
-        by_model.setdefault(d.model, []).append(d)
+        by_model.setdefault((d.model, d.matched), []).append(d)
     lines = []
-    for model, ds in by_model.items():
+    for (model, matched), ds in by_model.items():
         values = [d.pooled.individual_component.value for d in ds if d.pooled_rows]
         if len(values) > 1:
-            lines.append(f"{model}: individual component over {len(values)} derangements: mean "
-                         f"{sum(values) / len(values):+.4f}, range [{min(values):+.4f}, {max(values):+.4f}]")
+            lines.append(f"{model} ({matched}): individual component {values[0]:+.4f} with the pre-specified "
+                         f"pairing ({ds[0].control}: the one to report and test); over {len(values) - 1} more "
+                         f"pairings, as a sensitivity range only: [{min(values[1:]):+.4f}, {max(values[1:]):+.4f}]")
     return lines
+
+
+def _decompose_all(responses: pd.DataFrame, matched: list[str], control: str | None, **kw
+                   ) -> tuple[dict[str, PersonaDecomposition], dict[str, StrategyComparison], list[str]]:
+    decompositions: dict[str, PersonaDecomposition] = {}
+    comparisons: dict[str, StrategyComparison] = {}
+    notes: list[str] = []
+    for model in sorted(responses["model"].unique()) if not responses.empty else []:
+        have = set(responses.loc[responses["model"] == model, "persona"].unique())
+        usable = []
+        for m in matched:
+            ctrl = control or matched_control(m)
+            if {"none", m} <= have and ctrl in have:
+                decompositions |= decompose_over_derangements(responses, model, _controls(have, ctrl), matched=m, **kw)
+                usable.append(m)
+            elif {"none", m} <= have:
+                # Never fall back to another control silently: they estimate different things.
+                notes.append(f"{model}: no {ctrl!r} rows, so no persona decomposition for {m!r}"
+                             + (" (population rows exist: pass --control population, whose individual component "
+                                "includes persona completeness)" if m == "interview" and "population" in have
+                                and ctrl != "population" else ""))
+        if len(usable) > 1:
+            comparisons[model] = compare_strategies(responses, usable, model=model,
+                                                    **{k: v for k, v in kw.items() if k in ("by", "sesoi", "weight")})
+    return decompositions, comparisons, notes
+
+
+def _write_comparisons(out: Path, comparisons: dict[str, StrategyComparison]) -> None:
+    if comparisons:
+        _write_csv(out / "strategy_ranking.csv", pd.concat([c.ranking() for c in comparisons.values()],
+                                                           ignore_index=True))
+        _write_csv(out / "strategy_differences.csv", pd.concat([c.differences_frame() for c in comparisons.values()],
+                                                               ignore_index=True))
 
 
 def compare_personas(
@@ -87,32 +169,49 @@ def compare_personas(
     data: str | Path | None,
     out: str | Path,
     *,
-    strategies: str = PERSONA_STRATEGIES,
-    matched: str = "interview",
-    control: str = "shuffled",
+    strategies: str | Sequence[str] | None = None,
+    matched: str | Sequence[str] = "interview",
+    control: str | None = None,
     by: str = "study",
-    sesoi: float = DEFAULT_SESOI,
+    sesoi: Sesoi | str | float = DEFAULT_SESOI,
+    weight: str = "participant",
     log=lambda s: None,
     **run_options: Any,
 ) -> PersonaComparison:
-    """Run what the decomposition needs (resumable), then write persona_effects.csv."""
+    """Run what the decomposition needs (resumable), then write persona_effects.csv (and, with
+    several matched strategies, strategy_ranking.csv and strategy_differences.csv)."""
     from . import run
 
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
-    missing = {"none", matched, control} - set(names)
+    matched_list = split_names(matched)
+    sesoi = Sesoi.parse(sesoi)
+    if control is not None and len(matched_list) > 1:
+        raise ValueError("--control names one control; with several matched strategies each gets its own "
+                         "(shuffled-X), so leave --control out")
+    if control is not None:
+        renders = control_renders(control)
+        if renders is not None and renders[1] != matched_list[0]:
+            raise ValueError(f"--control {control!r} renders {renders[1]!r} personas, so S - M would compare "
+                             f"{matched_list[0]!r} with another format; its control is "
+                             f"{matched_control(matched_list[0], renders[0])!r}")
+    names = split_names(strategies) if strategies is not None else default_strategies(matched_list)
+    if strategies is None and control is not None:
+        names = list(dict.fromkeys([*names, control]))
+    needed = {"none", *matched_list, *((control,) if control else (matched_control(m) for m in matched_list))}
+    missing = needed - set(names)
     if missing:
         raise ValueError(f"--strategies must include {sorted(missing)} for the decomposition")
     result = run(models, data, names, out, log=log, **run_options)
     scored = result.responses
-    responses = scored[scored["persona"].isin(names + _controls(set(scored["persona"]), control))]
-    decompositions = {}
-    for m in responses["model"].unique():
-        have = set(responses.loc[responses["model"] == m, "persona"])
-        decompositions |= decompose_over_derangements(responses, m, _controls(have, control), matched=matched,
-                                                      by=by, sesoi=sesoi)
+    controls = {c for n in names for c in _controls(set(scored["persona"].unique()), n)}
+    responses = scored[scored["persona"].isin(set(names) | controls)]
+    decompositions, comparisons, notes = _decompose_all(responses, matched_list, control, by=by, sesoi=sesoi,
+                                                        weight=weight)
+    for n in notes:
+        log(n)
     comparison = PersonaComparison(out=Path(out), decompositions=decompositions,
-                                   table=persona_effects_table(decompositions))
+                                   table=persona_effects_table(decompositions), comparisons=comparisons)
     _write_csv(comparison.out / "persona_effects.csv", comparison.table)
+    _write_comparisons(comparison.out, comparisons)
     atomic_write_bytes(comparison.out / "persona_summary.txt", (comparison.summary() + "\n").encode())
     return comparison
 
@@ -128,11 +227,13 @@ class Analysis:
     misalignment: Misalignment | None = None
     choices: dict[tuple[str, str], ChoicePrediction] = field(default_factory=dict)
     choice_decompositions: dict[str, PersonaDecomposition] = field(default_factory=dict)
+    comparisons: dict[str, StrategyComparison] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [d.summary() for d in self.decompositions.values()]
+        parts = [d.summary() for d in primary(self.decompositions).values()]
         parts += derangement_spread(self.decompositions)
+        parts += [c.summary() for c in self.comparisons.values()]
         parts += [f"{m}: {b.summary()}" for m, b in self.metadata_benefits.items()]
         if self.misalignment is not None:
             parts.append(self.misalignment.summary())
@@ -156,8 +257,10 @@ def analyze(
     categories: str | Path | None = None,
     out: str | Path | None = None,
     by: str = "study",
-    control: str = "shuffled",
-    sesoi: float = DEFAULT_SESOI,
+    matched: str | Sequence[str] = "interview",
+    control: str | None = None,
+    sesoi: Sesoi | str | float = DEFAULT_SESOI,
+    weight: str = "participant",
     n_boot: int = 2000,
     seed: int = 0,
 ) -> Analysis:
@@ -170,25 +273,22 @@ def analyze(
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = Analysis(out=out, responses=responses)
-    personas = set(responses["persona"]) if not responses.empty else set()
+    personas = set(responses["persona"].unique()) if not responses.empty else set()
 
+    matched_list = split_names(matched)
+    sesoi = Sesoi.parse(sesoi)
+    result.decompositions, result.comparisons, notes = _decompose_all(
+        responses, matched_list, control, by=by, sesoi=sesoi, weight=weight)
+    result.notes += notes
     for model in sorted(responses["model"].unique()) if not responses.empty else []:
-        have = set(responses.loc[responses["model"] == model, "persona"])
-        if {"none", "interview", control} <= have:
-            result.decompositions |= decompose_over_derangements(
-                responses, model, _controls(have, control), by=by, sesoi=sesoi)
-        elif {"none", "interview"} <= have:
-            # Never fall back to another control silently: they estimate different things.
-            result.notes.append(f"{model}: no {control!r} rows, so no persona decomposition"
-                                + (" (population rows exist: pass --control population, whose "
-                                   "individual component includes persona completeness)"
-                                   if "population" in have and control != "population" else ""))
+        have = set(responses.loc[responses["model"] == model, "persona"].unique())
         if {"none", "interview"} <= have:
             result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by)
     if result.decompositions:
         _write_csv(out / "persona_effects.csv", persona_effects_table(result.decompositions))
+        _write_comparisons(out, result.comparisons)
     elif personas and not result.notes:
-        result.notes.append(f"persona decomposition needs none, interview and {control} rows for a "
+        result.notes.append(f"persona decomposition needs none, the matched persona and its control for a "
                             f"model; found personas {sorted(personas)}")
     if result.metadata_benefits:
         _write_csv(out / "metadata_benefit.csv", pd.concat(
@@ -197,14 +297,14 @@ def analyze(
     if pairs is not None:
         cats = read_categories(categories) if categories is not None else None
         wanted = list(pairs) if isinstance(pairs, (list, tuple)) else read_pairs(pairs)
-        have = set(responses["model"]) if not responses.empty else set()
+        have = set(responses["model"].unique()) if not responses.empty else set()
         if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
             wanted = [p for p in wanted if {p.base, p.post_trained} <= have]
             if not wanted:
                 result.notes.append("--pairs paper: no pair of the paper's grid has both models in these "
                                     f"runs (models: {sorted(have)})")
         if wanted:
-            result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by)
+            result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by, seed=seed)
         if result.misalignment is not None:
             _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
             if result.misalignment.trends:
@@ -228,11 +328,32 @@ def analyze(
         choice_nll = choices.drop(columns=[c for c in ("persona_fields", "persona_donor") if c in choices]) \
             .join(units, on="unit_key").assign(nll=lambda f: f["nll_choice"])
         for model in sorted(choice_nll["model"].unique()):
-            have = set(choice_nll.loc[choice_nll["model"] == model, "persona"])
-            if {"none", "interview", control} <= have:
+            have = set(choice_nll.loc[choice_nll["model"] == model, "persona"].unique())
+            ctrl = control or matched_control("interview")
+            if {"none", "interview", ctrl} <= have:
                 result.choice_decompositions |= decompose_over_derangements(
-                    choice_nll, model, _controls(have, control), by=by, sesoi=sesoi)
+                    choice_nll, model, _controls(have, ctrl), by=by, sesoi=sesoi, weight=weight)
         if result.choice_decompositions:
             _write_csv(out / "choice_persona_effects.csv", persona_effects_table(result.choice_decompositions))
     atomic_write_bytes(out / "summary.txt", (result.summary() + "\n").encode())
+    return result
+
+
+def plan(run_dirs: Sequence[str | Path], *, model: str | None = None, effect: str = "1%", d: float = 0.2,
+         power: float = 0.8, sesoi: Sesoi | str | float = DEFAULT_SESOI, matched: str = "interview",
+         pairs: Sequence[tuple[str, str]] = (), by: str = "study", out: str | Path | None = None):
+    """`surrogate plan`: design questions answered from pilot runs (see surrogate.analysis.plan)."""
+    from ..analysis import plan as make_plan
+
+    responses = _combine([read_responses(r) for r in run_dirs], ["unit_key", "response_index"])
+    if model is None and pairs == () and responses["model"].nunique() > 1:
+        raise ValueError(f"the pilot holds several models ({sorted(responses['model'].unique())}); choose one with "
+                         "--model")
+    result = make_plan(responses, model=model, matched=matched, effect=effect, d=d, power=power, sesoi=sesoi,
+                       pairs=pairs, by=by)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_csv(out / "plan.csv", result.table())
+        atomic_write_bytes(out / "plan.txt", (result.summary() + "\n").encode())
     return result

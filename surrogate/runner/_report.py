@@ -105,7 +105,7 @@ def report(
     pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     lora: Sequence[str | Path] = (),
-    control: str = "shuffled",
+    control: str | None = None,
     title: str = "surrogate report",
     analysis: Analysis | None = None,
     log: Callable[[str], None] = lambda s: None,
@@ -130,11 +130,18 @@ def report(
                  "averaged over experiments, with 95% intervals across experiments (the paper's Fig. 2 "
                  "when model sizes are known).", figures.nll_by_size(responses, pair_list)))
     if not mis.empty:
-        made.append(("misalignment", "Post-training misalignment", "Cohen's d of post-trained minus base "
-                     "per-participant NLL, averaged over experiments, with 95% CIs; diamonds: mean per "
-                     "post-training type (the paper's Fig. 3).", figures.misalignment_forest(mis)))
-        made.append(("misalignment_domains", "Misalignment by domain", "Cohen's d per pair and domain, "
-                     "with the domain averages (the paper's Fig. 4).", figures.misalignment_heatmap(mis)))
+        one_pair = (mis["level"] == "pooled").sum() == 1
+        made.append(("misalignment", "Post-training misalignment",
+                     "The paper's d (post-trained minus base NLL over all response rows, pooled SD; > 0: the "
+                     "post-trained model predicts people worse) "
+                     + ("per experiment (circles) and its mean over the experiments (diamond)" if one_pair else
+                        "per pair, averaged over experiments (circles), and the mean per post-training type "
+                        "(diamonds)")
+                     + ", with 95% participant-bootstrap intervals (the paper's Fig. 3). surrogate's "
+                     "per-participant d is in the tables.", figures.misalignment_forest(mis)))
+        made.append(("misalignment_domains", "Misalignment by domain", "The paper's d per pair and domain "
+                     "(mean over the domain's experiments), with the domain averages (the paper's Fig. 4).",
+                     figures.misalignment_heatmap(mis)))
     if analysis.metadata_benefits:
         benefit = pd.concat([b.to_frame().assign(model=m) for m, b in analysis.metadata_benefits.items()],
                             ignore_index=True)
@@ -145,16 +152,19 @@ def report(
     effects_path = tables / "persona_effects.csv"
     if effects_path.exists():
         effects = pd.read_csv(effects_path)
-        for model in sorted(effects["model"].unique()):
-            controls = sorted(effects.loc[effects["model"] == model, "control"].unique()) \
-                if "control" in effects else [None]
-            made.append((f"persona_{_slug(model)}", f"Persona decomposition: {model}",
-                         "Per experiment: total benefit of the matched persona (no persona − persona), its "
-                         f"population component (no persona − {control} persona) and individual component "
-                         f"(control − matched persona), 95% t intervals; diamonds: pooled random-effects "
+        primary = effects[effects["role"] == "primary"] if "role" in effects else effects
+        keys = primary[["model", "matched", "control"]].drop_duplicates() if "matched" in primary else \
+            primary[["model"]].drop_duplicates().assign(matched="interview", control="shuffled")
+        for _, k in keys.iterrows():
+            model, matched, ctrl = k["model"], k["matched"], k["control"]
+            label = model if matched == "interview" else f"{model}: {matched}"
+            made.append((f"persona_{_slug(label)}", f"Persona decomposition: {label}",
+                         f"Per experiment: total benefit of the matched persona ({matched}; no persona − persona), its "
+                         f"population component (no persona − {ctrl} persona) and individual component "
+                         f"({ctrl} − matched persona), nats per response, 95% t intervals; diamonds: pooled "
                          "estimate (experiments weighted equally); band: prediction interval of the "
                          "individual component in a new experiment.",
-                         figures.persona_forest(effects, model, controls[0])))
+                         figures.persona_forest(effects, model, ctrl, matched=matched)))
     pop_path = tables / "choice_population.csv"
     if pop_path.exists():
         made.append(("choice_rates", "Closed-set choices", "Per option and experiment: the model's "

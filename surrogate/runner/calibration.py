@@ -1,32 +1,44 @@
 """Simulated response tables with known truth, and replications of the estimators on them.
 
 `simulate_table` writes the same per-response table `surrogate run` writes (study,
-experiment, participant, response_index, model, persona, nll, persona_fields,
-persona_donor), so the estimators are exercised exactly as the CLI calls them. The
-generative model, per response r of participant i in experiment e under persona p:
+experiment, participant, response_index, model, persona, nll, n_tokens, persona_fields,
+persona_donor), so the estimators are exercised exactly as the CLI calls them; the swaps of
+the shuffled control are drawn by `surrogate.personas.swap_pairing`, the function the
+`shuffled` strategy itself uses. The generative model, per response r of participant i in
+experiment e (of scale c_e) under persona p:
 
-    nll = a_i + b_ir + [p is a persona] * (pop + g_p) + [p is i's own] * delta_i + noise
+    nll = c_e * (a_i + b_ir + [p is a persona] * -(pop + g_p + form(p -> i))
+                 - [p is i's own] * delta_i(r) + noise)
 
 a_i: participant baseline; b_ir: response difficulty (shared by all conditions);
-g_p ~ N(0, persona_sd): the persona's own effect on whoever receives it; delta_i ~
-N(delta_e, ind_sd): individual-level information, delta_e ~ N(ind, tau) per experiment;
-pop: the population-level effect of any persona. Participants without metadata have an
-empty persona (their persona rows equal `none`), and the derangement is drawn among
-participants with metadata only, as `surrogate run` draws it.
+g_p ~ N(0, persona_sd): the persona's own effect on whoever receives it; form(p -> i) =
+form_effect * fields_p * a_i: a persona x recipient interaction through the persona's form
+(how many fields it fills, which correlates with its owner's baseline); delta_i(r): the
+individual-level information, delta_e ~ N(ind, tau) per experiment, individual SD ind_sd,
+fading over responses as exp(-r / fade) when `fade` is set (scaled so that a participant
+with the mean number of responses keeps the same mean). Participants without metadata have
+an empty persona; `strata` puts participants into levels of a field that the shuffled
+swaps are stratified by (singletons stay unpaired, as in `surrogate run --stratify`).
 
 Positive effects lower NLL, as in the decomposition (benefits).
+
+`simulate_pairs` does the same for (base, post-trained) model pairs with pair-level
+variation in misalignment and a planted trend over generations, through
+`post_training_misalignment`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from ..analysis import decompose_personas
-from ..personas import derangement
+from ..data import Participant, SourceRef
+from ..personas import Stratify, swap_pairing
 
 
 @dataclass(frozen=True)
@@ -49,54 +61,121 @@ class Scenario:
     # Population control: persona effect grows with the fields a persona fills, and the
     # pooled persona fills only the common ones.
     field_effect: float = 0.0
+    # A persona's benefit = form_effect x its fields x the recipient's baseline; the fields
+    # a persona fills correlate with its owner's baseline (a persona x recipient interaction
+    # that passes as individual information unless the form-matched control is used).
+    form_effect: float = 0.0
+    # Stratified swaps: `singletons` participants per experiment alone in their level, the
+    # rest in levels of `stratum_size`.
+    singletons: int = 0
+    stratum_size: int = 10
+    # The individual benefit fades over responses with this time constant (responses).
+    fade: float | None = None
+    # Per-experiment scale of every NLL (an experiment of free text is tens of times larger).
+    scales: tuple[float, ...] = ()
+    weight: str = "participant"
+    # Score placebo and shuffled-placebo rows (the form-matched control).
+    form_control: bool = False
+
+    def scale(self, e: int) -> float:
+        return self.scales[e] if self.scales else 1.0
+
+
+def _counts(s: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
+    if s.unequal_responses:
+        return rng.integers(max(2, s.responses // 5), 2 * s.responses, size=n)
+    return np.full(n, s.responses)
+
+
+def _fading(s: Scenario, r: np.ndarray) -> np.ndarray:
+    """Per-response multiplier of the individual benefit (mean 1 over a session of the mean
+    length, so `ind` keeps its meaning for a typical participant)."""
+    if s.fade is None:
+        return np.ones(len(r))
+    mean_len = s.responses if not s.unequal_responses else (max(2, s.responses // 5) + 2 * s.responses - 1) / 2
+    norm = np.mean(np.exp(-np.arange(int(round(mean_len))) / s.fade))
+    return np.exp(-r / s.fade) / norm
+
+
+def _people(e: int, n: int, levels: list[str]) -> list[Participant]:
+    return [Participant(study=f"exp{e}", experiment=f"exp{e}", participant=str(i), text="",
+                        metadata={"level": lv}, metadata_text={"level": lv}, source=SourceRef(file="<sim>", line=i + 1))
+            for i, lv in enumerate(levels)]
+
+
+def _levels(s: Scenario, n: int) -> list[str]:
+    if not s.singletons:
+        return ["all"] * n
+    out = [f"single{i}" for i in range(s.singletons)]
+    rest = n - s.singletons
+    out += [f"group{k // s.stratum_size}" for k in range(rest)]
+    return out
 
 
 def simulate_table(s: Scenario, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
     for e in range(s.experiments):
-        n, exp = s.participants, f"exp{e}"
-        counts = (rng.integers(max(2, s.responses // 5), 2 * s.responses, size=n) if s.unequal_responses
-                  else np.full(n, s.responses))
+        n, exp, scale = s.participants, f"exp{e}", s.scale(e)
+        counts = _counts(s, n, rng)
         has_meta = rng.random(n) >= s.share_without_metadata
         if has_meta.sum() < 2:
             has_meta[:2] = True
-        n_fields = rng.integers(1, 5, size=n)  # fields each participant's persona fills
-        g = rng.normal(0, s.persona_sd, n) - s.field_effect * n_fields
-        delta = rng.normal(rng.normal(s.ind, s.tau) if s.tau > 0 else s.ind, s.ind_sd, n) if s.ind_sd or s.ind or s.tau \
-            else np.zeros(n)
         a = rng.normal(3.0, 0.5, n)
-        meta_idx = np.flatnonzero(has_meta)
-        donor = np.arange(n)
-        donor[meta_idx] = meta_idx[derangement(len(meta_idx), rng)]
+        if s.form_effect:
+            # Fields filled correlate with the owner's baseline.
+            n_fields = np.clip(np.round(2.5 + 1.2 * (a - 3.0) / 0.5 + rng.normal(0, 0.6, n)), 1, 4)
+        else:
+            n_fields = rng.integers(1, 5, size=n).astype(float)
+        g = rng.normal(0, s.persona_sd, n) - s.field_effect * n_fields
+        g_placebo = rng.normal(0, s.persona_sd, n)  # a withheld persona's own effect
+        delta = rng.normal(rng.normal(s.ind, s.tau) if s.tau > 0 else s.ind, s.ind_sd, n) \
+            if s.ind_sd or s.ind or s.tau else np.zeros(n)
+        levels = _levels(s, n)
+        stratify = Stratify(field="level") if s.singletons else None
+        donors = swap_pairing(_people(e, n, levels), has_meta.tolist(), seed=seed, stratify=stratify)
+        donor = np.array([i if d is None else d for i, d in enumerate(donors)])
+        paired = np.array([d is not None for d in donors])
         g_pop = -s.field_effect * 1  # the pooled persona keeps the one field everyone fills
         pid = np.repeat(np.arange(n), counts)
         ridx = np.concatenate([np.arange(c) for c in counts])
         base = a[pid] + rng.normal(0, 1.0, len(pid))
         meta_r = has_meta[pid]
-        for persona in ("none", "interview", s.control):
+        fade = _fading(s, ridx)
+        form_own = s.form_effect * n_fields[pid] * a[pid]
+        form_donor = s.form_effect * n_fields[donor[pid]] * a[pid]
+        personas = ["none", "interview", s.control]
+        if s.form_control:
+            personas += ["placebo", "shuffled-placebo"]
+        for persona in personas:
+            donors_col = np.full(n, None, dtype=object)
+            fields = np.where(has_meta, "age", "")
             if persona == "none":
                 effect = np.zeros(len(pid))
                 fields = np.full(n, "")
-                donors = np.full(n, None, dtype=object)
             elif persona == "interview":
-                effect = np.where(meta_r, s.pop + g[pid] + delta[pid], 0.0)
-                fields = np.where(has_meta, "age", "")
-                donors = np.full(n, None, dtype=object)
+                effect = np.where(meta_r, s.pop + g[pid] + form_own + delta[pid] * fade, 0.0)
             elif persona == "shuffled":
-                effect = np.where(meta_r, s.pop + g[donor[pid]], 0.0)
-                fields = np.where(has_meta, "age", "")
-                donors = np.where(has_meta, donor.astype(str), None)
+                ok = paired[pid]
+                effect = np.where(ok, s.pop + g[donor[pid]] + form_donor, 0.0)
+                fields = np.where(paired, "age", "")
+                donors_col = np.where(paired, donor.astype(str), None)
+            elif persona == "placebo":  # the own form, values withheld
+                effect = np.where(meta_r, s.pop + g_placebo[pid] + form_own, 0.0)
+            elif persona == "shuffled-placebo":  # the partner's form, values withheld
+                ok = paired[pid]
+                effect = np.where(ok, s.pop + g_placebo[donor[pid]] + form_donor, 0.0)
+                fields = np.where(paired, "age", "")
+                donors_col = np.where(paired, donor.astype(str), None)
             else:  # population
                 effect = np.full(len(pid), s.pop + g_pop)
                 fields = np.full(n, "age")
-                donors = np.full(n, None, dtype=object)
             # persona effects here lower NLL (a benefit), hence the minus sign
-            nll = base - effect + rng.normal(0, s.noise_sd, len(pid))
+            nll = scale * (base - effect + rng.normal(0, s.noise_sd, len(pid)))
             frames.append(pd.DataFrame({
                 "study": exp, "experiment": exp, "participant": pid.astype(str), "response_index": ridx,
-                "model": "m", "persona": persona, "nll": nll, "persona_fields": fields[pid],
-                "persona_donor": donors[pid]}))
+                "model": "m", "persona": persona, "nll": nll, "n_tokens": 2,
+                "persona_fields": fields[pid], "persona_donor": donors_col[pid]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -122,41 +201,95 @@ class Tally:
 MEAN_FIELDS = 2.5  # fields a simulated persona fills: uniform on 1..4
 
 
+def _individual_truths(s: Scenario, reps: int = 4000, seed: int = 99) -> dict[str, float]:
+    """Mean individual benefit per participant, per response (the paper's scale), and under
+    cycle-common response weights, by Monte Carlo over the design's response counts."""
+    rng = np.random.default_rng(seed)
+    n = _counts(s, reps * 2, rng).astype(int)
+    per = np.array([_fading(s, np.arange(k)).sum() for k in range(int(n.max()) + 1)])
+    mean_delta = s.ind * per[n] / n  # each participant's mean benefit per response
+    a, b = n[:reps], n[reps:]
+    cycle = (a + b) / 2.0
+    return {"participant": float(mean_delta.mean()),
+            "paper": float(s.ind * per[n].sum() / n.sum()),
+            "response": float((cycle * (mean_delta[:reps] + mean_delta[reps:])).sum() / (2 * cycle.sum()))}
+
+
 def truth(s: Scenario) -> dict[str, float]:
     """The estimands, for participants with metadata: mean over experiments of each component
     (persona effects average to zero over personas; a field-count effect does not). For the
     individual component this is the individual-level information itself, which the
-    population control does not estimate without bias (its S - M adds the completeness gap)."""
+    population control does not estimate without bias (its S - M adds the completeness gap),
+    nor S - M under a persona x recipient interaction (the content component does)."""
     own = s.pop - s.field_effect * MEAN_FIELDS
     control = s.pop - s.field_effect * (1 if s.control == "population" else MEAN_FIELDS)
-    return {"total": own + s.ind, "population_component": control, "individual_component": s.ind}
+    ind = _individual_truths(s)[s.weight] if s.fade is not None or s.unequal_responses else s.ind
+    own_form, other_form = _form_truths(s)
+    return {"total": own + ind + own_form, "population_component": control + other_form,
+            "individual_component": ind, "individual_content": ind}
+
+
+def _form_truths(s: Scenario, n: int = 400_000, seed: int = 98) -> tuple[float, float]:
+    """E[form effect of one's own persona], E[of someone else's] (fields and baseline
+    correlate within a person, not across people), as simulate_table draws them."""
+    if not s.form_effect:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    a = rng.normal(3.0, 0.5, n)
+    fields = np.clip(np.round(2.5 + 1.2 * (a - 3.0) / 0.5 + rng.normal(0, 0.6, n)), 1, 4)
+    return float(s.form_effect * np.mean(fields * a)), float(s.form_effect * fields.mean() * a.mean())
+
+
+def truth_relative(s: Scenario) -> dict[str, float]:
+    """The same estimands in per cent of the no-persona NLL (whose mean is 3 at every scale)."""
+    return {k: 100 * v / 3.0 for k, v in truth(s).items()}
+
+
+def _row_truth(s: Scenario, level: str) -> dict[str, float]:
+    if level == "pooled_relative":
+        return truth_relative(s)
+    t = truth(s)
+    if level == "pooled" and s.scales:  # mean over experiments of the experiments' own effects
+        mean_scale = float(np.mean([s.scale(e) for e in range(s.experiments)]))
+        return {k: v * mean_scale for k, v in t.items()}
+    return t
 
 
 def replicate(s: Scenario, reps: int, *, seed: int = 0, rows: str = "experiments",
               estimate: Callable = decompose_personas) -> dict[str, dict[str, Tally]]:
     """Per component: rejection of H0 (p < .05) and coverage of the truth by the 95% CI,
-    over per-experiment rows (`rows="experiments"`) or the pooled random-effects row."""
+    over per-experiment rows (`rows="experiments"`) or a pooled row (`pooled`,
+    `pooled_relative`)."""
     return replicate_levels(s, reps, seed=seed, estimate=estimate)[rows]
+
+
+LEVELS = ("experiments", "pooled", "pooled_relative")
 
 
 def replicate_levels(s: Scenario, reps: int, *, seed: int = 0, estimate: Callable = decompose_personas
                      ) -> dict[str, dict[str, dict[str, Tally]]]:
-    """`replicate` for both levels from the same replications."""
-    target = truth(s)
-    out = {level: {c: {"reject": Tally(), "cover": Tally()} for c in target} for level in ("experiments", "pooled")}
+    """`replicate` for every level from the same replications."""
+    comps = ["total", "population_component", "individual_component"] + (["individual_content"] if s.form_control else [])
+    out = {level: {c: {"reject": Tally(), "cover": Tally()} for c in comps} for level in LEVELS}
+    per_exp_fixed = s.tau == 0 and not s.scales
     for k in range(reps):
-        result = estimate(simulate_table(s, seed * 100_003 + k), control=s.control)
-        for level, picked in (("experiments", [r for r in result.rows if r.status == "ok"]),
-                              ("pooled", [result.pooled])):
-            for row in picked:
+        result = estimate(simulate_table(s, seed * 100_003 + k), control=s.control, weight=s.weight)
+        picked = {"experiments": [r for r in result.rows if r.status == "ok"],
+                  "pooled": [result.pooled], "pooled_relative": [result.pooled_row("pooled_relative")]}
+        for level, rows in picked.items():
+            target = _row_truth(s, level)
+            for row in rows:
+                if row is None:
+                    continue
                 for comp, t in out[level].items():
                     est = getattr(row, comp)
-                    if est.p is None:
+                    if est is None or est.p is None:
                         continue
                     t["reject"].add(est.p < 0.05)
-                    # An experiment's own mean effect is random under tau > 0, so per-experiment
-                    # coverage is checked only where it is fixed (tau = 0); pooled always.
-                    if level == "pooled" or s.tau == 0:
+                    # An experiment's own mean effect is random under tau > 0 (and differs in
+                    # nats between scales), so per-experiment coverage is checked only where
+                    # it is fixed; pooled always.
+                    if level != "experiments" or per_exp_fixed:
                         t["cover"].add(est.lo <= target[comp] <= est.hi)
     return out
 
@@ -185,6 +318,159 @@ SCENARIOS = {
                                                           control="population", field_effect=0.05),
     "shuffled control, unequal fields (null)": Scenario("shuffled control, unequal fields (null)",
                                                         field_effect=0.05),
+    "stratified, 30 singletons, population 0.1 (null)": Scenario(
+        "stratified, 30 singletons, population 0.1 (null)", pop=0.1, persona_sd=0.2, singletons=30),
+    "interaction through the form (null)": Scenario("interaction through the form (null)", form_effect=0.03,
+                                                    persona_sd=0.1, form_control=True),
+    "interaction through the form, individual 0.05": Scenario(
+        "interaction through the form, individual 0.05", form_effect=0.03, persona_sd=0.1, ind=0.05,
+        form_control=True),
+    "fading benefit 0.05, participant weights": Scenario(
+        "fading benefit 0.05, participant weights", ind=0.05, fade=8.0, unequal_responses=True, persona_sd=0.1),
+    "fading benefit 0.05, response weights": Scenario(
+        "fading benefit 0.05, response weights", ind=0.05, fade=8.0, unequal_responses=True, persona_sd=0.1,
+        weight="response"),
+    "constant 0.025, unequal counts, participant weights": Scenario(
+        "constant 0.025, unequal counts, participant weights", ind=0.025, unequal_responses=True, persona_sd=0.1),
+    "constant 0.025, unequal counts, response weights": Scenario(
+        "constant 0.025, unequal counts, response weights", ind=0.025, unequal_responses=True, persona_sd=0.1,
+        weight="response"),
+    "unequal scales (one experiment x30), null": Scenario(
+        "unequal scales (one experiment x30), null", persona_sd=0.2, pop=0.05, scales=(30, 1, 1, 1, 1, 1)),
+    "unequal scales (one experiment x30), individual 1.5%": Scenario(
+        "unequal scales (one experiment x30), individual 1.5%", persona_sd=0.2, ind=0.045,
+        scales=(30, 1, 1, 1, 1, 1)),
+}
+
+
+def verdict(s: Scenario, level: str, comp: str, target: float, reject: Tally, cover: Tally) -> str:
+    """What a calibration row shows, against the targets (type-I error in [0.025, 0.075],
+    coverage in [0.92, 0.98]), with the known biases named."""
+    if s.control == "population" and comp == "individual_component":
+        return "biased by design: includes persona completeness (README)"
+    if s.form_effect and comp == "individual_component":
+        return "biased by design: persona x recipient interaction (use the form-matched control)"
+    out = []
+    if target == 0 and (level != "experiments" or (s.tau == 0 and not s.scales)):
+        if 0.025 <= reject.rate <= 0.075:
+            out.append("size ok")
+        elif reject.rate < 0.025 and s.scales and level == "pooled":
+            out.append("conservative: scales differ (use pooled_relative)")
+        else:
+            out.append("SIZE OFF")
+    if cover.hits:
+        out.append("coverage ok" if 0.92 <= cover.rate <= 0.98 else "COVERAGE OFF")
+    return ", ".join(out)
+
+
+def simulate_strategies(s: Scenario, seed: int, *, ind_b: float, format_b: float = 0.0) -> pd.DataFrame:
+    """Two matched strategies on one pairing: `interview` with the scenario's individual
+    effect and `narrative` with `ind_b` and a format effect of its own (`format_b`: what the
+    narrative form does for anyone who receives it), each with its shuffled control drawn on
+    the same swaps (as `surrogate run` draws them); narrative personas have their own
+    persona effects (SD persona_sd)."""
+    table = simulate_table(s, seed)
+    rng = np.random.default_rng([seed, 1])
+    frames = [table]
+    for study, g in table.groupby("study", sort=False):
+        none = g[g["persona"] == "none"]
+        own = g[g["persona"] == "interview"]
+        shuffled = g[g["persona"] == "shuffled"]
+        people = sorted(none["participant"].unique(), key=int)
+        effect_of = dict(zip(people, rng.normal(0, s.persona_sd, len(people))))  # narrative persona effects
+        donor = shuffled.groupby("participant")["persona_donor"].first()
+        base = none["nll"].to_numpy()
+        for persona, src in (("narrative", own), ("shuffled-narrative", shuffled)):
+            has = (src["persona_fields"] != "").to_numpy()
+            if persona == "narrative":
+                persona_effect = src["participant"].map(effect_of).to_numpy() + ind_b
+            else:
+                persona_effect = src["participant"].map(lambda p: effect_of.get(donor.get(p), 0.0)).to_numpy()
+            effect = np.where(has, s.pop + format_b + persona_effect, 0.0)
+            frames.append(src.assign(persona=persona, nll=base - effect + rng.normal(0, s.noise_sd, len(src))))
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- misalignment across generations ----------------------------------------------------
+
+@dataclass(frozen=True)
+class PairScenario:
+    """Base / post-trained pairs in families across generations, each pair with its own
+    misalignment (pair_sd) around the family's, plus a planted trend per generation."""
+
+    name: str
+    families: int = 2
+    generations: int = 3
+    experiments: int = 19
+    participants: int = 12
+    responses: int = 5
+    mean_d: float = 0.3
+    pair_sd: float = 0.3
+    family_sd: float = 0.3
+    experiment_sd: float = 0.2
+    residual_sd: float = 0.1
+    trend: float = 0.0
+
+
+def simulate_pairs(s: PairScenario, seed: int):
+    """A responses table of 2 x families x generations models (persona none) and the pairs
+    file entries (with family and generation), with per-response NLL SD 1, so a mean shift
+    of d is a Cohen's d of about d."""
+    from ..analysis import ModelPair
+
+    rng = np.random.default_rng(seed)
+    pairs, shifts = [], {}
+    exp_effect = rng.normal(0, s.experiment_sd, s.experiments)
+    for f in range(s.families):
+        fam = rng.normal(0, s.family_sd)
+        for gen in range(1, s.generations + 1):
+            pair = ModelPair(base=f"f{f}-g{gen}-base", post_trained=f"f{f}-g{gen}-post", family=f"fam{f}",
+                             generation=str(gen), size_b=float(2 ** gen))
+            u = rng.normal(0, s.pair_sd)
+            shifts[pair] = s.mean_d + fam + u + s.trend * gen + exp_effect + rng.normal(0, s.residual_sd, s.experiments)
+            pairs.append(pair)
+    n, r, E = s.participants, s.responses, s.experiments
+    models = [m for pair in shifts for m in (pair.base, pair.post_trained)]
+    a = rng.normal(0, 0.6, (E, n))  # participant baselines, shared by every model
+    shift = np.stack([np.stack([np.zeros(E), sh]) for sh in shifts.values()]).reshape(len(models), E)
+    # models x experiments x participants x responses
+    nll = 5 + a[None, :, :, None] + shift[:, :, None, None] + rng.normal(0, 0.8, (len(models), E, n, r))
+    idx = np.indices(nll.shape).reshape(4, -1)
+    exp = np.array([f"exp{e}" for e in range(E)])[idx[1]]
+    table = pd.DataFrame({"study": exp, "experiment": exp, "participant": idx[2].astype(str),
+                          "response_index": idx[3], "model": np.array(models)[idx[0]], "persona": "none",
+                          "nll": nll.reshape(-1)})
+    return table, pairs
+
+
+def replicate_trend(s: PairScenario, reps: int, *, seed: int = 0) -> dict[str, dict[str, Tally]]:
+    """Per (covariate, d): rejection of a zero slope and coverage of the true slope, through
+    `post_training_misalignment` exactly as `analyze --pairs` calls it."""
+    from ..analysis import post_training_misalignment
+
+    out: dict[str, dict[str, Tally]] = {}
+    for k in range(reps):
+        table, pairs = simulate_pairs(s, seed * 100_003 + k)
+        result = post_training_misalignment(table, pairs, n_boot=0)
+        for t in result.trends:
+            if t.covariate != "generation":
+                continue
+            tally = out.setdefault(f"{t.covariate} ({t.d})", {"reject": Tally(), "cover": Tally()})
+            tally["reject"].add(t.slope.p is not None and t.slope.p < 0.05)
+            # The planted trend is per generation in mean-shift units; on the d scales it is
+            # the same shift over a per-response SD of 1 (d_paper) or over the SD of
+            # participant means (cohens_d), so coverage is checked where it is 0.
+            if s.trend == 0:
+                tally["cover"].add(t.slope.lo <= 0 <= t.slope.hi)
+    return out
+
+
+PAIR_SCENARIOS = {
+    "pairs: no trend, pair SD 0.3": PairScenario("pairs: no trend, pair SD 0.3"),
+    "pairs: no trend, pair SD 0.1": PairScenario("pairs: no trend, pair SD 0.1", pair_sd=0.1),
+    "pairs: no trend, no pair variation": PairScenario("pairs: no trend, no pair variation", pair_sd=0.0),
+    "pairs: trend 0.3 per generation, pair SD 0.1": PairScenario("pairs: trend 0.3 per generation, pair SD 0.1",
+                                                                 pair_sd=0.1, trend=0.3),
 }
 
 
@@ -223,3 +509,55 @@ def replicate_choices(reps: int, *, seed: int = 0) -> dict[str, Tally]:
                                                     seed=seed * 100_003 + k), n_boot=0, seed=k)
         out["tracking reported, randomised labels"].add(bool(random.individual))
     return out
+
+
+
+# --- the study planner against simulation ----------------------------------------------
+
+def _true_plan(s: Scenario, effect: float):
+    """The planner's model filled with the scenario's true variance components."""
+    from ..analysis import Sesoi
+    from ..analysis._plan import ExperimentVariance, PersonaPlan
+
+    rng = np.random.default_rng(7)
+    m = _counts(s, 200_000, rng).astype(float)
+    inv_m = float(np.mean(1 / m))
+    n_meta = round(s.participants * (1 - s.share_without_metadata))
+    experiments = [ExperimentVariance(experiment=f"exp{e}", n=n_meta, responses=1 / inv_m, none_nll=3.0,
+                                      sigma2_response=2 * s.noise_sd**2, sigma2_participant=s.ind_sd**2,
+                                      sigma2_persona=s.persona_sd**2, estimate=effect)
+                   for e in range(s.experiments)]
+    return PersonaPlan(model="m", matched="interview", control="shuffled", experiments=experiments,
+                       tau2=s.tau**2, sesoi=Sesoi(value=1.0, unit="%"))
+
+
+PLANNER_CHECKS = {  # scenario (the pilot's design, and the design whose power is predicted), effect
+    "individual 0.025, persona SD 0.2": 0.025,
+    "small n=15": 0.05,
+    "small n=40": 0.03,
+    "half without metadata, individual 0.03": 0.03,
+    "unequal response counts": 0.03,
+    "heterogeneity tau 0.2, K=10": 0.1,
+}
+
+
+def check_planner(name: str, effect: float, reps: int, pilots: int, *, seed: int = 0) -> dict[str, float]:
+    """Simulated power of the pooled individual test at the scenario's design with the
+    effect planted, against the planner's prediction from the true components and from
+    `pilots` independent pilot tables of the same design (median, 10th and 90th percentile)."""
+    from ..analysis._plan import plan_personas
+
+    s = SCENARIOS[name]
+    simulated = replicate(replace(s, ind=effect), reps, seed=seed, rows="pooled")["individual_component"]["reject"]
+    n_meta = round(s.participants * (1 - s.share_without_metadata))
+    predictions, covered = [], []
+    for k in range(pilots):
+        pilot = plan_personas(simulate_table(s, seed * 100_003 + 50_000 + k))
+        n = int(np.mean([e.n for e in pilot.experiments]))
+        predictions.append(pilot.power(effect, n, s.experiments))
+        lo, hi = pilot.power_range(effect, n, s.experiments)
+        covered.append(lo <= simulated.rate <= hi)
+    return {"simulated": simulated.rate, "mcse": simulated.mcse,
+            "true_components": _true_plan(s, effect).power(effect, n_meta, s.experiments),
+            "pilot_median": float(np.median(predictions)), "pilot_p10": float(np.percentile(predictions, 10)),
+            "pilot_p90": float(np.percentile(predictions, 90)), "range_covers": float(np.mean(covered))}

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogate.analysis import decompose_personas, metadata_benefit, participant_means
-from surrogate.runner.calibration import SCENARIOS, Scenario, replicate, simulate_table
+from surrogate.analysis import Sesoi, compare_strategies, decompose_personas, metadata_benefit, participant_means
+from surrogate.runner.calibration import (SCENARIOS, Scenario, replicate, replicate_levels, simulate_strategies,
+                                          simulate_table, truth)
 
 
 def _within(tally, target, reps):
@@ -101,7 +102,8 @@ def test_table_columns_and_multiplicity_adjustment():
                 "individual_component_tau2", "individual_component_i2", "individual_component_pi_lo",
                 "status", "n_without_metadata"]:
         assert col in table.columns, col
-    assert list(table["experiment"]) == ["exp0", "exp1", "exp2", "exp3", "exp4", "pooled", "pooled_fixed"]
+    assert list(table["experiment"]) == ["exp0", "exp1", "exp2", "exp3", "exp4", "pooled", "pooled_fixed",
+                                         "pooled_relative"]
     exp = table.iloc[:5]
     p = exp["individual_p"].to_numpy()
     order = np.argsort(p)
@@ -144,3 +146,119 @@ def test_metadata_benefit_restricts_to_participants_with_metadata():
     assert mb.per_experiment["exp0"] == pytest.approx((g["none"].mean() - g["interview"].mean()) / pooled_sd)
     assert mb.n_participants["exp0"] == len(g) < 40
     assert mb.mean.n == 3
+
+
+# --- issue 16: designs beyond the plain swap ----------------------------------------------
+
+def test_a_control_of_another_strategy_is_refused():
+    frame = simulate_strategies(Scenario("x", experiments=1, participants=20), 1, ind_b=0.0)
+    with pytest.raises(ValueError, match="renders 'interview' personas.*shuffled-narrative"):
+        decompose_personas(frame, matched="narrative", control="shuffled")
+    d = decompose_personas(frame, matched="narrative")  # its own control by default
+    assert d.control == "shuffled-narrative"
+
+
+def test_strategies_are_compared_on_their_own_controls_and_shared_cycles():
+    """A narrative format that helps everyone (format 0.1) is no individual information:
+    compared on its own shuffled control it shows none, while the difference in total
+    benefit is found; with real individual information in narrative the difference is."""
+    s = Scenario("x", experiments=4, participants=40, responses=10, persona_sd=0.2)
+    rejections = []
+    for k in range(150):
+        c = compare_strategies(simulate_strategies(s, 300 + k, ind_b=0.0, format_b=0.1), ["interview", "narrative"])
+        diff = c.differences[0].pooled
+        rejections.append(diff.individual_component.p < 0.05)
+        assert diff.total.value < 0  # narrative's format lowers NLL for its owner
+    assert 0.02 <= np.mean(rejections) <= 0.09, np.mean(rejections)
+    c = compare_strategies(simulate_strategies(s, 7, ind_b=0.08, format_b=0.1), ["interview", "narrative"])
+    ranking = c.ranking().set_index("strategy")
+    assert ranking.loc["narrative", "rank_individual"] == 1
+    assert c.differences[0].pooled.individual_component.hi < 0  # interview - narrative
+
+
+def test_stratified_singletons_are_left_out_not_faked():
+    """30 participants alone in their stratum per experiment, a population effect of 0.1 and
+    no individual information: excluded and counted, the individual test holds its level."""
+    s = SCENARIOS["stratified, 30 singletons, population 0.1 (null)"]
+    frame = simulate_table(s, 1)
+    d = decompose_personas(frame)
+    assert all(r.n_unpaired == 30 and r.n_participants == 30 for r in d.rows)
+    assert d.to_frame().set_index("experiment").loc["exp0", "n_unpaired"] == 30
+    tallies = replicate(s, 150, seed=21, rows="pooled")["individual_component"]
+    assert 0.01 <= tallies["reject"].rate <= 0.09, tallies["reject"].rate
+    few = decompose_personas(simulate_table(replace(s, participants=36, singletons=30, stratum_size=2), 2))
+    assert all(r.status.startswith("too few participants") for r in few.rows)
+
+
+def test_form_matched_control_removes_a_persona_recipient_interaction():
+    s = SCENARIOS["interaction through the form (null)"]
+    levels = replicate_levels(s, 120, seed=22)
+    plain = levels["pooled"]["individual_component"]["reject"].rate
+    content = levels["pooled"]["individual_content"]["reject"].rate
+    assert plain > 0.2, plain  # the interaction passes as individual information...
+    assert 0.01 <= content <= 0.09, content  # ...the difference in differences does not
+    experiments = levels["experiments"]["individual_content"]
+    assert abs(experiments["cover"].rate - 0.95) < 3 * np.sqrt(0.05 * 0.95 / len(experiments["cover"].hits))
+
+
+def test_response_weights_estimate_their_own_estimand():
+    """A benefit fading over trials, unequal response counts: participant weights estimate
+    the mean over participants, response weights the response-weighted mean (cycles weighted
+    by their mean response count); each interval covers its own truth."""
+    for name in ("fading benefit 0.05, participant weights", "fading benefit 0.05, response weights"):
+        s = SCENARIOS[name]
+        tallies = replicate(s, 120, seed=23, rows="experiments")["individual_component"]
+        n = len(tallies["cover"].hits)
+        assert abs(tallies["cover"].rate - 0.95) < 3 * np.sqrt(0.05 * 0.95 / n), (name, tallies["cover"].rate)
+    assert truth(SCENARIOS["fading benefit 0.05, response weights"])["individual_component"] < \
+        truth(SCENARIOS["fading benefit 0.05, participant weights"])["individual_component"]
+
+
+def test_swap_partners_share_a_weight():
+    frame = simulate_table(replace(SCENARIOS["unequal response counts"], experiments=1), 3)
+    d = decompose_personas(frame, weight="response")
+    assert d.weight == "response" and "cycle" in d.to_frame()["estimand"].iloc[0]
+    with pytest.raises(ValueError, match="participant or response"):
+        decompose_personas(frame, weight="token")
+
+
+def test_relative_sesoi_and_its_pooled_claim():
+    assert Sesoi.parse("1%") == Sesoi(value=1, unit="%")
+    assert Sesoi.parse("0.01") == Sesoi(value=0.01, unit="nats")
+    assert Sesoi.parse("0.002/token") == Sesoi(value=0.002, unit="nats/token")
+    for bad in ("-1%", "0", "abc"):
+        with pytest.raises(ValueError, match="sesoi"):
+            Sesoi.parse(bad)
+    big = simulate_table(Scenario("x", experiments=4, participants=200, responses=60, pop=0.2), 8)
+    d = decompose_personas(big, sesoi="2%")
+    eq = d.equivalence()
+    assert eq.row == "pooled_relative" and eq.margin == 2.0
+    rel = d.pooled_row("pooled_relative").individual_component
+    assert -2 < rel.lo and rel.hi < 2 and eq.tost_p < 0.05 and eq.equivalent and eq.prediction_inside
+    assert not eq.total_indistinguishable
+    row = d.to_frame().set_index("experiment").loc["exp0"]
+    assert row["sesoi_margin"] == pytest.approx(0.02 * row["none_nll"])
+    # A model that ignores the prefix: no total benefit either, and the summary says so.
+    flat = decompose_personas(simulate_table(Scenario("x", experiments=4, participants=200, responses=60), 8),
+                              sesoi="2%")
+    assert flat.equivalence().total_indistinguishable and "may ignore the prefix" in flat.summary()
+    two = decompose_personas(simulate_table(Scenario("x", experiments=2, participants=200, responses=60), 8),
+                             sesoi="2%")
+    assert two.equivalence().prediction_inside is None and not two.equivalence().equivalent
+    assert "not defined with fewer than 3" in two.summary()
+
+
+def test_pooling_on_the_relative_scale_holds_its_level_when_scales_differ():
+    s = SCENARIOS["unequal scales (one experiment x30), null"]
+    levels = replicate_levels(s, 150, seed=24)
+    raw = levels["pooled"]["individual_component"]["reject"].rate
+    rel = levels["pooled_relative"]["individual_component"]["reject"].rate
+    assert raw < 0.025, raw  # dominated by the 30x experiment: conservative
+    assert 0.02 <= rel <= 0.09, rel
+
+
+def test_summary_says_why_a_quantity_is_not_defined():
+    one = decompose_personas(simulate_table(Scenario("x", experiments=1, participants=30), 1))
+    text = one.summary()
+    assert "nan" not in text.lower()
+    assert "not defined with one experiment" in text

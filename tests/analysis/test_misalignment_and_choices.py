@@ -147,15 +147,76 @@ def test_tvd_p_value_is_uniform_for_a_correct_model():
 
 
 def test_misalignment_trend_across_generations():
-    """Misalignment planted to grow by 0.2 per generation is recovered by the trend model."""
+    """Misalignment planted to grow by 0.2 per generation is recovered by the trend model
+    (one family, four pairs: 2 df)."""
     frames, pairs = [], []
-    for gen in (1, 2, 3):
+    for gen in (1, 2, 3, 4):
         f = _two_models({e: 0.2 * gen for e in "abcdef"}, n=200, seed=gen)
         f["model"] = f["model"].map({"base": f"base{gen}", "chat": f"chat{gen}"})
         frames.append(f)
         pairs.append(ModelPair(base=f"base{gen}", post_trained=f"chat{gen}", generation=str(gen), size_b=gen))
-    result = post_training_misalignment(pd.concat(frames, ignore_index=True), pairs)
-    trend = {t.covariate: t for t in result.trends}
-    assert trend["generation"].slope.lo <= 0.2 <= trend["generation"].slope.hi
-    assert trend["generation"].slope.p < 0.001 and trend["generation"].n_experiments == 6
-    assert "log10_size_b" in trend
+    result = post_training_misalignment(pd.concat(frames, ignore_index=True), pairs, n_boot=0)
+    trend = {(t.covariate, t.d): t for t in result.trends}
+    gen = trend[("generation", "d_paper")]
+    assert gen.slope.lo <= 0.2 <= gen.slope.hi
+    assert gen.slope.p < 0.01 and gen.n_experiments == 6 and gen.n_pairs == 4 and gen.df == 2
+    assert ("log10_size_b", "cohens_d") in trend
+
+
+def test_paper_d_bootstrap_interval_covers_the_planted_d():
+    """The paper's d per experiment with a participant-bootstrap interval: coverage over
+    200 replications of a planted d of 0.3 (one response per participant, SD 1)."""
+    hits, pooled_hits = [], []
+    for seed in range(200):
+        frame = _two_models({"a": 0.3, "b": 0.3}, n=80, seed=seed)
+        pm = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")], n_boot=400,
+                                        seed=seed).pairs[0]
+        lo, hi = pm.d_paper_interval["a"]
+        hits.append(lo <= 0.3 <= hi)
+        plo, phi = pm.mean_paper_interval
+        pooled_hits.append(plo <= 0.3 <= phi)
+    for rate in (np.mean(hits), np.mean(pooled_hits)):
+        assert abs(rate - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / 200), rate
+
+
+def test_generation_trend_holds_its_level_with_pair_level_variation():
+    """The paper's second finding rests on this test. 6 pairs (2 families x 3 generations) x
+    19 experiments, no trend, each pair with its own misalignment (SD 0.3): the old mixed
+    model over (pair, experiment) rows rejected 53-70% of these nulls."""
+    from surrogate.runner.calibration import PAIR_SCENARIOS, replace, replicate_trend
+
+    s = replace(PAIR_SCENARIOS["pairs: no trend, pair SD 0.3"], experiments=8, participants=8, responses=3)
+    tallies = replicate_trend(s, 200, seed=31)
+    for key in ("generation (d_paper)", "generation (cohens_d)"):
+        rate = tallies[key]["reject"].rate
+        assert 0.015 <= rate <= 0.09, (key, rate)
+    power = replicate_trend(replace(s, pair_sd=0.05, trend=0.3), 30, seed=32)["generation (d_paper)"]["reject"]
+    assert power.rate > 0.8, power.rate
+
+
+def test_trend_is_within_family_and_counts_pairs():
+    from surrogate.analysis._misalignment import misalignment_trends
+    from surrogate.runner.calibration import PAIR_SCENARIOS, simulate_pairs
+
+    table, pairs = simulate_pairs(PAIR_SCENARIOS["pairs: no trend, pair SD 0.1"], 1)
+    single = ModelPair(base=pairs[0].base, post_trained=pairs[0].post_trained, family="lonely", generation="9")
+    result = post_training_misalignment(table, [*pairs, single], n_boot=0)
+    trend = next(t for t in result.trends if t.covariate == "generation" and t.d == "d_paper")
+    assert trend.n_pairs == 6 and trend.n_families == 2 and trend.df == 3 and trend.left_out == ["lonely"]
+    assert "6 pairs in 2 families, 3 df" in result.summary()
+    # Pooled across families, the family differences would pass as a generation effect: a
+    # trend fitted here equals the within-family OLS slope.
+    per_pair = {pm.pair.post_trained: pm.mean_paper for pm in result.pairs[:6]}
+    x = np.array([float(p.generation) for p in pairs])
+    y = np.array([per_pair[p.post_trained] for p in pairs])
+    fam = np.array([p.family for p in pairs])
+    xc = np.concatenate([x[fam == f] - x[fam == f].mean() for f in ("fam0", "fam1")])
+    yc = np.concatenate([y[fam == f] - y[fam == f].mean() for f in ("fam0", "fam1")])
+    assert trend.slope.value == pytest.approx(float(xc @ yc / (xc @ xc)), abs=1e-9)
+    assert misalignment_trends(result.pairs[:2])[0] == []  # two pairs cannot give a trend
+
+
+def test_pairs_toml_accepts_numbers(tmp_path):
+    f = tmp_path / "pairs.toml"
+    f.write_text('[[pairs]]\nbase = "b"\npost_trained = "c"\ngeneration = 3\nsize_b = 8\n')
+    assert read_pairs(f)[0].generation == "3"

@@ -8,7 +8,9 @@ from surrogate.personas import (
     Narrative,
     Persona,
     Population,
+    Placebo,
     Shuffled,
+    Stratify,
     builtin_strategies,
     derangement,
     resolve_strategies,
@@ -133,3 +135,50 @@ def test_user_strategies_by_mapping_and_import_path(thoma):
         resolve_strategies("nonsense")
     with pytest.raises(ValueError, match="repeat"):
         resolve_strategies("on,interview")
+
+
+def test_every_strategy_has_its_own_controls_on_one_pairing(thoma):
+    names = "none,interview,narrative,shuffled,shuffled-narrative,placebo,shuffled-placebo,placebo-narrative"
+    got = {s.name: s for s in resolve_strategies(names)}
+    rendered = {name: s.render(thoma) for name, s in got.items()}
+    donors = [c.donor for c in rendered["shuffled"]]
+    assert donors == [c.donor for c in rendered["shuffled-narrative"]] == [c.donor for c in rendered["shuffled-placebo"]]
+    narrative = {p.participant: c.prefix for p, c in zip(thoma, rendered["narrative"])}
+    for c in rendered["shuffled-narrative"]:
+        assert c.prefix == narrative[c.donor]  # the partner's persona in the same format
+    placebo = rendered["placebo"][0]
+    assert placebo.prefix == ("Interviewer: What is your age?\nInterviewee: I would rather not say.\n\n"
+                              "Interviewer: What is your gender?\nInterviewee: I would rather not say.\n\n")
+    assert placebo.fields == ("age", "gender")
+    own = {p.participant: c for p, c in zip(thoma, rendered["placebo"])}
+    for c in rendered["shuffled-placebo"]:
+        assert c.prefix == own[c.donor].prefix and c.fields == own[c.donor].fields
+    assert "3.07" not in rendered["placebo-narrative"][0].prefix and "[withheld]" in rendered["placebo-narrative"][0].prefix
+    with pytest.raises(ValueError, match="unknown persona strategy 'shuffled-bogus'"):
+        resolve_strategies("shuffled-bogus")
+
+
+def test_stratify_by_bins_and_missing_fields(thoma):
+    strata = Stratify.parse("age:3")
+    assert strata.field == "age" and strata.bins == 3
+    out = resolve_strategies("shuffled", stratify="age:3")[0].render(thoma)
+    ages = {p.participant: float(p.metadata["age"]) for p in thoma}
+    levels = dict(zip([p.participant for p in thoma], strata.levels(thoma)))
+    assert sorted(set(levels.values())) == ["bin1of3", "bin2of3", "bin3of3"]
+    for p, c in zip(thoma, out):
+        assert c.donor is not None and levels[c.donor] == levels[p.participant]
+    low = [a for q, a in ages.items() if levels[q] == "bin1of3"]
+    high = [a for q, a in ages.items() if levels[q] == "bin3of3"]
+    assert max(low) <= min(high)
+    with pytest.raises(ValueError, match="no participant has this metadata field"):
+        resolve_strategies("shuffled", stratify="shoe_size")[0].render(thoma)
+    for bad in ("age:1", "age:x", ":3"):
+        with pytest.raises(ValueError, match="stratify"):
+            Stratify.parse(bad)
+
+
+def test_derangements_are_bounded():
+    with pytest.raises(ValueError, match="derangements"):
+        resolve_strategies("shuffled", derangements=1_000_000)
+    assert [s.name for s in resolve_strategies("shuffled-narrative", derangements=2)] == [
+        "shuffled-narrative", "shuffled-narrative.2"]

@@ -23,12 +23,12 @@ def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     assert res.exit_code == 0, res.output
     assert "Persona effects" in res.output and "individual component" in res.output
     table = pd.read_csv(out / "persona_effects.csv")
-    expected = ["model", "experiment", "n_participants", "total", "total_lo", "total_hi",
+    expected = ["model", "matched", "control", "role", "experiment", "n_participants", "total", "total_lo", "total_hi",
                 "population_component", "population_component_lo", "population_component_hi",
                 "individual_component", "individual_component_lo", "individual_component_hi",
                 "individual_p", "d_z_individual"]
     assert list(table.columns[: len(expected)]) == expected
-    assert sorted(table["experiment"]) == sorted([*STUDIES, "pooled", "pooled_fixed"])
+    assert sorted(table["experiment"]) == sorted([*STUDIES, "pooled", "pooled_fixed", "pooled_relative"])
     row = table.set_index("experiment")
     # sandbrink's questionnaire scores are not among the paper's interview fields: nobody
     # there has an interview persona, and the experiment says so instead of reporting zeros.
@@ -40,7 +40,12 @@ def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     assert row.loc["pooled", "n_participants"] == 16
     assert (ok["total_lo"] < ok["total"]).all() and (ok["total"] < ok["total_hi"]).all()
     responses = read_responses(out)
-    assert set(responses["persona"]) == {"none", "interview", "shuffled", "population", "placebo"}
+    assert set(responses["persona"]) == {"none", "interview", "shuffled", "population", "placebo", "shuffled-placebo"}
+    # The form-matched control swaps the same partners as the shuffled control.
+    sh = responses[responses.persona == "shuffled"].groupby("participant")["persona_donor"].first()
+    fp = responses[responses.persona == "shuffled-placebo"].groupby("participant")["persona_donor"].first()
+    assert sh.dropna().to_dict() == fp.dropna().to_dict()
+    assert "individual_content" in table.columns and "population component" in res.output
     # The individual component is the mean of shuffled - matched over participants, from the
     # table itself (not an identity of the output columns).
     thoma = responses[responses.study == "thoma2025problearn"].pivot_table(
@@ -127,3 +132,30 @@ def test_results_over_several_derangements(psych201, tmp_path):
     rows = res.table[res.table.experiment == "thoma2025problearn"]
     assert list(rows["control"]) == ["shuffled", "shuffled.2", "shuffled.3"]
     assert (rows["n_participants"] == 20).all()
+
+
+def test_compare_several_strategies_each_on_its_own_control(qwen_dir, psych201, tmp_path):
+    out = tmp_path / "strategies"
+    res = CliRunner().invoke(app, ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201),
+                                   "--chat", "off", "--study", "thoma2025problearn", "--max-participants", "10",
+                                   "--matched", "interview,narrative", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    responses = read_responses(out)
+    assert {"narrative", "shuffled-narrative", "shuffled"} <= set(responses["persona"])
+    table = pd.read_csv(out / "persona_effects.csv")
+    assert set(zip(table["matched"], table["control"])) == {("interview", "shuffled"), ("narrative", "shuffled-narrative")}
+    ranking = pd.read_csv(out / "strategy_ranking.csv")
+    assert set(ranking["strategy"]) == {"interview", "narrative"} and {"rank_individual"} <= set(ranking.columns)
+    diffs = pd.read_csv(out / "strategy_differences.csv")
+    assert set(diffs["experiment"]) == {"thoma2025problearn", "pooled"}
+    # The difference of individual components is the mean over participants of
+    # (S_a - M_a) - (S_b - M_b), from the table itself.
+    wide = responses.pivot_table(index=["participant", "response_index"], columns="persona", values="nll").dropna()
+    per = wide.groupby(level="participant").mean()
+    expected = ((per["shuffled"] - per["interview"]) - (per["shuffled-narrative"] - per["narrative"])).mean()
+    got = diffs.set_index("experiment").loc["thoma2025problearn", "individual_component"]
+    assert got == pytest.approx(expected)
+    res = CliRunner().invoke(app, ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201),
+                                   "--chat", "off", "--study", "thoma2025problearn", "--max-participants", "10",
+                                   "--matched", "narrative", "--control", "shuffled", "--out", str(out)])
+    assert res.exit_code == 2 and "shuffled-narrative" in res.output

@@ -1,0 +1,64 @@
+"""`surrogate plan`: the planner's power against simulated power, through the same
+simulation and estimator code as the calibration suite."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from surrogate.analysis import plan, plan_personas
+from surrogate.cli import app
+from surrogate.runner.calibration import (PLANNER_CHECKS, SCENARIOS, Scenario, _true_plan, check_planner, replace,
+                                          replicate, simulate_pairs, simulate_table, PAIR_SCENARIOS)
+
+
+@pytest.mark.parametrize("name", ["individual 0.025, persona SD 0.2", "heterogeneity tau 0.2, K=10"])
+def test_predicted_power_matches_simulated_power(name):
+    """With the design's variance components the planner predicts the power of the pooled
+    individual test within 0.05 (+ Monte-Carlo error of 250 replications)."""
+    effect = PLANNER_CHECKS[name]
+    s = SCENARIOS[name]
+    simulated = replicate(replace(s, ind=effect), 250, seed=41, rows="pooled")["individual_component"]["reject"]
+    predicted = _true_plan(s, effect).power(effect, s.participants, s.experiments)
+    assert abs(predicted - simulated.rate) <= 0.05 + 2 * simulated.mcse, (predicted, simulated.rate)
+
+
+def test_pilot_estimates_recover_the_components():
+    s = SCENARIOS["individual 0.025, persona SD 0.2"]
+    pilot = plan_personas(simulate_table(s, 3))
+    for e in pilot.experiments:
+        assert e.sigma2_response == pytest.approx(2 * s.noise_sd**2, rel=0.1)
+        assert e.n == 60 and e.responses == 30
+    # At the pilot's own design the planner's SE is the estimator's own SE.
+    from surrogate.analysis import decompose_personas
+
+    d = decompose_personas(simulate_table(s, 3))
+    assert pilot.experiments[0].se(60) == pytest.approx(d.rows[0].individual_component.se, rel=1e-9)
+    # More participants, more power; heterogeneity caps what participants can buy.
+    assert pilot.power(0.025, 120) > pilot.power(0.025, 60)
+    het = _true_plan(SCENARIOS["heterogeneity tau 0.2, K=3"], 0.05)
+    assert het.participants_for(0.05, 0.8, k=3) is None  # tau = 0.2 over 3 experiments: unreachable
+    assert het.experiments_for(0.05, 100, 0.8) is not None
+
+
+def test_plan_answers_from_a_pilot_folder(tmp_path):
+    pilot = tmp_path / "pilot"
+    pilot.mkdir()
+    table = simulate_table(SCENARIOS["individual 0.025, persona SD 0.2"], 5)
+    pairs_table, pairs = simulate_pairs(replace(PAIR_SCENARIOS["pairs: no trend, pair SD 0.1"], experiments=5), 5)
+    table = pd.concat([table, pairs_table.assign(n_tokens=2, persona_fields="", persona_donor=None)],
+                      ignore_index=True)
+    table.assign(unit_key=table["model"] + "/" + table["persona"] + "/" + table["study"] + "/"
+                 + table["participant"]).to_parquet(pilot / "responses.parquet")
+    base, post = pairs[0].base, pairs[0].post_trained
+    res = CliRunner().invoke(app, ["plan", str(pilot), "--model", "m", "--effect", "1%", "--pair", f"{base},{post}",
+                                   "--d", "0.3", "--out", str(tmp_path / "plan")])
+    assert res.exit_code == 0, res.output
+    assert "participants per experiment" in res.output and "Planning misalignment" in res.output
+    grid = pd.read_csv(tmp_path / "plan" / "plan.csv")
+    assert {"experiments", "participants", "power_individual", "power_equivalence"} <= set(grid.columns)
+    # power grows with participants at a fixed number of experiments
+    five = grid[grid["experiments"] == 5].sort_values("participants")["power_individual"].to_numpy()
+    assert (np.diff(five) >= 0).all() and five[-1] > five[0]
+    res = CliRunner().invoke(app, ["plan", str(pilot), "--model", "m", "--power", "2"])
+    assert res.exit_code == 2 and "--power" in res.output
