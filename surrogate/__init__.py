@@ -24,7 +24,7 @@ _API = {
     "report": ("surrogate.runner", "report"),
     "merge": ("surrogate.runner", "merge"),
     "finetune": ("surrogate.finetune", "finetune"),
-    "build_organisms": ("surrogate.runner.organisms", "build_organisms"),
+    "build_organisms": ("surrogate.organisms", "build_organisms"),
 }
 
 __all__ = ["__version__", *_API]

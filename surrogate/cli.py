@@ -26,6 +26,19 @@ def _root() -> None:
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, ImportError)
 
 
+def _os_error_text(e: OSError) -> str:
+    """One line for an operating-system error, naming the file and what to do."""
+    import errno
+
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; results written so far are intact: free space and run "
+                "the same command again to resume")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write{where}: {e.strerror}; choose a writable --out"
+    return f"{e.strerror or e}{where}"
+
+
 def _console():
     from rich.console import Console
 
@@ -34,10 +47,18 @@ def _console():
 
 @contextmanager
 def _user_errors():
+    from .runner._job import RunInterrupted
+
     try:
         yield
+    except RunInterrupted as e:
+        _console().print(f"[bold yellow]{e.message}[/]", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(128 + int(e.signal_number)) from None
     except _USER_ERRORS as e:
         _console().print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        _console().print(f"[bold red]error:[/] {_os_error_text(e)}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -77,9 +98,10 @@ def _option_sets(items: list[str] | None) -> dict[str, list[str]]:
     out = {}
     for item in items or []:
         study, sep, values = item.partition("=")
-        if not sep or not study or not values:
-            raise typer.BadParameter(f"{item!r}: expected STUDY=a,b,c", param_hint="--options")
-        out[study] = [v for v in values.split(",") if v]
+        options = [v for v in values.split(",") if v.strip()]
+        if not sep or not study or len(set(options)) < 2:
+            raise ValueError(f"--options {item!r}: expected STUDY=a,b,c with at least two options")
+        out[study] = options
     return out
 
 
@@ -127,7 +149,7 @@ def run(
     shard: Annotated[Optional[str], typer.Option(help="K/N: score only the K-th of N deterministic "
                                                  "shares of the units (SLURM arrays; torchrun ranks "
                                                  "shard themselves).")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/default"),
+    out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/default",
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas."""
     from .data import TruncationConfig
@@ -152,7 +174,7 @@ def run(
              f"{stats['tokens']} tokens" + (f" at {tps:.0f} tokens/s" if tps else "") + note)
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
     if not model and data is None and result.info["config"]["shard"] is None:
-        _default_job_results(out)
+        _default_job_results(Path(out))
 
 
 def _default_job_results(out: Path) -> None:
@@ -225,7 +247,7 @@ def compare_personas(
                                                     "of a numeric one (age:5).")] = None,
     derangements: Annotated[int, typer.Option(help="Independent shuffled pairings; the first is the primary one, "
                                               "the others a sensitivity range.")] = 1,
-    out: Annotated[Path, typer.Option(help="Output folder (resumable).")] = Path("runs/personas"),
+    out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/personas",
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
     from .data import TruncationConfig
@@ -365,7 +387,7 @@ def organisms_build(
     """Rebuild organism-base and organism-post reproducibly from the Psych-201 data."""
     import os
 
-    from .runner.organisms import OrganismRecipe, build_organisms
+    from .organisms import OrganismRecipe, build_organisms
 
     if data is None:
         root = os.environ.get("SURROGATE_SHARED")
@@ -404,9 +426,12 @@ def finetune(
     eval_per_study: Annotated[int, typer.Option(help="Held-out participants per study in report.json.")] = 100,
     study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
     max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    attention: Annotated[str, typer.Option(help="As in `run`.")] = "auto",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="As in `run`.")] = False,
     seed: Annotated[int, typer.Option(help="Split, batch order, dropout, initialisation.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finetune run with other settings "
+                                            "in OUT (refused otherwise).")] = False,
 ) -> None:
     """LoRA toward human behaviour: loss on human responses only; evaluated on held-out people."""
     from .finetune import FinetuneConfig, finetune as job
@@ -422,7 +447,8 @@ def finetune(
                       TimeRemainingColumn(), console=_console()) as bar:
             task = bar.add_task("train", total=None, loss="-")
             report = job(model, data, out, config, compare_to=compare_to, studies=study,
-                         max_participants=max_participants, device=device, trust_remote_code=trust_remote_code,
+                         max_participants=max_participants, device=device, attention=attention,
+                         trust_remote_code=trust_remote_code, overwrite=overwrite,
                          progress=lambda d, t, loss: bar.update(task, completed=d, total=t, loss=f"{loss:.3f}"),
                          log=_log)
     import pandas as pd

@@ -68,12 +68,23 @@ def make_agents(
             for p, c in zip(participants, conditionings, strict=True)]
 
 
+class ScoringError(ValueError):
+    """A model produced a score that is not a number (NaN or infinite weights, an overflow)."""
+
+
 def response_rows(agent: ParticipantAgent, result, model: str) -> list[dict]:
     """One row per response of the uncut transcript; responses that were cut (characters or
-    token budget) have NaN NLL, 0 tokens and truncated=True."""
+    token budget) have NaN NLL, 0 tokens and truncated=True. A response that was scored
+    (it has tokens) but got a non-finite NLL is an error, never a truncation."""
     p, transcript = agent.participant, agent.transcript
+    cut = set(result.token_truncated)
     rows = []
     for r, text in enumerate(transcript.all_responses):
+        if r < len(transcript.spans) and r not in cut and result.n_tokens[r] > 0 and not np.isfinite(result.nll[r]):
+            raise ScoringError(
+                f"model {model!r} gave a non-finite NLL ({result.nll[r]}) for participant {p.participant} "
+                f"({p.study}, {p.source.file}:{p.source.line}), response {r}: its weights may hold NaN or "
+                "infinite values, or the dtype overflowed (try --dtype float32); no result was written for it")
         scored = r < len(transcript.spans) and not np.isnan(result.nll[r])
         rows.append({"study": p.study, "experiment": p.experiment, "participant": p.participant,
                      "response_index": r, "response_text": text, "model": model, "persona": agent.persona,

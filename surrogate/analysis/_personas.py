@@ -519,6 +519,22 @@ def _heterogeneity(pi: Pooled) -> str:
     return text + f"prediction interval for a new experiment [{pi.pi_lo:+.4f}, {pi.pi_hi:+.4f}]"
 
 
+def _dropped(core: pd.DataFrame, narrower: pd.DataFrame) -> dict[str, list[str]]:
+    """Per experiment, the participants of `core` missing from `narrower`."""
+    out = {}
+    for unit, g in core.groupby("unit"):
+        have = set(narrower.loc[narrower["unit"] == unit, "participant"].astype(str))
+        gone = sorted(set(g["participant"].astype(str)) - have)
+        if gone:
+            out[str(unit)] = gone
+    return out
+
+
+def _describe(by_unit: dict[str, list[str]]) -> str:
+    return "; ".join(f"{len(v)} in {u} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+                     for u, v in sorted(by_unit.items()))
+
+
 def resolve_columns(frame: pd.DataFrame, matched: str, control: str | None, none: str,
                     placebo: str | None, form: str | None) -> tuple[_Columns, list[str]]:
     """The labels of each role, checked: a control must render the matched strategy."""
@@ -578,8 +594,27 @@ def decompose_personas(
     sesoi = Sesoi.parse(sesoi)
     frame, model_name = _one_model(responses, model)
     cols, notes = resolve_columns(frame, matched, control, none, placebo, form)
+    core = persona_table(frame, none=none, matched=matched, control=cols.control, by=by)
+    table = core
     extra = [c for c in (cols.placebo, cols.form) if c is not None]
-    table = persona_table(frame, none=none, matched=matched, control=cols.control, by=by, extra=extra)
+    if extra:
+        with_extra = persona_table(frame, none=none, matched=matched, control=cols.control, by=by, extra=extra)
+        lacking = _dropped(core, with_extra)
+        if lacking:
+            # Tables combined from runs that scored the placebo for some participants only: the
+            # placebo contrasts are left out rather than the participants.
+            notes.append(f"{' and '.join(extra)} rows exist for only some participants (missing for "
+                         f"{_describe(lacking)}); the placebo and form-matched contrasts are left out")
+            cols = cols.model_copy(update={"placebo": None, "form": None})
+        else:
+            table = with_extra
+    everyone = frame[frame["persona"] == none].groupby(by)["participant"].unique()
+    missing = {str(u): sorted(set(map(str, v)) - set(core.loc[core["unit"] == str(u), "participant"].astype(str)))
+               for u, v in everyone.items()}
+    missing = {u: v for u, v in missing.items() if v}
+    if missing:
+        notes.append(f"participants with no-persona rows but without {matched!r} or {cols.control!r} rows are not in "
+                     f"the decomposition: {_describe(missing)}")
     has_donor_column = "persona_donor" in frame
     swap = has_donor_column and table["donor"].map(lambda d: d is not None and d != "population").any()
     rows = []
@@ -605,6 +640,11 @@ def decompose_personas(
         total_without += n_without
         total_unpaired += n_unpaired
         rows.append(_experiment_row(str(unit), kept, n_without, n_unpaired, cols, units, weight))
+    scales = [r.none_nll for r in rows if r.status == "ok" and np.isfinite(r.none_nll) and r.none_nll > 0]
+    if len(scales) >= 2 and max(scales) / min(scales) > 5:
+        notes.append(f"the experiments' no-persona NLL ranges from {min(scales):.3g} to {max(scales):.3g} nats per "
+                     "response: the raw pooled row is dominated by the largest and its interval is unreliable; "
+                     "read the relative row (pooled_relative, % of each experiment's NLL)")
     if cols.control.startswith("population"):
         notes.append("control = population: the individual component also contains the difference "
                      "between each participant's persona and the pooled one (completeness); use "

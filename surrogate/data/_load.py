@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -62,8 +63,37 @@ class _Row:
     error: str | None = None
 
 
-def _jsonl_rows(lines: Iterable[bytes], source: str) -> Iterator[_Row]:
-    for i, line in enumerate(lines, start=1):
+def limits() -> tuple[int, int]:
+    """(bytes per record, bytes per file, uncompressed): 64 MiB and 16 GiB unless
+    SURROGATE_MAX_RECORD_BYTES / SURROGATE_MAX_FILE_BYTES say otherwise. The largest
+    Psych-201 record is under 2 MiB; the limits stop a corrupt or hostile file (a one-line
+    zip bomb) from taking the machine's memory before any check."""
+    record = int(os.environ.get("SURROGATE_MAX_RECORD_BYTES", 64 * 2**20))
+    file = int(os.environ.get("SURROGATE_MAX_FILE_BYTES", 16 * 2**30))
+    return record, file
+
+
+def _jsonl_rows(f: Any, source: str) -> Iterator[_Row]:
+    max_record, max_file = limits()
+    total, i = 0, 0
+    while True:
+        line = f.readline(max_record + 1)
+        if not line:
+            return
+        i += 1
+        total += len(line)
+        if total > max_file:
+            raise DataError(source, i, None, f"the file is larger than {max_file} bytes uncompressed "
+                                             "(SURROGATE_MAX_FILE_BYTES raises the limit)")
+        if len(line) > max_record and not line.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line without holding it
+                more = f.readline(max_record)
+                total += len(more)
+                if not more or more.endswith(b"\n") or total > max_file:
+                    break
+            yield _Row(source, i, line[:200].decode("utf-8", errors="replace") + "...",
+                       error=f"record longer than {max_record} bytes (SURROGATE_MAX_RECORD_BYTES raises the limit)")
+            continue
         if not line.strip():
             continue
         raw = line.decode("utf-8", errors="replace").rstrip("\n")
@@ -74,15 +104,20 @@ def _jsonl_rows(lines: Iterable[bytes], source: str) -> Iterator[_Row]:
 
 
 def _zip_rows(path: Path) -> Iterator[_Row]:
+    _, max_file = limits()
     with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist()
-                 if n.endswith(".jsonl") and not n.startswith("__MACOSX/") and "/._" not in n
-                 and not Path(n).name.startswith("._")]
-        if not names:
+        infos = [i for i in zf.infolist()
+                 if i.filename.endswith(".jsonl") and not i.filename.startswith("__MACOSX/")
+                 and "/._" not in i.filename and not Path(i.filename).name.startswith("._")]
+        if not infos:
             raise DataError(str(path), None, None, "the archive holds no .jsonl file")
-        for name in names:
-            with zf.open(name) as f:
-                yield from _jsonl_rows(io.BufferedReader(f), f"{path}!{name}")
+        for info in infos:
+            if info.file_size > max_file:
+                raise DataError(f"{path}!{info.filename}", None, None,
+                                f"{info.file_size} bytes uncompressed, more than the limit of {max_file} "
+                                "(SURROGATE_MAX_FILE_BYTES raises it)")
+            with zf.open(info) as f:
+                yield from _jsonl_rows(io.BufferedReader(f), f"{path}!{info.filename}")
 
 
 def _table_rows(records: Iterable[dict], source: str) -> Iterator[_Row]:

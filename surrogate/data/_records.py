@@ -110,6 +110,14 @@ def participant_from_record(record: Any, *, study: str, source: str, line: int) 
     experiment = record.get("experiment", study)
     if not isinstance(experiment, str) or not experiment:
         raise fail(f"'experiment' must be a non-empty string, got {experiment!r}")
+    for key, value in record.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise fail(f"field {key!r} holds a lone surrogate ({item[e.start]!r} at character {e.start}), "
+                               "which is not Unicode text; the file was written by a broken encoder") from None
     try:
         parse_spans(_fix_markers(text))  # a transcript without responses is valid, if useless
     except MarkerError as e:

@@ -26,7 +26,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    learning_rate: float = Field(2e-4, gt=0, allow_inf_nan=False, description="Peak learning rate (AdamW).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training windows.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (overrides epochs).")
     max_tokens: int = Field(2048, ge=16, description="Tokens per training window; longer "
@@ -144,8 +144,10 @@ def train(
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = get_cosine_schedule_with_warmup(optim, int(config.warmup_fraction * len(plan)), len(plan))
     start, losses = 0, []
+    for stale in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):  # a write a kill cut short
+        stale.unlink(missing_ok=True)
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint)
         if state["run_id"] != run_id:
             raise ValueError(f"{checkpoint} belongs to another training run (different data or "
                              "settings); use another --out or delete it")
@@ -165,6 +167,11 @@ def train(
         ids, labels, mask = _collate([examples[i] for i in plan[step]], pad_id, torch, device)
         with autocast:
             loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"the training loss became {float(loss.detach())} at step {step + 1} of {len(plan)} (learning rate "
+                f"{config.learning_rate:g}): training diverged, and nothing was saved; lower --learning-rate or check "
+                "the base weights for NaN")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optim.step()
@@ -184,9 +191,37 @@ def train(
                        final_loss=float(np.mean(losses[-20:])) if losses else float("nan"), losses=losses)
 
 
+class NonFiniteLoss(ValueError):
+    """Training diverged (NaN or infinite loss)."""
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint: tensors, numbers, strings and containers only. Loaded with
+    torch's weights-only unpickler, so a planted file cannot run code; anything else in it
+    is refused."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not a surrogate training checkpoint (it holds objects a checkpoint never "
+                         f"has, or is damaged: {first}); it was not loaded. Delete it to start over") from None
+
+
 def _save_checkpoint(path: Path, torch: Any, **state: Any) -> None:
-    """Written beside and renamed over: a crash mid-write leaves the previous checkpoint."""
+    """Written to a fresh unpredictable name beside (exclusive create, no links) and renamed
+    over: a crash mid-write leaves the previous checkpoint."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

@@ -11,7 +11,7 @@ from ._backend import (
 )
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
-from ._named import ORGANISMS, organisms_dir, resolve_named
+from ._loading import LoadError, check_device
 from ._spec import ChatMode, DType, ModelSpec
 
 
@@ -21,13 +21,13 @@ def load_backend(spec: ModelSpec) -> ScorerBackend:
         from ._vllm import VLLMScorer
 
         return VLLMScorer(spec)
-    from ._hf import load_hf
+    from ._loading import load_hf
 
     return load_hf(spec)
 
 
 __all__ = [
-    "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
+    "LoadError", "check_device", "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
     "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
-    "score_all", "ORGANISMS", "organisms_dir", "resolve_named",
+    "score_all",
 ]

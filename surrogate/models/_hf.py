@@ -10,10 +10,7 @@ hidden states and a fixed-size logits chunk, never by sequence length x vocabula
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .._cache import looks_local
 from . import _rows
 from ._backend import ChoiceRequest, ChoiceResult, ScoreRequest, ScoreResult
 from ._encode import Encoded, TranscriptEncoder
-from ._named import resolve_named
+from ._loading import _dir_digest, load_hf, resolve_attention, resolve_device, weights_fingerprint, tokenizer_digest  # noqa: F401
 from ._spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -37,145 +33,6 @@ LOGITS_CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
 # length-bucketing to pack batches well, few enough to bound host memory on huge runs.
 WINDOW_BATCHES = 8
 MIN_WINDOW_TOKENS = 2**16
-_BLOCK = 16 * 2**20  # read size for weight-file digests
-_CACHE_FROM = 64 * 2**20  # files at least this large keep their digest in the cache
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "map":  # spread over every GPU (device_map="auto"); computing device below
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
-
-
-def resolve_attention(attention: str, device: str) -> str:
-    """auto: FlashAttention-2 where it can run (CUDA, flash-attn installed), else SDPA."""
-    if attention != "auto":
-        return attention
-    import importlib.util
-
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of the whole file, so that any change to any weight changes the result key.
-    Large checkpoints are read once: the digest is cached by (path, size, mtime) in
-    `$SURROGATE_CACHE/digests.json` (written atomically; a stale or unreadable cache is
-    simply recomputed)."""
-    from .._cache import cache_dir
-
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    store = cache_dir() / "digests.json"
-    try:
-        known = json.loads(store.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return known[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            h.update(block)
-    digest = h.hexdigest()[:16]
-    if stat.st_size >= _CACHE_FROM:
-        known[key] = digest
-        store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(f".digests-{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, store)
-    return digest
-
-
-def weights_digest(folder: Path, commit: str | None = None) -> str:
-    """A digest of a checkpoint folder's config and weight files; the commit hash (or
-    "unknown") for a hub checkpoint that is not a local folder."""
-    if folder.is_dir():
-        files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json")
-                       and not p.name.startswith("tokenizer"))
-        return hashlib.sha256(json.dumps({p.name: _file_digest(p) for p in files}).encode()).hexdigest()[:16]
-    return commit or "unknown"
-
-
-def weights_fingerprint(model: Any) -> str:
-    """Commit hash for hub checkpoints; a digest of config and weight files for folders."""
-    return weights_digest(Path(getattr(model.config, "_name_or_path", "") or "."),
-                          getattr(model.config, "_commit_hash", None))
-
-
-def tokenizer_digest(tok: Any) -> str:
-    """What of a tokenizer sets the tokens: its pipeline, chat template and BOS."""
-    return hashlib.sha256((tok.backend_tokenizer.to_str() + str(tok.chat_template)
-                           + str(tok.bos_token)).encode()).hexdigest()[:16]
-
-
-def load_hf(spec: ModelSpec) -> "HFScorer":
-    """Load tokenizer and model per the spec (lazy heavy imports)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _quiet_transformers()
-    device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
-    kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    # A shipped organism is keyed by its name, not by where the package is installed.
-    path = resolve_named(spec.path)
-    if not Path(path).exists() and looks_local(path):
-        raise FileNotFoundError(f"{path}: no such file or folder (a hub id is owner/name)")
-    if spec.adapter and not Path(spec.adapter).exists() and looks_local(spec.adapter):
-        raise FileNotFoundError(f"{spec.adapter}: no such adapter folder")
-    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
-    # device "map": layers spread over all GPUs (then CPU memory) by accelerate, as the paper's
-    # code loads models larger than one GPU; inputs go where the embeddings are.
-    mapped = {"device_map": "auto"} if spec.device == "map" else {}
-    attention = resolve_attention(spec.attention, device)
-    model = _model_class(path, kw).from_pretrained(path, dtype=dtype, attn_implementation=attention,
-                                                   **mapped, **kw)
-    if spec.adapter:
-        try:
-            from peft import PeftModel
-        except ImportError:  # pragma: no cover
-            raise ImportError("Applying an adapter needs peft: pip install 'surrogate[finetune]'") from None
-        import warnings
-
-        with warnings.catch_warnings():  # peft asks transformers a deprecated question
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
-    if mapped:
-        device = str(model.get_input_embeddings().weight.device)
-        model = model.eval()
-    else:
-        model = model.to(device).eval()
-    return HFScorer(model, tokenizer, spec=spec, device=device)
-
-
-def is_vision_language(config: Any) -> bool:
-    """A composite checkpoint with a vision tower (Qwen2.5-VL, Qwen3-VL, Llama-3.2-Vision)."""
-    return getattr(config, "vision_config", None) is not None
-
-
-def _model_class(path: str, kw: dict[str, Any]) -> Any:
-    """Causal LMs load as such; vision-language checkpoints load whole (as the paper's VL
-    evaluation does) and are scored on text alone. (The causal-LM auto class either refuses
-    their configs or, for mllama, builds a text-only model from a composite config.)"""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    config = AutoConfig.from_pretrained(path, **kw)
-    return AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
 
 
 class HFScorer:
@@ -211,6 +68,10 @@ class HFScorer:
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
         self._torch = torch
         self._body = getattr(model, model.base_model_prefix, None)
+        # transformers 5 names the key/value cache argument `cache` (`past_key_values` before,
+        # now deprecated with a warning on every call): use whichever this model takes.
+        self._cache_kw = _cache_argument(self._body) if self._body is not None else "past_key_values"
+        self._model_cache_kw = _cache_argument(model)
         self._head = model.get_output_embeddings()
         self._rows = None
         self.prefix_tokens_saved = 0  # tokens not recomputed thanks to shared-prefix reuse
@@ -413,7 +274,7 @@ class HFScorer:
                 cont = [self._continuations_by_passes(g, f, e.ids) for g, f, e in zip(groups, firsts, items)]
             elif need_cache:
                 with self.masked_attention():
-                    cont = self._continuations(groups, firsts, out.past_key_values, L)
+                    cont = self._continuations(groups, firsts, cache_of(out), L)
             else:
                 cont = [{}] * B
         top1_all = top1_t.cpu().numpy()
@@ -465,12 +326,12 @@ class HFScorer:
             # Keys: the batch's cache (column j is position j of each right-padded row), then
             # this round's continuation tokens.
             k_pos = torch.cat([torch.arange(L).expand(B, L), pos], 1)
-            kw = dict(input_ids=ids.to(self.device), position_ids=pos.to(self.device), past_key_values=cache,
+            kw = dict(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
                       attention_mask=self._device_masks(self.layer_masks(mask, pos, k_pos)), use_cache=True)
             if self.fast_path:
-                flat = self._body(**kw)[0].reshape(B * C, -1)
+                flat = self._body(**kw, **{self._cache_kw: cache})[0].reshape(B * C, -1)
             else:
-                flat = self.model(**kw).logits.reshape(B * C, -1)
+                flat = self.model(**kw, **{self._model_cache_kw: cache}).logits.reshape(B * C, -1)
             cache.crop(-C)  # drop the continuations again (v5: negative = remove)
             lp = self._gather_logprobs(flat, nxt.reshape(B * C, 1).to(self.device),
                                        are_logits=not self.fast_path)[:, 0].reshape(B, C).cpu().numpy()
@@ -583,15 +444,23 @@ class HFScorer:
         tgt_t = torch.from_numpy(np.concatenate(tgt)).to(dev)
         seg_t = torch.from_numpy(np.concatenate(seg).astype(np.int64)).to(dev)
         shared = self._shared_prefix(items, targets) if self.prefix_reuse and B > 1 else 0
-        if shared or not self.packing:  # a packed batch never builds the padded one
+        long_pass = B == 1 and _scored_ends(targets)[0] > self.batch_tokens
+        if long_pass:
+            with torch.inference_mode():
+                top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
+                picked, _ = self._chunked_pass(items[0].ids, targets[0] - 1)
+                tok_nll = -self._gather_logprobs(picked, tgt_t[:, None], top1, are_logits=not self.fast_path)[:, 0]
+        elif shared or not self.packing:  # a packed batch never builds the padded one
             # Right padding needs no attention mask: causal attention never looks ahead.
             ids, src, rows = self._padded(items, targets)
             L = ids.shape[1]
             src_t = torch.from_numpy(np.concatenate(src)).to(dev)
             input_ids = torch.from_numpy(ids).to(dev)
         with torch.inference_mode():
-            top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
-            if shared:
+            if long_pass:
+                pass
+            elif shared:
+                top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
                 # The instruction prefix every transcript of the batch shares runs once; its
                 # keys and values serve all of them (exact: same tokens, same positions).
                 hidden = self._hidden_after_prefix(input_ids, shared)
@@ -601,9 +470,11 @@ class HFScorer:
                 tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
                 self.prefix_tokens_saved += shared * (B - 1)
             elif self.packing:
+                top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
                 hidden = self._packed_hidden(items, targets)
                 tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
             elif self.fast_path:
+                top1 = torch.zeros(len(tgt_t), dtype=torch.bool, device=dev)
                 hidden = self._hidden(input_ids, src_t, rows)
                 hidden = hidden.reshape(B * L, -1).index_select(0, src_t)
                 tok_nll = -self._gather_logprobs(hidden, tgt_t[:, None], top1)[:, 0]
@@ -628,6 +499,30 @@ class HFScorer:
                                    top1=top.tolist()))
             base += e.n_responses
         return out
+
+    def _chunked_pass(self, ids: np.ndarray, rows: np.ndarray):
+        """Outputs at `rows` (final hidden states on the fast path, else logits) of one
+        transcript longer than the token budget, and the key/value cache of the whole pass. The
+        pass runs in chunks of `batch_tokens`, each continuing from the cache of the ones before
+        (exact, as generation continues), so activations never exceed one chunk's and a
+        transcript of millions of characters does not take the machine's memory."""
+        torch = self._torch
+        end = int(rows.max()) + 1 if len(rows) else 1
+        step = max(1, self.batch_tokens)
+        cache, pieces = None, []
+        for a in range(0, end, step):
+            b = min(end, a + step)
+            chunk = torch.from_numpy(ids[a:b])[None].to(self.device)
+            if self.fast_path:
+                out = self._body(input_ids=chunk, use_cache=True, **{self._cache_kw: cache})
+                values = out[0][0]
+            else:
+                out = self.model(input_ids=chunk, use_cache=True, **{self._model_cache_kw: cache})
+                values = out.logits[0]
+            cache = cache_of(out)
+            sel = rows[(rows >= a) & (rows < b)] - a
+            pieces.append(values.index_select(0, torch.from_numpy(sel).to(self.device)))
+        return torch.cat(pieces), cache
 
     def _packed_hidden(self, items: list[Encoded], targets: list[np.ndarray]):
         """Final hidden states at the scored rows, the batch run as ONE row: the transcripts
@@ -687,9 +582,9 @@ class HFScorer:
         """Final hidden states of positions shared.. for every row, the first `shared`
         tokens run once and their cache repeated over the batch."""
         out = self._body(input_ids=input_ids[:1, :shared], use_cache=True)
-        cache = out.past_key_values
+        cache = cache_of(out)
         cache.batch_repeat_interleave(input_ids.shape[0])
-        return self._body(input_ids=input_ids[:, shared:], past_key_values=cache, use_cache=True)[0]
+        return self._body(input_ids=input_ids[:, shared:], use_cache=True, **{self._cache_kw: cache})[0]
 
     def _check_prefix_reuse(self) -> bool:
         """Does prefix-cache reuse reproduce a plain pass? (Some caches, e.g. of linear
@@ -719,7 +614,7 @@ class HFScorer:
     def _forward(self, input_ids, flat_rows, rows_per_item, use_cache: bool = False):
         """The body's output, its last layer restricted to the given rows when installed
         (`rows_per_item`: numpy positions per batch item)."""
-        kw = {"past_key_values": self.full_cache()} if use_cache and self.sliding_window is not None else {}
+        kw = {self._cache_kw: self.full_cache()} if use_cache and self.sliding_window is not None else {}
         if self._rows is None:
             return self._body(input_ids=input_ids, use_cache=use_cache, **kw)
         dev = input_ids.device
@@ -785,25 +680,26 @@ class HFScorer:
         return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
 
 
+def _cache_argument(module: Any) -> str:
+    """The name a model's forward takes its key/value cache under (`cache` in transformers 5,
+    `past_key_values` in 4)."""
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
+    """The key/value cache in a model output, under either name."""
+    for key in ("cache", "past_key_values"):
+        if key in output and output[key] is not None:
+            return output[key]
+    return None
+
+
 def _scored_ends(positions: list[np.ndarray]) -> list[int]:
     """Per transcript, where its pass can stop: after its last scored token (later tokens
     cannot change any score)."""
     return [int(pos[-1]) + 1 if len(pos) else 1 for pos in positions]
 
 
-def _dir_digest(folder: Path) -> str:
-    """An adapter's identity: its config and weights (not the reports or checkpoints beside)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such adapter folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith("adapter_"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no adapter_config.json / adapter_model.* in it")
-    return hashlib.sha256(json.dumps({str(p.relative_to(folder)): _file_digest(p)
-                                      for p in files}).encode()).hexdigest()[:16]
-
-
-def _quiet_transformers() -> None:
-    """Library progress bars would interleave with ours."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()

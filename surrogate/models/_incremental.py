@@ -73,8 +73,8 @@ class IncrementalChoices:
         mask = torch.cat([self.visible, real], dim=1)
         with torch.inference_mode():
             hidden = self.scorer._body(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                                       attention_mask=mask.long(), past_key_values=self.cache,
-                                       use_cache=True)[0]
+                                       attention_mask=mask.long(), use_cache=True,
+                                       **{self.scorer._cache_kw: self.cache})[0]
         self.processed += sum(len(n) for n in new)
         self.visible = mask
         for i, n in enumerate(new):
@@ -123,8 +123,8 @@ class IncrementalChoices:
             mask[i, 0, torch.arange(C), S + torch.arange(C)] = True
         with torch.inference_mode():
             logits = self.scorer.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                                       attention_mask=mask.to(self.device), past_key_values=self.cache,
-                                       use_cache=True).logits.float()
+                                       attention_mask=mask.to(self.device), use_cache=True,
+                                       **{self.scorer._model_cache_kw: self.cache}).logits.float()
             self.cache.crop(-C)
             logp = torch.log_softmax(logits, -1)
         out = {}

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._backend import ScoreRequest, ScoreResult
 from ._encode import TranscriptEncoder
-from ._named import resolve_named
+from ..organisms import resolve_model
 from ._spec import ModelSpec
 
 
@@ -32,7 +32,7 @@ class VLLMScorer:
         from transformers import AutoTokenizer
 
         self.spec = spec
-        path = resolve_named(spec.path)
+        path = resolve_model(spec.path)
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision,
                                                        trust_remote_code=spec.trust_remote_code)
         self.chat = bool(self.tokenizer.chat_template) if spec.chat == "auto" else spec.chat == "on"
@@ -49,10 +49,10 @@ class VLLMScorer:
         return self.spec.label
 
     def fingerprint(self) -> dict[str, Any]:
-        from ._hf import _dir_digest, tokenizer_digest, weights_digest
+        from ._loading import _dir_digest, tokenizer_digest, weights_digest
 
         return {"model": self.spec.path, "revision": self.spec.revision,
-                "weights": weights_digest(Path(resolve_named(self.spec.path)), self.spec.revision),
+                "weights": weights_digest(Path(resolve_model(self.spec.path)), self.spec.revision),
                 "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
                 "tokenizer": tokenizer_digest(self.tokenizer), "chat": self.chat, "dtype": self.dtype,
                 "backend": "vllm"}

@@ -8,8 +8,7 @@ from pathlib import Path
 from ..data import TruncationConfig, load
 from ..models import ModelSpec, ScorerBackend, load_backend
 from ._analysis import Analysis, PersonaComparison, analyze, compare_personas, plan
-from ._defaults import (DEFAULT_MODELS, DEFAULT_PERSONAS, NOTICE, ORGANISM_NOTICE, default_data, demo_data,
-                        demo_models, resolve_model_path)
+from ..organisms import DEFAULT_MODELS, DEFAULT_PERSONAS, ORGANISM_NOTICE, default_data
 from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
 from ._job import COLUMNS, RunConfig, parse_shard, RunResult, build_units, execute, summarize, unit_rows
 from ._merge import merge
@@ -20,17 +19,38 @@ ModelLike = str | ModelSpec | ScorerBackend
 
 
 def _resolve(models: Sequence[ModelLike], **options) -> list[ModelSpec | ScorerBackend]:
-    """Model strings parsed once into ModelSpecs (demo names resolved); backends as given."""
-    out: list[ModelSpec | ScorerBackend] = []
-    for m in models:
-        if isinstance(m, str):
-            m = ModelSpec.parse(m, **options)
-        if isinstance(m, ModelSpec):
-            path = resolve_model_path(m.path)
-            if path != m.path:
-                m = m.model_copy(update={"path": path, "name": m.name or m.path})
-        out.append(m)
-    return out
+    """Model strings parsed once into ModelSpecs (built-in names resolve when loaded);
+    backends as given."""
+    return [ModelSpec.parse(m, **options) if isinstance(m, str) else m for m in models]
+
+
+def check_out(out: str | Path) -> Path:
+    """`--out` names a folder that exists or can be made, and can be written."""
+    import os
+
+    if not str(out).strip():
+        raise ValueError("--out must name a folder (it is empty)")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: a file is in the way (the output is a folder); choose another --out")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it")
+            if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"--out {out}: cannot create it (no write permission in {parent})")
+            break
+    if path.exists() and not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: no write permission in this folder")
+    return path
+
+
+def _check_options(options: dict[str, list[str]]) -> None:
+    for study, values in options.items():
+        values = [v for v in values if v.strip()]
+        if len(set(values)) < 2:
+            raise ValueError(f"--options {study}={','.join(values)}: a closed option set needs at least two "
+                             "distinct options")
 
 
 def _backend_factories(models: Sequence[ModelSpec | ScorerBackend]) -> list[tuple[str, Callable[[], ScorerBackend]]]:
@@ -104,6 +124,10 @@ def run(
     re-run skips finished units.
     """
     shard, device = _distributed(shard, device, log)
+    check_out(out)
+    from ..models import check_device
+
+    check_device(device)
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
     if not models and data is None:
         log(ORGANISM_NOTICE)
@@ -125,7 +149,21 @@ def run(
                        stratify=stratify, derangements=derangements,
                        checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {},
                        shard=shard)
+    # Everything that can be checked before the output folder exists is checked here, so a
+    # typo never leaves a half-made folder behind.
+    from ..personas import resolve_strategies
+
+    resolve_strategies(personas, seed=seed, stratify=stratify, derangements=derangements)
+    _check_options(options or {})
     dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
+    if stratify is not None:
+        from ..personas import Stratify
+
+        field = Stratify.parse(stratify).field
+        if not any(field in p.metadata for p in dataset.participants):
+            present = sorted({k for p in dataset.participants for k in p.metadata})
+            raise ValueError(f"--stratify {stratify!r}: no participant in {data} has the metadata field {field!r}; "
+                             f"fields present: {', '.join(present) or 'none'}")
     if dataset.invalid:
         log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
     if not dataset.participants:
@@ -136,6 +174,6 @@ def run(
 __all__ = [
     "Analysis", "PersonaComparison", "analyze", "compare_personas", "plan",
     "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
-    "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "NOTICE", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
-    "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "demo_data", "demo_models", "execute", "read_responses", "run", "summarize", "unit_rows",
+    "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
+    "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

@@ -184,6 +184,10 @@ def compare_personas(
 
     matched_list = split_names(matched)
     sesoi = Sesoi.parse(sesoi)
+    if by not in ("study", "experiment"):
+        raise ValueError(f"--by {by!r}: expected study or experiment")
+    if weight not in ("participant", "response"):
+        raise ValueError(f"--weight {weight!r}: expected participant or response")
     if control is not None and len(matched_list) > 1:
         raise ValueError("--control names one control; with several matched strategies each gets its own "
                          "(shuffled-X), so leave --control out")
@@ -268,7 +272,15 @@ def analyze(
     (default: <first run folder>/analysis)."""
     if not run_dirs:
         raise ValueError("give at least one run folder")
+    if by not in ("study", "experiment"):
+        raise ValueError(f"--by {by!r}: expected study or experiment")
+    if n_boot < 0:
+        raise ValueError(f"--n-boot {n_boot}: expected 0 (no bootstrap intervals) or more resamples")
+    if weight not in ("participant", "response"):
+        raise ValueError(f"--weight {weight!r}: expected participant or response")
     responses = _combine([read_responses(d) for d in run_dirs], ["unit_key", "response_index"])
+    if responses.empty or "persona" not in responses:
+        raise ValueError(f"no scored responses in {', '.join(map(str, run_dirs))}; run `surrogate run` first")
     choices = _combine([read_choices(d) for d in run_dirs], ["unit_key", "response_index"])
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +289,9 @@ def analyze(
 
     matched_list = split_names(matched)
     sesoi = Sesoi.parse(sesoi)
+    if control is not None and control not in personas:
+        raise ValueError(f"--control {control!r}: no rows for this persona in {', '.join(map(str, run_dirs))} "
+                         f"(personas there: {', '.join(sorted(personas)) or 'none'})")
     result.decompositions, result.comparisons, notes = _decompose_all(
         responses, matched_list, control, by=by, sesoi=sesoi, weight=weight)
     result.notes += notes

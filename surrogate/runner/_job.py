@@ -8,11 +8,13 @@ changed model or setting can never be mistaken for a finished one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -248,16 +250,55 @@ def execute(
     """Score every (model, strategy, participant) unit not already in config.out."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    with writer_lock(out, config.shard_label):
+    with writer_lock(out, config.shard_label), _terminate_as_interrupt():
         return _execute(config, dataset, backends, out, progress=progress, log=log)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (SLURM's warning before a kill) during a run: finished units were
+    written, run.json says "interrupted", and the same command resumes."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.message, self.signal_number = message, signal_number
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises in the main thread as Ctrl-C does, so a batch scheduler's warning
+    signal flushes finished units like an interactive Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: dict[str, int] = {}
+
+    def handler(signum, frame):
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        number = received.get("signal", int(signal.SIGINT))
+        if isinstance(e, RunInterrupted):
+            e.signal_number = number
+            raise
+        raise RunInterrupted("interrupted", number) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResult:
-    store = PartStore(out / RESPONSES)
-    choice_store = PartStore(out / CHOICES)
+    # This writer's own parts only (under its lock): another shard's writer may be mid-write.
+    store = PartStore(out / RESPONSES, owner=config.shard_label)
+    choice_store = PartStore(out / CHOICES, owner=config.shard_label)
     for st in (store, choice_store):
-        st.remove_temporaries()  # parts a killed run was writing when it died
-    choice_store.keep_only(store.names())  # choices of units whose responses never landed
+        st.remove_temporaries()  # parts this shard was writing when it was killed
+    choice_store.keep_only(store.names())  # its choices of units whose responses never landed
     strategies = resolve_strategies(config.personas, seed=config.seed, stratify=config.stratify,
                                     derangements=config.derangements)
     if dataset.invalid:
@@ -317,19 +358,41 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
         # window while the device computes, holding only a few windows in memory), and
         # finished units are written at least every checkpoint_seconds.
         t0 = time.perf_counter()
-        for unit, result in _score(backend, pending):
-            stats["seconds"] += time.perf_counter() - t0
-            stats["tokens"] += result.n_input_tokens
-            stats["scored"] += 1
-            buffer.extend(unit_rows(unit, result, label, supports_system))
-            if unit.options is not None:
-                choice_buffer.extend(choice_rows(unit.agent, result, unit.options, label, unit.key))
-            if progress:
-                progress(label, stats["skipped"] + stats["scored"], len(units))
-            if time.monotonic() - last_flush >= config.checkpoint_seconds:
+        try:
+            for unit, result in _score(backend, pending):
+                stats["seconds"] += time.perf_counter() - t0
+                rows = unit_rows(unit, result, label, supports_system)
+                choices = (choice_rows(unit.agent, result, unit.options, label, unit.key)
+                           if unit.options is not None else [])
+                buffer.extend(rows)  # a unit enters the buffer whole or not at all
+                choice_buffer.extend(choices)
+                stats["tokens"] += result.n_input_tokens
+                stats["scored"] += 1
+                if progress:
+                    progress(label, stats["skipped"] + stats["scored"], len(units))
+                if time.monotonic() - last_flush >= config.checkpoint_seconds:
+                    flush()
+                t0 = time.perf_counter()
+            flush()
+        except BaseException as e:
+            # Keep what is finished (Ctrl-C, SIGTERM, a bad score), and say what happened.
+            saved = True
+            try:
                 flush()
-            t0 = time.perf_counter()
-        flush()
+            except BaseException:  # noqa: BLE001 - the original error matters more (a full disk)
+                saved = False
+            info["models"][label] = stats
+            info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            info["error"] = str(e) or type(e).__name__
+            done_units = stats["skipped"] + stats["scored"]
+            with contextlib.suppress(OSError):
+                atomic_write_json(out / info_name, info)
+            if isinstance(e, KeyboardInterrupt):
+                raise RunInterrupted(
+                    f"interrupted: {label} has {done_units} of {len(units)} units in {out}"
+                    + ("" if saved else " (the last ones could not be written)")
+                    + "; run the same command again to resume", 2) from None
+            raise
         stats["tokens_per_second"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else None
         info["models"][label] = stats
         atomic_write_json(out / info_name, info)

@@ -20,7 +20,7 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, "merge"):
-        store, choice_store = PartStore(out / RESPONSES), PartStore(out / CHOICES)
+        store, choice_store = PartStore(out / RESPONSES, owner="merge"), PartStore(out / CHOICES, owner="merge")
         have = store.read(columns=[*IDENTITY, "unit_key"])
         known = {tuple(r[c] for c in IDENTITY): r["unit_key"] for _, r in have.drop_duplicates("unit_key").iterrows()}
         infos = {}

@@ -43,7 +43,8 @@ class Report:
 
 def _methods(run_dirs: Sequence[Path]) -> str:
     """What was run, from run.json: models and revisions, data, truncation, personas, seeds,
-    package versions."""
+    package versions. Every value is escaped: run.json is data, and may have been edited."""
+    e = lambda v: html.escape(str(v))  # noqa: E731
     parts = []
     for d in run_dirs:
         infos = sorted(Path(d).glob("run*.json"))
@@ -56,26 +57,43 @@ def _methods(run_dirs: Sequence[Path]) -> str:
             label = spec.get("name") or spec["path"]
             fp = info.get("models", {}).get(label, {}).get("fingerprint", {})
             rev = spec.get("revision") or fp.get("revision") or ""
-            models.append(f"{label} ({spec['path']}{'@' + rev if rev else ''}; weights {fp.get('weights', '?')}"
-                          f"{', adapter ' + spec['adapter'] if spec.get('adapter') else ''}; "
+            models.append(f"{label} ({spec['path']}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
+                          f"{', adapter ' + str(spec['adapter']) if spec.get('adapter') else ''}; "
                           f"{'chat template' if fp.get('chat') else 'plain text'}; {fp.get('dtype', '?')})")
         trunc = cfg.get("truncation", {})
         data = info.get("data", {})
         versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+        sources = [_relative(s, Path(d)) for s in data.get("sources", [])]
         parts.append(
-            f"Run {html.escape(str(d))}: {len(models)} model(s) — {html.escape('; '.join(models))}. "
-            f"Data: {data.get('participants', '?')} participants in {len(data.get('studies', []))} "
-            f"studies ({html.escape(', '.join(data.get('studies', [])))}) from "
-            f"{html.escape(', '.join(map(str, data.get('sources', []))))}. Each human response was scored "
-            "by its negative log-likelihood given everything before it in one teacher-forced pass. "
-            f"Transcripts were cut at {trunc.get('max_chars') or 'no'} characters"
+            f"Run {e(Path(d).name)}: {len(models)} model(s) — {e('; '.join(models))}. "
+            f"Data: {e(data.get('participants', '?'))} participants in {len(data.get('studies', []))} "
+            f"studies ({e(', '.join(map(str, data.get('studies', []))))}) from {e(', '.join(sources))}. Each human "
+            "response was scored by its negative log-likelihood given everything before it in one teacher-forced "
+            f"pass. Transcripts were cut at {e(trunc.get('max_chars') or 'no')} characters"
             f"{' (persona prefix included, as in the paper)' if trunc.get('count_prefix', True) else ' (transcript alone)'}"
-            f"{', a token budget of ' + str(trunc['max_tokens']) if trunc.get('max_tokens') else ''}. "
-            f"Persona strategies: {html.escape(', '.join(cfg.get('personas', [])))}; shuffled-persona seed "
-            f"{cfg.get('seed', 0)}, {cfg.get('derangements', 1)} derangement(s)"
-            f"{', stratified by ' + cfg['stratify'] if cfg.get('stratify') else ''}. Software: "
-            f"{html.escape(versions)}.")
+            f"{', a token budget of ' + e(trunc['max_tokens']) if trunc.get('max_tokens') else ''}. "
+            f"Persona strategies: {e(', '.join(map(str, cfg.get('personas', []))))}; shuffled-persona seed "
+            f"{e(cfg.get('seed', 0))}, {e(cfg.get('derangements', 1))} derangement(s)"
+            f"{', stratified by ' + e(cfg['stratify']) if cfg.get('stratify') else ''}. Software: {e(versions)}.")
     return " ".join(parts) or "No run.json found in the given folders."
+
+
+def _relative(source: str, run_dir: Path) -> str:
+    """A data source as the user would recognise it, without this machine's absolute paths:
+    the shipped sample by name, else the path relative to the run folder's parent, else the
+    last two path components."""
+    from ..organisms import sample_dir
+
+    text = str(source).split("!", 1)[0]
+    path = Path(text)
+    try:
+        return "the shipped Psych-201 sample/" + str(path.resolve().relative_to(sample_dir().resolve()))
+    except ValueError:
+        pass
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve().parent))
+    except ValueError:
+        return "/".join(path.parts[-2:]) if path.is_absolute() else text
 
 
 def _lora_reports(run_dirs: Sequence[Path], lora: Sequence[Path]) -> list[dict[str, Any]]:
@@ -116,6 +134,9 @@ def report(
 
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
+    for folder in [*dirs, *map(Path, lora)]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such run or LoRA folder")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:

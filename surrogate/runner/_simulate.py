@@ -22,7 +22,6 @@ from scipy import stats
 
 from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic, switch_rate
 from .._imports import load_object
-from ._defaults import resolve_model_path
 from ._store import atomic_write_bytes, atomic_write_json
 
 
@@ -159,7 +158,7 @@ def simulate(
             log(f"{spec.name}: {participants} synthetic participants, links: "
                 + (", ".join(f"{l.trait}>{l.param}={l.slope}" for l in links) or "none"))
         else:
-            backend = load_backend(ModelSpec(path=resolve_model_path(spec.path), name=spec.name, chat=spec.chat,
+            backend = load_backend(ModelSpec(path=spec.path, name=spec.name, chat=spec.chat,
                                              dtype=spec.dtype))
             strategy = resolve_strategies(spec.persona, seed=seed)
             if len(strategy) != 1:

@@ -8,33 +8,60 @@ duplicates rows. Small JSON files are replaced atomically the same way.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from .._cache import atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
+from .._cache import atomic_write_bytes, atomic_write_json, exclusive_file, writer_lock  # noqa: F401 (re-exported)
 
 RESPONSES = "responses.parquet"
 CHOICES = "choices.parquet"
+LEGACY_OWNER = "0-of-1"  # parts written before names carried their writer
+
+
+def _schemas():
+    """One fixed schema per table, whatever a part's values (a column that is all None in
+    one part would otherwise be typed null there, and no reader could join the parts)."""
+    import pyarrow as pa
+
+    text, number, flag, whole = pa.string(), pa.float64(), pa.bool_(), pa.int64()
+    responses = pa.schema([("study", text), ("experiment", text), ("participant", text), ("response_index", whole),
+                           ("response_text", text), ("model", text), ("persona", text), ("nll", number),
+                           ("n_tokens", whole), ("truncated", flag), ("chat", flag), ("persona_fields", text),
+                           ("persona_donor", text), ("unit_key", text), ("top1", number)])
+    choices = pa.schema([("study", text), ("experiment", text), ("participant", text), ("response_index", whole),
+                         ("model", text), ("persona", text), ("options", pa.list_(text)), ("chosen", text),
+                         ("probs", pa.list_(number)), ("p_chosen", number), ("correct", number),
+                         ("nll_choice", number), ("nll_uniform", number), ("condition", text), ("unit_key", text)])
+    return {RESPONSES: responses, CHOICES: choices}
 
 
 class PartStore:
-    """Append-only parquet parts under one folder."""
+    """Append-only parquet parts under one folder. Each writer (a shard of a run, a merge)
+    owns the parts and temporaries whose names carry its label, and cleans up only those, so
+    a process starting on a folder never touches what another live writer is writing."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, owner: str = LEGACY_OWNER):
+        self.folder, self.owner = folder, owner
         folder.mkdir(parents=True, exist_ok=True)
+        self.schema = _schemas().get(folder.name)
+
+    def _own(self, name: str) -> bool:
+        """Whether a part (or temporary) name belongs to this writer. Parts written before
+        names carried an owner (`part-000001-xxxxxxxx`) belong to the unsharded writer."""
+        body = name.lstrip("_").removeprefix("part-")
+        if body.startswith(self.owner + "-"):
+            return True
+        legacy = body.split("-", 1)[0].isdigit() and body.count("-") == 1
+        return legacy and self.owner == LEGACY_OWNER
 
     def remove_temporaries(self) -> None:
+        """Temporaries this writer left when it was killed (never another writer's)."""
         for tmp in self.folder.glob("_part-*.tmp"):
-            tmp.unlink(missing_ok=True)
+            if self._own(tmp.name):
+                tmp.unlink(missing_ok=True)
 
     def parts(self) -> list[Path]:
         return sorted(p for p in self.folder.glob("part-*.parquet"))
@@ -43,23 +70,34 @@ class PartStore:
         return {p.name for p in self.parts()}
 
     def new_name(self) -> str:
-        return f"part-{len(self.parts()):06d}-{uuid.uuid4().hex[:8]}.parquet"
+        mine = sum(self._own(p.name) for p in self.parts())
+        return f"part-{self.owner}-{mine:06d}-{uuid.uuid4().hex[:8]}.parquet"
 
     def keep_only(self, names: set[str]) -> None:
-        """Remove parts without a partner of the same name in the committing store."""
+        """Remove this writer's parts without a partner of the same name in the committing store."""
         for p in self.parts():
-            if p.name not in names:
+            if self._own(p.name) and p.name not in names:
                 p.unlink()
 
     def append(self, frame: pd.DataFrame, name: str | None = None) -> Path | None:
         if frame.empty:
             return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         name = name or self.new_name()
         tmp = self.folder / f"_{name}.tmp"  # '_' prefix: pyarrow readers skip it
-        frame.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.folder / name)
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False) if self.schema is not None \
+            else pa.Table.from_pandas(frame, preserve_index=False)
+        try:
+            with exclusive_file(tmp) as f:
+                pq.write_table(table, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.folder / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk or a kill mid-write leaves nothing half-written
+            raise
         return self.folder / name
 
     def read(self, columns: list[str] | None = None, parts: list[Path] | None = None) -> pd.DataFrame:
@@ -71,7 +109,11 @@ class PartStore:
         wanted = None if columns is None else list(dict.fromkeys([*columns, "unit_key"]))
         frames, seen = [], set()
         for p in parts:
-            f = pd.read_parquet(p, columns=wanted)
+            try:
+                f = pd.read_parquet(p, columns=wanted)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{p}: not a readable result part ({e}); move it aside and re-run the same "
+                                 "command to score its units again") from None
             if "unit_key" in f.columns:
                 keys = f["unit_key"]
                 f = f[~keys.isin(seen)]
@@ -105,30 +147,3 @@ def read_choices(run_dir: str | Path) -> pd.DataFrame:
     return PartStore(folder).read(parts=parts)
 
 
-@contextmanager
-def writer_lock(out: Path, shard: str) -> Iterator[None]:
-    """One writer per (folder, shard) at a time: a second process on the same share of the
-    work stops at once with a clear error instead of scoring everything twice. The lock is
-    the kernel's (flock): it dies with its process, so a killed run never leaves it behind."""
-    import fcntl
-
-    path = out / f".writer-{shard}.lock"
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise ValueError(f"{out}: {holder} is already writing shard {shard} of this folder; wait for "
-                         "it, or give each process its own share with --shard K/N (torchrun ranks do "
-                         "this themselves)") from None
-    try:
-        f.seek(0)
-        f.truncate()
-        f.write(f"process {os.getpid()} on {socket.gethostname()}")
-        f.flush()
-        yield
-    finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()

@@ -29,7 +29,6 @@ variation in misalignment and a planted trend over generations, through
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -350,14 +349,12 @@ def verdict(s: Scenario, level: str, comp: str, target: float, reject: Tally, co
         return "biased by design: includes persona completeness (README)"
     if s.form_effect and comp == "individual_component":
         return "biased by design: persona x recipient interaction (use the form-matched control)"
+    if s.scales and level == "pooled":
+        return (f"raw nats across scales ({reject.rate:.3f} rejections, coverage {cover.rate:.2f}): the summary "
+                "warns and points to pooled_relative")
     out = []
     if target == 0 and (level != "experiments" or (s.tau == 0 and not s.scales)):
-        if 0.025 <= reject.rate <= 0.075:
-            out.append("size ok")
-        elif reject.rate < 0.025 and s.scales and level == "pooled":
-            out.append("conservative: scales differ (use pooled_relative)")
-        else:
-            out.append("SIZE OFF")
+        out.append("size ok" if 0.025 <= reject.rate <= 0.075 else "SIZE OFF")
     if cover.hits:
         out.append("coverage ok" if 0.92 <= cover.rate <= 0.98 else "COVERAGE OFF")
     return ", ".join(out)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from surrogate.analysis import plan, plan_personas
+from surrogate.analysis import plan_personas
 from surrogate.cli import app
-from surrogate.runner.calibration import (PLANNER_CHECKS, SCENARIOS, Scenario, _true_plan, check_planner, replace,
+from surrogate.runner.calibration import (PLANNER_CHECKS, SCENARIOS, _true_plan, replace,
                                           replicate, simulate_pairs, simulate_table, PAIR_SCENARIOS)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from surrogate.finetune import FinetuneConfig, finetune
@@ -75,3 +74,79 @@ def test_a_missing_adapter_folder_is_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no-such"):
         load_backend(ModelSpec(path="organism-base", adapter=str(tmp_path / "no-such"))).fingerprint()
+
+
+def _small(**kw):
+    return FinetuneConfig(max_steps=4, max_tokens=256, batch_tokens=1024, checkpoint_every=2, eval_per_study=2,
+                          learning_rate=1e-3, **kw)
+
+
+def test_finetune_takes_every_built_in_name_and_refuses_to_overwrite(psych201, tmp_path):
+    """`finetune("demo-base")` loads like `run` does; another run's settings in the folder are
+    refused unless --overwrite; a kill during evaluation resumes with the evaluation only."""
+    from typer.testing import CliRunner
+
+    from surrogate.finetune import finetune as api
+    from surrogate.cli import app
+    from surrogate.finetune import _lora
+
+    out = tmp_path / "lora"
+    kw = dict(studies=["busch2024_stroop"], max_participants=12)
+    first = api("demo-base", psych201, out, _small(rank=4), **kw)
+    assert first.steps == 4 and (out / "adapter_config.json").exists() and not (out / "checkpoint.pt").exists()
+    rank_before = json.loads((out / "adapter_config.json").read_text())["r"]
+    with pytest.raises(ValueError, match="other settings.*rank 4 -> 2"):
+        api("demo-base", psych201, out, _small(rank=2), **kw)
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == rank_before == 4
+    res = CliRunner().invoke(app, ["finetune", "--model", "demo-base", "--data", str(psych201), "--study",
+                                   "busch2024_stroop", "--max-participants", "12", "--rank", "2", "--max-steps", "4",
+                                   "--max-tokens", "256", "--batch-tokens", "1024", "--eval-per-study", "2",
+                                   "--out", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    # Killed while evaluating: the adapter is trained, the report not written.
+    other = tmp_path / "lora2"
+    real = _lora._participant_nll
+    calls = {"n": 0}
+
+    def dies(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    _lora._participant_nll = dies
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api("demo-base", psych201, other, _small(rank=2), **kw)
+    finally:
+        _lora._participant_nll = real
+    assert (other / "adapter_config.json").exists() and not (other / "report.json").exists()
+    assert json.loads((other / "finetune.json").read_text())["stage"] == "trained"
+    trained = _lora.train
+    _lora.train = lambda *a, **k: pytest.fail("retrained instead of evaluating the saved adapter")
+    try:
+        report = api("demo-base", psych201, other, _small(rank=2), **kw)
+    finally:
+        _lora.train = trained
+    assert report.steps == 4 and (other / "report.json").exists()
+    replaced = api("demo-base", psych201, out, _small(rank=2), overwrite=True, **kw)
+    assert replaced.config["rank"] == 2 and json.loads((out / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_a_diverging_run_stops_and_saves_nothing(psych201, tmp_path):
+    from pydantic import ValidationError
+
+    from surrogate.finetune import finetune as api
+
+    with pytest.raises(ValidationError):
+        FinetuneConfig(learning_rate=float("inf"))
+    out = tmp_path / "lora"
+    with pytest.raises(ValueError, match="training loss became (nan|inf)"):
+        _diverge(api, psych201, out)
+    assert not (out / "adapter_config.json").exists() and not (out / "report.json").exists()
+
+
+def _diverge(api, psych201, out):
+    """A learning rate so large that the loss overflows within the first steps."""
+    return api("demo-base", psych201, out, _small().model_copy(update={"learning_rate": 1e30, "max_steps": 6}),
+               studies=["busch2024_stroop"], max_participants=12)

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from surrogate.data import Transcript, load, prepare_transcript
 from surrogate.models import EncodingError, TranscriptEncoder, chat_messages, render_chat
-from surrogate.models.tiny import train_tokenizer
+from surrogate.organisms.tiny import train_tokenizer
 
 
 def _check_exact(tokenizer, encoder, transcript, system=None):

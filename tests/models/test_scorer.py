@@ -7,7 +7,7 @@ import torch
 
 from surrogate.data import load, prepare_transcript
 from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
-from surrogate.models import _hf, _rows
+from surrogate.models import _hf, _loading, _rows
 
 
 @pytest.fixture(scope="module")
@@ -152,14 +152,14 @@ def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
 
     from surrogate._cache import cache_dir
 
-    monkeypatch.setattr(_hf, "_CACHE_FROM", 1)  # cache even this small file
+    monkeypatch.setattr(_loading, "_CACHE_FROM", 1)  # cache even this small file
     f = tmp_path / "model.safetensors"
     data = bytearray(os.urandom(40 * 2**20))
     f.write_bytes(bytes(data))
-    first = _hf._file_digest(f)
+    first = _loading._file_digest(f)
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
-    second = _hf._file_digest(f)
+    second = _loading._file_digest(f)
     assert second != first
     entries = json.loads((cache_dir() / "digests.json").read_text())
     assert sorted(entries.values()) == sorted([first, second])
@@ -167,7 +167,7 @@ def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
     key = next(k for k, v in entries.items() if v == second)
     entries[key] = "from-the-cache"
     (cache_dir() / "digests.json").write_text(json.dumps(entries))
-    assert _hf._file_digest(f) == "from-the-cache"
+    assert _loading._file_digest(f) == "from-the-cache"
 
 
 def test_mistyped_model_folder_is_not_a_hub_id(tmp_path, monkeypatch):
@@ -309,6 +309,6 @@ def test_attention_implementation_is_chosen_and_reported(qwen_dir, qwen_backend,
     and run.json's describe() says which one ran."""
     eager = load_backend(ModelSpec(path=str(qwen_dir), chat="off", dtype="float32", attention="eager"))
     assert eager.describe()["attention"] == "eager" and qwen_backend.describe()["attention"] == "sdpa"
-    assert _hf.resolve_attention("auto", "cpu") == "sdpa"
+    assert _loading.resolve_attention("auto", "cpu") == "sdpa"
     for a, b in zip(score_all(eager, requests[:3]), score_all(qwen_backend, requests[:3])):
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)

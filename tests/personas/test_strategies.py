@@ -8,7 +8,6 @@ from surrogate.personas import (
     Narrative,
     Persona,
     Population,
-    Placebo,
     Shuffled,
     Stratify,
     builtin_strategies,

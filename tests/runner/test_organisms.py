@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from surrogate.cli import app
 from surrogate.data import load
-from surrogate.models import ModelSpec, load_backend, organisms_dir
+from surrogate.models import ModelSpec, load_backend
+from surrogate.organisms import organisms_dir
 from surrogate.runner import read_responses
-from surrogate.runner.organisms import (OrganismRecipe, build_organisms, evaluate_organisms, read_json_gz,
+from surrogate.organisms import (OrganismRecipe, build_organisms, evaluate_organisms, read_json_gz,
                                         sample_dir)
 
 

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -187,4 +186,4 @@ def test_cli_declared_options_and_no_choices(qwen_dir, psych201, tmp_path):
     assert res.exit_code == 0, res.output
     assert read_choices(tmp_path / "b").empty and not read_responses(tmp_path / "b").empty
     res = CliRunner().invoke(app, [*common, "--options", "nonsense", "--out", str(tmp_path / "c")])
-    assert res.exit_code != 0 and "STUDY=a,b,c" in res.output
+    assert res.exit_code == 2 and "STUDY=a,b,c" in res.output

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._cache import atomic_write_bytes, atomic_write_json
 from ..data import Participant, Transcript, TruncationConfig, load, prepare_transcript, split_participants
 from ..finetune import Example, TrainConfig, response_windows, train, with_responses
-from ..models import ORGANISMS, ModelSpec, ScoreRequest, TranscriptEncoder, load_backend, organisms_dir, score_all
+from ..models import ModelSpec, ScoreRequest, TranscriptEncoder, load_backend, score_all
+from ._names import ORGANISMS, organisms_dir, sample_dir
 from ..personas import Interview
 
 ORGANISMS_VERSION = 1
@@ -78,11 +79,6 @@ class OrganismRecipe(BaseModel):
         total = max(2, round(self.budget_minutes * STEPS_PER_MINUTE))
         post = max(1, round(total * self.post_share))
         return total - post, post
-
-
-def sample_dir() -> Path:
-    """The shipped sample of real Psych-201 transcripts (held-out participants)."""
-    return Path(__file__).parent / "data" / "psych201-sample"
 
 
 # --- data --------------------------------------------------------------------------------
@@ -203,7 +199,7 @@ def post_examples(people: Sequence[Participant], recipe: OrganismRecipe, encoder
 
 
 def _tokenizer(people: Sequence[Participant], recipe: OrganismRecipe) -> Any:
-    from ..models.tiny import train_tokenizer
+    from .tiny import train_tokenizer
 
     rng = np.random.default_rng([recipe.seed, 0])
     by_study: dict[str, list[Participant]] = defaultdict(list)
@@ -247,7 +243,7 @@ def build_organisms(
     on held-out participants and experiments, and write a model card beside each."""
     import torch
 
-    from ..models.tiny import QWEN_CHAT_TEMPLATE, _quiet_transformers, build_model
+    from .tiny import QWEN_CHAT_TEMPLATE, _quiet_transformers, build_model
 
     _quiet_transformers()
     recipe = recipe or OrganismRecipe()

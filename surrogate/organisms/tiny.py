@@ -242,7 +242,7 @@ def save_tiny(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "README.md").write_text(
-        f"# Random-weight {arch} model built by surrogate.models.tiny\n\n"
+        f"# Random-weight {arch} model built by surrogate.organisms.tiny\n\n"
         "Its weights are random: its predictions say nothing about people.\n")
     return out
 

@@ -1,0 +1,45 @@
+"""Built-in model names: the shipped organisms and the random-weight demo models.
+
+`organism-*` name the models shipped in `surrogate/organisms/models` (trained by surrogate on
+real people; each has a card, README.md beside its weights); `demo-base` / `demo-chat` name
+random-weight models built locally on first use (tests, dry runs). Every command resolves
+them through `resolve_model`, so a name works wherever a model path goes, unless a folder of
+that name exists. Results are keyed by the name, not by where the package is installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORGANISMS = ("organism-base", "organism-post")
+DEMO_MODELS = ("demo-base", "demo-chat")
+
+
+def organisms_dir() -> Path:
+    """Where the shipped organisms live (inside the package)."""
+    return Path(__file__).parent / "models"
+
+
+def sample_dir() -> Path:
+    """The shipped sample of real Psych-201 transcripts (participants the organisms never saw)."""
+    return Path(__file__).parent / "sample"
+
+
+def is_builtin(name: str) -> bool:
+    return name in ORGANISMS or name in DEMO_MODELS
+
+
+def resolve_model(path: str) -> str:
+    """The folder of a built-in name (a demo model is built on first use); any other path or
+    hub id unchanged. A folder that exists under the name wins."""
+    if not is_builtin(path) or Path(path).exists():
+        return path
+    if path in ORGANISMS:
+        folder = organisms_dir() / path
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"{path}: the shipped organism is missing from {folder}; rebuild it with "
+                                    "`surrogate organisms build`")
+        return str(folder)
+    from ._demo import demo_model_folder
+
+    return str(demo_model_folder(path))
