@@ -31,7 +31,7 @@ def test_readme_example_runs(tmp_path, monkeypatch):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, (args, res.output)
     table = pd.read_csv(tmp_path / "runs/doors/personas/persona_effects.csv")
-    assert list(table["experiment"]) == ["people", "pooled", "pooled_fixed"]
+    assert list(table["experiment"]) == ["people", "pooled", "pooled_fixed", "pooled_relative"]
     assert table.set_index("experiment").loc["people", "status"] == "ok"
     assert (tmp_path / "runs/doors/personas/analysis/summary.txt").exists()
     assert (tmp_path / "runs/doors/model/prompts.jsonl").read_text().count("\n") == 12

@@ -85,7 +85,8 @@ def test_crash_leaves_a_readable_table_and_resume_completes(psych201, tmp_path):
     partial = read_responses(out)
     _check_table(partial)
     assert partial["unit_key"].nunique() == 5
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed" and "simulated crash" in info["error"]
     done = run([HashBackend("h")], psych201, "both", out, studies=STUDIES, max_participants=4)
     assert done.info["models"]["h"]["scored"] == 11
     _check_table(read_responses(out))
@@ -99,18 +100,18 @@ def test_killed_process_leaves_a_readable_table(qwen_dir, psych201, tmp_path):
     out = tmp_path / "run"
     code = f"""
 import os, signal
-import pandas as pd
-from surrogate.runner import run
+import pyarrow.parquet as pq
 calls = []
-real = pd.DataFrame.to_parquet
-def write_then_die(frame, where, *a, **k):
+real = pq.write_table
+def write_then_die(table, where, *a, **k):
     calls.append(1)
     if len(calls) == 3:
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half a part")
+        where.write(b"PAR1 half a part")
+        where.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(frame, where, *a, **k)
-pd.DataFrame.to_parquet = write_then_die
+    return real(table, where, *a, **k)
+pq.write_table = write_then_die
+from surrogate.runner import run
 run([{str(qwen_dir)!r}], {str(psych201)!r}, 'both', {str(out)!r}, studies={STUDIES!r}, max_participants=8,
     chat='off', checkpoint_seconds=0)
 """
