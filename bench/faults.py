@@ -27,7 +27,7 @@ SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared")) / "psy
 RUN = ["run", "--model", "demo-base", "--model", "demo-chat", "--data", str(SHARED), "--study", "thoma2025problearn",
        "--study", "busch2024_stroop", "--max-participants", "12", "--persona", "none,interview,shuffled"]
 FINETUNE = ["finetune", "--model", "demo-base", "--data", str(SHARED), "--study", "busch2024_stroop",
-            "--max-participants", "30", "--max-steps", "40", "--max-tokens", "256", "--batch-tokens", "1024",
+            "--max-participants", "30", "--max-steps", "40", "--window-tokens", "256", "--batch-tokens", "1024",
             "--eval-per-study", "3", "--learning-rate", "1e-3"]
 
 

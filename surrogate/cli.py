@@ -1,14 +1,25 @@
 """The `surrogate` command line. Heavy libraries are imported inside commands, so --help is
-instant; each command calls the Python function of the same name."""
+instant; each command calls the Python function of the same name.
+
+One vocabulary: an option means the same in every command that has it, and is declared once
+below (`Model`, `Persona`, `MaxTokens`, ...), its default read from the configuration it sets
+(TruncationConfig, FinetuneConfig, DEFAULT_SESOI). Results go to stdout, diagnostics
+(progress, notes, what was written) to stderr.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from .analysis._sesoi import DEFAULT_SESOI
+from .data import TruncationConfig
+from .finetune._lora import FinetuneConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -16,6 +27,7 @@ app = typer.Typer(
     help="Test language models as stand-ins for human participants (Psych-201 transcripts).",
     pretty_exceptions_enable=False,
 )
+
 
 @app.callback()
 def _root() -> None:
@@ -62,23 +74,48 @@ def _user_errors():
         raise typer.Exit(2) from None
 
 
+class _LogProgress:
+    """Progress for logs (no terminal: SLURM, CI): a line per label at least every
+    `interval` seconds, with units done of total, rate and time left, and one when done."""
+
+    def __init__(self, interval: float = 30.0, unit: str = "units"):
+        self.interval, self.unit = interval, unit
+        self.started: dict[str, tuple[float, int]] = {}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, label: str, done: int, total: int | None, extra: str = "") -> None:
+        now = time.monotonic()
+        start, first = self.started.setdefault(label, (now, done))
+        if done < (total or 0) and now - self.last.get(label, start) < self.interval:
+            return
+        self.last[label] = now
+        rate = (done - first) / (now - start) if now > start else 0.0
+        left = f", about {(total - done) / rate:.0f} s left" if rate > 0 and total else ""
+        of = f" of {total}" if total else ""
+        _log(f"{label}: {done}{of} {self.unit}, {rate:.2f}/s{left}{extra}")
+
+
 @contextmanager
-def _progress():
-    """A rich progress bar with one task per label, fed by (label, done, total) calls."""
+def _progress(unit: str = "units"):
+    """(label, done, total) updates: a rich bar on a terminal, log lines otherwise."""
+    if not sys.stderr.isatty():
+        yield _LogProgress(unit=unit)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     tasks: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[extra]}"),
                   TimeRemainingColumn(), console=_console(), transient=False) as bar:
-        def update(label: str, done: int, total: int) -> None:
+        def update(label: str, done: int, total: int | None, extra: str = "") -> None:
             if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
+                tasks[label] = bar.add_task(label, total=total, extra=extra)
+            bar.update(tasks[label], completed=done, total=total, extra=extra)
 
         yield update
 
 
 def _print_table(frame, title: str, float_format: str = "{:.3f}") -> None:
+    """A result table, on stdout."""
     from rich.console import Console
     from rich.table import Table
 
@@ -90,7 +127,13 @@ def _print_table(frame, title: str, float_format: str = "{:.3f}") -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
+def _result(text: str) -> None:
+    """A result in words (summaries, estimates), on stdout."""
+    print(text, flush=True)
+
+
 def _log(message: str) -> None:
+    """A diagnostic (progress, notes, files written), on stderr."""
     _console().print(message, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -105,187 +148,187 @@ def _option_sets(items: list[str] | None) -> dict[str, list[str]]:
     return out
 
 
+# --- one vocabulary: every option declared once -----------------------------------------------
+
+_TRUNC = TruncationConfig.model_fields
+_LORA = FinetuneConfig.model_fields
+
+Model = Annotated[Optional[list[str]], typer.Option(
+    "--model", "-m", help="A local folder or hub id, optionally NAME=PATH, @REVISION for hub ids, and after commas "
+    "adapter=DIR, chat=, dtype=, device=; repeat for several. Built-in names: organism-base, organism-post-light, "
+    "organism-post, organism-control, demo-base, demo-chat. Default: the shipped organisms.")]
+Data = Annotated[Optional[str], typer.Option(
+    help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. Default: the "
+    "shipped sample of real Psych-201 participants.")]
+Chat = Annotated[str, typer.Option(help="Score through the chat template: auto (when the tokenizer has one) | on | off.")]
+DType = Annotated[str, typer.Option(help="auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps | map (device_map=auto: a model "
+                                     "larger than one GPU).")]
+BatchTokens = Annotated[Optional[int], typer.Option(help="Tokens per forward pass (default: 2048 on CPU; on GPU "
+                                                    "sized from free memory). Longer transcripts run in chunks.")]
+Attention = Annotated[str, typer.Option(help="auto (FlashAttention-2 with packed batches on CUDA when flash-attn is "
+                                        "installed, else SDPA) | sdpa | eager | flash_attention_2.")]
+Backend = Annotated[str, typer.Option(help="hf (transformers) | vllm (prompt log-probabilities; GPU, the [vllm] "
+                                      "extra).")]
+TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code",
+                                               help="Run code shipped with a checkpoint (never unless asked).")]
+MaxParticipants = Annotated[Optional[int], typer.Option(help="Per study, in file order.")]
+Study = Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")]
+SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Write bad records to OUT/invalid.jsonl and go on "
+                                           "(default: stop at the first, naming file, line and participant).")]
+Choices = Annotated[bool, typer.Option(help="Score every option of closed-set experiments (choices.parquet).")]
+Options = Annotated[Optional[list[str]], typer.Option(help="Declare a study's closed option set: STUDY=a,b,c "
+                                                      "(repeatable).")]
+MaxChars = Annotated[int, typer.Option(help="Character cut per transcript (the paper's; 0: none).")]
+MaxTokens = Annotated[Optional[int], typer.Option(
+    help="Token budget per transcript: responses past it are truncated rows (default: the model's context length).")]
+PersonaOutsideCut = Annotated[bool, typer.Option("--persona-outside-cut", help="Cut the transcript alone, so every "
+                                                 "persona scores the same responses (the paper counts the persona "
+                                                 "towards the cut).")]
+Seed = Annotated[int, typer.Option(help="Seed of the shuffled-persona swaps.")]
+Stratify = Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the levels of this "
+                                                 "metadata field (condition), or within K bins of equal count of a "
+                                                 "numeric one (age:5).")]
+Derangements = Annotated[int, typer.Option(help="Independent shuffled pairings (1 to 100); the first is the primary "
+                                           "one, the others a sensitivity range.")]
+Shard = Annotated[Optional[str], typer.Option(help="K/N: score only the K-th of N deterministic shares of the units "
+                                              "(SLURM arrays; torchrun ranks shard themselves).")]
+HeldoutOnly = Annotated[bool, typer.Option("--heldout-only", help="Leave out participants a model was trained on "
+                                           "(the organisms' split; an adapter's split.json).")]
+Matched = Annotated[str, typer.Option(help="The matched persona strategy, or a comma list (interview,narrative) to "
+                                      "compare them, each against its own shuffled control.")]
+Control = Annotated[Optional[str], typer.Option(help="The control (default: the matched strategy's own shuffled "
+                                                "control, shuffled-X; population-X is biased by persona completeness).")]
+By = Annotated[str, typer.Option(help="Experiment unit: study or experiment.")]
+Weight = Annotated[str, typer.Option(help="participant: each participant counts once; response: the per-response "
+                                     "scale, each swap cycle weighted by its members' mean number of responses.")]
+Sesoi = Annotated[str, typer.Option(help="Smallest individual effect of interest for the equivalence test: a per cent "
+                                    "of the experiment's no-persona NLL per response (1%), nats per response (0.01) "
+                                    "or nats per token (0.002/token).")]
+Pairs = Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / post_trained model labels, for "
+                                              "post-training misalignment; `paper`: the paper's grid by hub id. "
+                                              "Default: pairs.toml in a run folder, if there is one.")]
+Categories = Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as psych201/categories.csv).")]
+
+
+def _scoring(*, chat, dtype, device, batch_tokens, attention, backend, trust_remote_code, max_participants, study,
+             skip_invalid, choices, options, max_chars, max_tokens, persona_outside_cut, seed, stratify,
+             derangements, shard, heldout_only) -> dict:
+    """The keyword arguments of `surrogate.run` from the scoring options (run and compare-personas)."""
+    return dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
+                backend=backend, trust_remote_code=trust_remote_code, max_participants=max_participants,
+                studies=study, skip_invalid=skip_invalid, choices=choices, options=_option_sets(options),
+                truncation=TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
+                                            count_prefix=not persona_outside_cut),
+                seed=seed, stratify=stratify, derangements=derangements, shard=shard, heldout_only=heldout_only)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
 @app.command()
 def run(
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Local folder or hub id, optionally NAME=PATH and ,adapter=DIR; repeat "
-        "for several. Default: the shipped organisms (organism-base, organism-post).")] = None,
-    data: Annotated[Optional[str], typer.Option(
-        help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. "
-        "Default: the shipped sample of real Psych-201 participants.")] = None,
+    model: Model = None,
+    data: Data = None,
     persona: Annotated[str, typer.Option(
-        help="off | on | both, or strategies: none,interview,narrative,demographics,"
-        "questionnaires,system,shuffled,population,placebo or module:Class.")] = "off",
-    chat: Annotated[str, typer.Option(help="Score through the chat template: auto | on | off.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | map (device_map=auto: a model larger than one GPU).")] = "auto",
-    batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
-    attention: Annotated[str, typer.Option(help="auto (FlashAttention-2 with packed batches on CUDA when "
-                                           "flash-attn is installed, else SDPA) | sdpa | eager | "
-                                           "flash_attention_2.")] = "auto",
-    backend: Annotated[str, typer.Option(help="hf (transformers) | vllm (prompt log-probabilities; GPU, "
-                                         "the [vllm] extra).")] = "hf",
-    trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="Run code shipped with a checkpoint (off unless asked).")] = False,
-    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
-    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
-    skip_invalid: Annotated[bool, typer.Option(
-        "--skip-invalid", help="Write bad records to OUT/invalid.jsonl and go on.")] = False,
-    choices: Annotated[bool, typer.Option(help="Score every option of closed-set experiments "
-                                          "(choices.parquet).")] = True,
-    options: Annotated[Optional[list[str]], typer.Option(
-        help="Declare a study's closed option set: STUDY=a,b,c (repeatable).")] = None,
-    max_chars: Annotated[int, typer.Option(help="Character cut per transcript (paper: 32768; 0: none).")] = 32768,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per transcript (default: "
-                                                      "the model's context length).")] = None,
-    persona_outside_cut: Annotated[bool, typer.Option(
-        "--persona-outside-cut", help="Cut the transcript alone, so every persona scores the same "
-        "responses (the paper counts the persona towards the cut).")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the shuffled-persona derangement.")] = 0,
-    stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the "
-                                                    "levels of this metadata field (e.g. condition).")] = None,
-    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings (shuffled, "
-                                              "shuffled.2, ...), to report over several.")] = 1,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: score only the K-th of N deterministic "
-                                                 "shares of the units (SLURM arrays; torchrun ranks "
-                                                 "shard themselves).")] = None,
+        help="off | on | both, or strategies: none,interview,narrative,demographics,questionnaires,system, their "
+        "controls shuffled-X, population-X, placebo-X, shuffled-placebo-X, or module:Class.")] = "off",
+    chat: Chat = "auto", dtype: DType = "auto", device: Device = "auto", batch_tokens: BatchTokens = None,
+    attention: Attention = "auto", backend: Backend = "hf", trust_remote_code: TrustRemoteCode = False,
+    max_participants: MaxParticipants = None, study: Study = None, skip_invalid: SkipInvalid = False,
+    choices: Choices = True, options: Options = None, max_chars: MaxChars = _TRUNC["max_chars"].default,
+    max_tokens: MaxTokens = None, persona_outside_cut: PersonaOutsideCut = False, seed: Seed = 0,
+    stratify: Stratify = None, derangements: Derangements = 1, shard: Shard = None, heldout_only: HeldoutOnly = False,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/default",
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas."""
-    from .data import TruncationConfig
     from .runner import run as run_job
 
+    default_job = not model and data is None
     with _user_errors(), _progress() as progress:
-        truncation = TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
-                                      count_prefix=not persona_outside_cut)
-        result = run_job(model or [], data, persona, out, chat=chat, dtype=dtype, device=device,
-                         batch_tokens=batch_tokens, attention=attention, backend=backend,
-                         trust_remote_code=trust_remote_code,
-                         max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
-                         truncation=truncation, seed=seed, stratify=stratify, derangements=derangements,
-                         choices=choices, shard=shard,
-                         options=_option_sets(options), progress=progress, log=_log)
+        result = run_job(model or [], data, persona, out, progress=progress, log=_log, **_scoring(
+            chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention, backend=backend,
+            trust_remote_code=trust_remote_code, max_participants=max_participants, study=study,
+            skip_invalid=skip_invalid, choices=choices, options=options, max_chars=max_chars, max_tokens=max_tokens,
+            persona_outside_cut=persona_outside_cut, seed=seed, stratify=stratify, derangements=derangements,
+            shard=shard, heldout_only=heldout_only))
     _print_table(result.summary, "Mean NLL per response (nats)")
-    for label, stats in result.info["models"].items():
-        tps = stats.get("tokens_per_second")
-        empty = {k: v for k, v in stats["empty_persona"].items() if v}
+    for label, stats in result.info.models.items():
+        tps = stats.tokens_per_second
+        empty = {k: v for k, v in stats.empty_persona.items() if v}
         note = f"; participants with an empty persona: {empty}" if empty else ""
-        _log(f"{label}: scored {stats['scored']} units, skipped {stats['skipped']} done; "
-             f"{stats['tokens']} tokens" + (f" at {tps:.0f} tokens/s" if tps else "") + note)
+        _log(f"{label}: scored {stats.scored} units, skipped {stats.skipped} done; {stats.tokens} tokens"
+             + (f" at {tps:.0f} tokens/s" if tps else "") + note)
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
-    if not model and data is None and result.info["config"]["shard"] is None:
-        _default_job_results(Path(out))
+    if default_job and result.analysis is not None:
+        _show_default_job(result)
 
 
-def _default_job_results(out: Path) -> None:
-    """The built-in default shows the science: post-training misalignment between the two
-    organisms and the persona decomposition, estimated from the run just made."""
-    from .analysis import ModelPair
-    from .runner import ORGANISM_NOTICE, analyze as analyze_job
+def _show_default_job(result) -> None:
+    """The built-in default shows the science: misalignment between the organisms and the
+    persona decomposition, estimated from the run just made, then says where the report is."""
+    analysis = result.analysis
+    if analysis.misalignment is not None:
+        frame = analysis.misalignment.to_frame()
+        frame = frame[frame["level"] != "domain"]
+        _print_table(frame[["pair", "experiment", "n", "d_paper", "d_paper_lo", "d_paper_hi", "cohens_d"]],
+                     "Post-training misalignment (the paper's d with a participant-bootstrap 95% CI; surrogate's "
+                     "per-participant d; > 0: the post-trained model predicts people worse)")
+    from .runner._analysis import primary
 
-    with _user_errors():
-        result = analyze_job([out], pairs=[ModelPair(base="organism-base", post_trained="organism-post",
-                                                     post_training="modal answers (stand-in)")])
-    if result.misalignment is not None:
-        frame = result.misalignment.to_frame()
-        _print_table(frame[["experiment", "n", "d_paper", "d_paper_lo", "d_paper_hi", "cohens_d", "lo", "hi"]],
-                     "Post-training misalignment, organism-post vs organism-base (the paper's d with a "
-                     "participant-bootstrap 95% CI, and surrogate's per-participant d; > 0: the post-trained "
-                     "model predicts people worse)")
-    for label, dec in result.decompositions.items():
+    for label, dec in primary(analysis.decompositions).items():
         t = dec.to_frame()
-        t = t[t["experiment"] != "pooled_fixed"]
+        t = t[~t["experiment"].isin(["pooled_fixed"])]
         _print_table(t[["experiment", "n_participants", "total", "population_component",
                         "individual_component", "individual_p"]],
                      f"Persona decomposition, {label} (nats per response; > 0: the persona helps)")
-    summaries = [d.summary() for d in result.decompositions.values()]
-    if result.misalignment is not None:
-        summaries.append(result.misalignment.summary())
-    _log("\n\n".join(summaries))
-    from .runner import report as report_job
-
-    with _user_errors():
-        rep = report_job([out], out / "report", analysis=result, title="surrogate default job: model organisms")
-    _log(f"wrote the analysis to {result.out} and the report to {rep.html}")
-    _log(ORGANISM_NOTICE)
-
-
-_SESOI_HELP = ("Smallest individual effect of interest for the equivalence test: a per cent of the experiment's "
-               "no-persona NLL per response (1%), nats per response (0.01) or nats per token (0.002/token).")
-_WEIGHT_HELP = ("participant: each participant counts once; response: the per-response scale, each swap cycle "
-                "weighted by its members' mean number of responses.")
+    _result(analysis.summary())
+    _log(f"wrote the analysis to {analysis.out} and the report to {result.report}")
 
 
 @app.command("compare-personas")
 def compare_personas(
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Model(s) as in `run` (default: the shipped organisms).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data as in `run` (default: the shipped Psych-201 sample).")] = None,
-    strategies: Annotated[Optional[str], typer.Option(
-        help="Strategies to score (default: none, each matched strategy with its shuffled control, and for "
-        "interview population, placebo and shuffled-placebo).")] = None,
-    matched: Annotated[str, typer.Option(help="The matched persona strategy, or several (comma list: "
-                                         "interview,narrative) to compare them on one pairing.")] = "interview",
-    control: Annotated[Optional[str], typer.Option(help="The control (default: the matched strategy's own "
-                                                   "shuffled control, shuffled-X; or population-X).")] = None,
-    by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
-    weight: Annotated[str, typer.Option(help=_WEIGHT_HELP)] = "participant",
-    chat: Annotated[str, typer.Option(help="auto | on | off.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="As in `run`.")] = False,
-    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
-    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="As in `run`.")] = False,
-    persona_outside_cut: Annotated[bool, typer.Option(
-        "--persona-outside-cut", help="Cut the transcript alone (all personas score the same "
-        "responses).")] = False,
-    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
-    seed: Annotated[int, typer.Option(help="Seed of the derangement.")] = 0,
-    stratify: Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the levels of this "
-                                                    "metadata field (condition), or within K bins of equal count "
-                                                    "of a numeric one (age:5).")] = None,
-    derangements: Annotated[int, typer.Option(help="Independent shuffled pairings; the first is the primary one, "
-                                              "the others a sensitivity range.")] = 1,
+    model: Model = None,
+    data: Data = None,
+    persona: Annotated[Optional[str], typer.Option(
+        "--persona", "--strategies", help="The strategies to score (default: none, each matched strategy with its "
+        "shuffled control, and for interview population, placebo and shuffled-placebo).")] = None,
+    matched: Matched = "interview", control: Control = None, by: By = "study", weight: Weight = "participant",
+    sesoi: Sesoi = str(DEFAULT_SESOI),
+    chat: Chat = "auto", dtype: DType = "auto", device: Device = "auto", batch_tokens: BatchTokens = None,
+    attention: Attention = "auto", backend: Backend = "hf", trust_remote_code: TrustRemoteCode = False,
+    max_participants: MaxParticipants = None, study: Study = None, skip_invalid: SkipInvalid = False,
+    choices: Choices = True, options: Options = None, max_chars: MaxChars = _TRUNC["max_chars"].default,
+    max_tokens: MaxTokens = None, persona_outside_cut: PersonaOutsideCut = False, seed: Seed = 0,
+    stratify: Stratify = None, derangements: Derangements = 1, shard: Shard = None, heldout_only: HeldoutOnly = False,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/personas",
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
-    from .data import TruncationConfig
     from .runner import compare_personas as job
 
     with _user_errors(), _progress() as progress:
-        result = job(model or [], data, out, strategies=strategies, matched=matched, control=control,
-                     by=by, sesoi=sesoi, weight=weight, log=_log, chat=chat, dtype=dtype, device=device,
-                     trust_remote_code=trust_remote_code,
-                     max_participants=max_participants, studies=study, skip_invalid=skip_invalid,
-                     truncation=TruncationConfig(count_prefix=not persona_outside_cut), seed=seed,
-                     stratify=stratify, derangements=derangements,
-                     progress=progress)
+        result = job(model or [], data, out, strategies=persona, matched=matched, control=control, by=by,
+                     sesoi=sesoi, weight=weight, log=_log, progress=progress, **_scoring(
+                         chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
+                         backend=backend, trust_remote_code=trust_remote_code, max_participants=max_participants,
+                         study=study, skip_invalid=skip_invalid, choices=choices, options=options,
+                         max_chars=max_chars, max_tokens=max_tokens, persona_outside_cut=persona_outside_cut,
+                         seed=seed, stratify=stratify, derangements=derangements, shard=shard,
+                         heldout_only=heldout_only))
     columns = ["model", "matched", "control", "role", "experiment", "status", "n_participants", "total",
                "population_component", "individual_component", "individual_p", "individual_tost_p"]
     columns += [c for c in ("prefix_component", "population_information", "individual_content")
                 if c in result.table]
     _print_table(result.table[columns], "Persona effects (nats per response; > 0: the persona helps)")
-    _log(result.summary())
-    _log(f"wrote {result.out / 'persona_effects.csv'} and persona_summary.txt"
+    _result(result.summary())
+    _log(f"wrote {Path(result.out) / 'persona_effects.csv'} and persona_summary.txt"
          + (", strategy_ranking.csv, strategy_differences.csv" if result.comparisons else ""))
 
 
 @app.command()
 def analyze(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
-    pairs: Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / post_trained "
-                                                 "model labels, for post-training misalignment; `paper`: "
-                                                 "the paper's grid by hub id.")] = None,
-    categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as "
-                                                       "psych201/categories.csv).")] = None,
-    by: Annotated[str, typer.Option(help="Experiment unit: study or experiment.")] = "study",
-    matched: Annotated[str, typer.Option(help="Matched persona strategy (or a comma list to compare).")] = "interview",
-    control: Annotated[Optional[str], typer.Option(help="Control of the decomposition (default: the matched "
-                                                   "strategy's shuffled control; population-X is biased by "
-                                                   "persona completeness).")] = None,
-    weight: Annotated[str, typer.Option(help=_WEIGHT_HELP)] = "participant",
-    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
+    pairs: Pairs = None, categories: Categories = None, by: By = "study", matched: Matched = "interview",
+    control: Control = None, weight: Weight = "participant", sesoi: Sesoi = str(DEFAULT_SESOI),
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis, the paper's d).")] = 2000,
     seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
@@ -297,7 +340,7 @@ def analyze(
     with _user_errors():
         result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, matched=matched, control=control,
                      sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed)
-    _log(result.summary())
+    _result(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")
 
@@ -310,7 +353,7 @@ def plan(
                                         "per cent of the no-persona NLL (1%).")] = "1%",
     d: Annotated[float, typer.Option(help="Misalignment (per-participant d) to detect, with --pair.")] = 0.2,
     power: Annotated[float, typer.Option(help="Target power.")] = 0.8,
-    sesoi: Annotated[str, typer.Option(help=_SESOI_HELP)] = "1%",
+    sesoi: Sesoi = str(DEFAULT_SESOI),
     matched: Annotated[str, typer.Option(help="Matched persona strategy.")] = "interview",
     pair: Annotated[Optional[list[str]], typer.Option(help="BASE,POST model labels: plan misalignment for this "
                                                       "pair (repeatable).")] = None,
@@ -328,7 +371,7 @@ def plan(
             pairs.append((base, post))
         result = job(run_dirs, model=model, effect=effect, d=d, power=power, sesoi=sesoi, matched=matched,
                      pairs=pairs, out=out)
-    _log(result.summary())
+    _result(result.summary())
     _print_table(result.table(), f"Power over designs (effect {effect}; misalignment d = {d:g})")
 
 
@@ -336,20 +379,18 @@ def plan(
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (and LoRA folders).")],
     out: Annotated[Path, typer.Option(help="Report folder: report.html, figures/, tables/.")] = Path("report"),
-    pairs: Annotated[Optional[str], typer.Option(help="Model pairs TOML, or `paper`, as in `analyze`.")] = None,
-    categories: Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (psych201/categories.csv).")] = None,
+    pairs: Pairs = None, categories: Categories = None,
     lora: Annotated[Optional[list[Path]], typer.Option(help="LoRA output folders with report.json "
                                                        "(repeatable).")] = None,
-    control: Annotated[Optional[str], typer.Option(help="Control persona of the decomposition (default: the "
-                                                   "matched strategy's shuffled control).")] = None,
+    matched: Matched = "interview", control: Control = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "surrogate report",
 ) -> None:
     """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""
     from .runner import report as job
 
     with _user_errors():
-        rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], control=control,
-                  title=title, log=_log)
+        rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], matched=matched,
+                  control=control, title=title, log=_log)
     for f in rep.figures:
         _log(f"  {f.title}: {f.png}")
 
@@ -379,12 +420,11 @@ def organisms_build(
                                                  "$SURROGATE_SHARED/psych201 or ../shared/psych201).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: replace the shipped "
                                                 "organisms and sample inside the package).")] = None,
-    budget: Annotated[float, typer.Option(help="Training budget in minutes on 2 CPU cores; sets "
-                                          "the number of steps, so the same budget gives the same "
-                                          "weights anywhere.")] = 25.0,
+    budget: Annotated[float, typer.Option(help="Training budget in minutes on 2 CPU cores; sets the number of steps, "
+                                          "so the same budget gives the same weights anywhere.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sampling and the initialisation.")] = 0,
 ) -> None:
-    """Rebuild organism-base and organism-post reproducibly from the Psych-201 data."""
+    """Rebuild the organisms reproducibly from the Psych-201 data (and synthetic participants)."""
     import os
 
     from .organisms import OrganismRecipe, build_organisms
@@ -392,86 +432,78 @@ def organisms_build(
     if data is None:
         root = os.environ.get("SURROGATE_SHARED")
         data = Path(root) / "psych201" if root else Path("../shared/psych201")
-    with _user_errors(), _progress() as progress:
+    with _user_errors(), _progress(unit="steps") as progress:
         if not data.is_dir():
             raise FileNotFoundError(f"{data}: no Psych-201 tree here (pass --data)")
         build = build_organisms(data, out, OrganismRecipe(budget_minutes=budget, seed=seed),
                                 progress=progress, log=_log)
-    for group in ("participants", "experiments"):
-        g = build.evaluation.get(f"heldout_{group}")
-        if g:
-            _log(f"held-out {group}: NLL base {g['nll_base']:.3f}, post {g['nll_post']:.3f}; post-trained "
-                 f"worse in {g['post_worse']} of {g['studies']} studies (mean d {g['mean_d_paper']:.2f})")
-    _log(f"wrote {build.out}/organism-base and organism-post (cards: README.md in each), "
-         f"in {build.seconds / 60:.1f} minutes")
+    _result(build.summary())
+    _log(f"wrote the organisms to {build.out} (cards: README.md in each), in {build.seconds / 60:.1f} minutes")
 
 
 @app.command()
 def finetune(
-    model: Annotated[str, typer.Option("--model", "-m", help="Local folder, hub id or organism name.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A local folder, hub id or built-in name, as in `run`.")],
     data: Annotated[str, typer.Option(help="Psych-201 data, as in `run`.")],
-    out: Annotated[Path, typer.Option(help="Adapter folder (peft format; resumable).")],
-    holdout: Annotated[str, typer.Option(help="participants | experiments.")] = "participants",
-    holdout_fraction: Annotated[float, typer.Option(help="Share held out (seeded hash).")] = 0.2,
-    compare_to: Annotated[Optional[str], typer.Option(help="A reference model (e.g. the base "
-                                                      "model): report the recovery fraction.")] = None,
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    alpha: Annotated[float, typer.Option(help="LoRA alpha.")] = 32.0,
-    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
-    epochs: Annotated[float, typer.Option(help="Passes over the training windows.")] = 1.0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per training window.")] = 2048,
-    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per step.")] = 8192,
-    eval_per_study: Annotated[int, typer.Option(help="Held-out participants per study in report.json.")] = 100,
-    study: Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")] = None,
-    max_participants: Annotated[Optional[int], typer.Option(help="Per study, in file order.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    attention: Annotated[str, typer.Option(help="As in `run`.")] = "auto",
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="As in `run`.")] = False,
+    out: Annotated[str, typer.Option(help="Adapter folder (peft format; resumable).")],
+    holdout: Annotated[str, typer.Option(help="participants | experiments.")] = _LORA["holdout"].default,
+    holdout_fraction: Annotated[float, typer.Option(help="Share held out (seeded hash).")] =
+        _LORA["holdout_fraction"].default,
+    compare_to: Annotated[Optional[str], typer.Option(help="A reference model (e.g. the base model): report the "
+                                                      "recovery fraction.")] = None,
+    rank: Annotated[int, typer.Option(help=_LORA["rank"].description)] = _LORA["rank"].default,
+    alpha: Annotated[float, typer.Option(help=_LORA["alpha"].description)] = _LORA["alpha"].default,
+    dropout: Annotated[float, typer.Option(help=_LORA["dropout"].description)] = _LORA["dropout"].default,
+    learning_rate: Annotated[float, typer.Option(help=_LORA["learning_rate"].description)] =
+        _LORA["learning_rate"].default,
+    epochs: Annotated[float, typer.Option(help=_LORA["epochs"].description)] = _LORA["epochs"].default,
+    max_steps: Annotated[Optional[int], typer.Option(help=_LORA["max_steps"].description)] = None,
+    window_tokens: Annotated[int, typer.Option(help=_LORA["max_tokens"].description)] = _LORA["max_tokens"].default,
+    batch_tokens: Annotated[int, typer.Option(help=_LORA["batch_tokens"].description)] =
+        _LORA["batch_tokens"].default,
+    eval_per_study: Annotated[int, typer.Option(help=_LORA["eval_per_study"].description)] =
+        _LORA["eval_per_study"].default,
+    study: Study = None, max_participants: MaxParticipants = None, device: Device = "auto",
+    attention: Attention = "auto", trust_remote_code: TrustRemoteCode = False,
     seed: Annotated[int, typer.Option(help="Split, batch order, dropout, initialisation.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finetune run with other settings "
                                             "in OUT (refused otherwise).")] = False,
 ) -> None:
     """LoRA toward human behaviour: loss on human responses only; evaluated on held-out people."""
-    from .finetune import FinetuneConfig, finetune as job
+    from .finetune import finetune as job
 
     with _user_errors():
         config = FinetuneConfig(holdout=holdout, holdout_fraction=holdout_fraction, rank=rank, alpha=alpha,
                                 dropout=dropout, learning_rate=learning_rate, epochs=epochs,
-                                max_steps=max_steps, max_tokens=max_tokens, batch_tokens=batch_tokens,
+                                max_steps=max_steps, max_tokens=window_tokens, batch_tokens=batch_tokens,
                                 eval_per_study=eval_per_study, seed=seed)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("LoRA"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                      TimeRemainingColumn(), console=_console()) as bar:
-            task = bar.add_task("train", total=None, loss="-")
+        with _progress(unit="steps") as progress:
             report = job(model, data, out, config, compare_to=compare_to, studies=study,
                          max_participants=max_participants, device=device, attention=attention,
                          trust_remote_code=trust_remote_code, overwrite=overwrite,
-                         progress=lambda d, t, loss: bar.update(task, completed=d, total=t, loss=f"{loss:.3f}"),
-                         log=_log)
+                         progress=lambda d, t, loss: progress("LoRA", d, t, f", loss {loss:.3f}"), log=_log)
     import pandas as pd
 
     _print_table(pd.DataFrame([h.model_dump() for h in report.heldout]),
                  "Held-out NLL per response (nats): before / after the adapter"
                  + (" / reference" if compare_to else ""))
-    _log(f"wrote the adapter, split.json and report.json to {out}; score it with "
+    _log(f"wrote the adapter, split.json, finetune.json and report.json to {out}; score it with "
          f"--model NAME={model},adapter={out}")
 
 
 @app.command()
 def simulate(
-    experiment: Annotated[str, typer.Option(help="restless_bandit | mixed_lotteries | "
-                                            "intertemporal_choice, or module:Class.")],
+    experiment: Annotated[str, typer.Option(help="restless_bandit | mixed_lotteries | intertemporal_choice, a "
+                                            "declarative experiment file (.toml/.json), or module:Class.")],
     agents: Annotated[Optional[list[str]], typer.Option(
         "--agents", "-a", help="synthetic | synthetic:none | synthetic:TRAIT>PARAM=SLOPE[;...] | "
-        "model:PATH[,persona=S][,chat=auto|on|off][,policy=sample|argmax][,name=N]; repeatable.")] = None,
+        "model:PATH[,persona=S][,policy=sample|argmax][,name=N][,adapter=DIR][,chat=][,device=]; repeatable.")] = None,
+    persona: Annotated[str, typer.Option(help="The persona strategy of model agents that name none.")] = "none",
     participants: Annotated[int, typer.Option(help="Participants per agent.")] = 50,
     trials: Annotated[Optional[int], typer.Option(help="Trials per session (default: the experiment's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: traits, task randomness, choices.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Model agents played per forward pass.")] = 16,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/simulated"),
+    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/simulated",
 ) -> None:
     """Simulate participants (synthetic ones with known traits, or model agents playing
     closed loop) and write Psych-201-format transcripts."""
@@ -479,17 +511,17 @@ def simulate(
 
     with _user_errors():
         result = job(experiment, agents or ["synthetic"], participants, seed=seed, out=out, trials=trials,
-                     batch_size=batch_size, log=_log)
+                     batch_size=batch_size, persona=persona, log=_log)
     import pandas as pd
 
-    means = pd.DataFrame([{"agent": a, "participants": e["participants"], **e["means"]}
-                          for a, e in result.summary["agents"].items()])
-    _print_table(means, f"Behaviour in {result.summary['experiment']} (means over participants)")
+    means = pd.DataFrame([{"agent": a, "participants": e.participants, **e.means}
+                          for a, e in result.summary.agents.items()])
+    _print_table(means, f"Behaviour in {result.summary.experiment} (means over participants)")
     cors = pd.DataFrame([{"agent": a, "trait ~ behaviour": k, "r": v["r"], "p": v["p"]}
-                         for a, e in result.summary["agents"].items() for k, v in e["trait_correlations"].items()])
+                         for a, e in result.summary.agents.items() for k, v in e.trait_correlations.items()])
     if not cors.empty:
         _print_table(cors, "Trait-behaviour correlations across participants")
-    _log(f"wrote {out / 'prompts.jsonl'} ({len(result.records)} participants), sessions.jsonl, "
+    _log(f"wrote {Path(out) / 'prompts.jsonl'} ({len(result.records)} participants), sessions.jsonl, "
          "behaviour.csv, summary.json")
 
 

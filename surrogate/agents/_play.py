@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data import Participant, SourceRef, Transcript
 from ..experiments import Experiment, Feedback, SessionRecord, SyntheticSpec, Trial, trial_line
+from ..models import ChoiceBackend, IncrementalScorer
 from ..personas import NoPersona, PersonaStrategy
 
 Policy = Literal["sample", "argmax"]
@@ -83,7 +84,7 @@ class _Row:
 
 def play_model(
     experiment: Experiment,
-    backend: Any,
+    backend: IncrementalScorer,
     n: int,
     *,
     seed: int = 0,
@@ -108,6 +109,9 @@ def play_model(
     receives the tokens run through the model, the tokens a fresh pass per trial would have
     run, the characters tokenized, and the characters full encodings would have tokenized.
     """
+    if not isinstance(backend, IncrementalScorer):
+        raise TypeError(f"{backend.name}: this backend cannot play experiments closed loop (it scores whole "
+                        "transcripts only; the vLLM backend computes prompt log-probabilities); use the hf backend")
     spec = spec or SyntheticSpec()
     strategy = strategy or NoPersona()
     people = simulated_people(experiment, n, seed=seed, spec=spec, id_prefix=id_prefix)
@@ -138,13 +142,10 @@ def _play_batch(experiment, backend, people, conditionings, batch: range, seed: 
                 *, window: bool, counts: dict[str, int]) -> tuple[list[SessionRecord], bool]:
     """One batch of agents in lockstep; also whether every context equals the finished
     transcript's."""
-    from ..models._encode import GrowingContext
-    from ..models._incremental import IncrementalChoices
-
     rows = [_Row(people[i], experiment.session(np.random.default_rng([seed, i, 1])),
                  conditionings[i].prefix, conditionings[i].system, seed, i) for i in batch]
-    encodings = [GrowingContext(backend.encoder, window=window) for _ in rows]
-    state = IncrementalChoices(backend, len(rows))
+    encodings = [backend.growing_context(window=window) for _ in rows]
+    state = backend.incremental_choices(len(rows))
     while True:
         for row in rows:
             if row.current is None and row.session is not None:
@@ -160,7 +161,7 @@ def _play_batch(experiment, backend, people, conditionings, batch: range, seed: 
                 options.append(None)
                 continue
             contexts.append(growing.context(row.with_candidate(row.current.options[0]), row.system))
-            options.append([backend.encoder.piece_ids(o) for o in row.current.options])
+            options.append([backend.option_ids(o) for o in row.current.options])
         logprobs = state.step(contexts, options)
         _add(counts, without_reuse=sum(len(c) for c in contexts if c is not None),
              encoded_chars_without_reuse=sum(len(g.text) for g, c in zip(encodings, contexts) if c is not None))
@@ -187,7 +188,7 @@ def _add(counts: dict[str, int], **values: int) -> None:
         counts[key] = counts.get(key, 0) + value
 
 
-def agreement_with_replay(records: Sequence[SessionRecord], backend: Any,
+def agreement_with_replay(records: Sequence[SessionRecord], backend: ChoiceBackend,
                           strategy: PersonaStrategy | None = None, spec: SyntheticSpec | None = None) -> float:
     """Largest difference between the option log-probabilities seen in play and those from
     scoring the finished transcripts afresh (a check that KV reuse changed nothing)."""

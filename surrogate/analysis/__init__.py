@@ -1,39 +1,35 @@
 """Estimators with honest uncertainty: persona decomposition, meta-data benefit, post-training
-misalignment, and population- vs individual-level choice prediction."""
+misalignment, population- vs individual-level choice prediction, and study planning.
 
-from ._choices import ChoicePrediction, choice_prediction, paper_accuracy
-from ._inference import (
-    DEFAULT_SESOI,
-    Sesoi,
-    fmt_p,
-    MIN_PARTICIPANTS,
-    Pooled,
-    adjust,
-    cluster_mean_estimate,
-    mean_estimate,
-    minimum_detectable_effect,
-    pool,
-    tost_p,
-)
-from ._plan import PairPlan, PersonaPlan, Plan, plan, plan_pair, plan_personas
-from ._misalignment import Misalignment, ModelPair, post_training_misalignment, read_categories, read_pairs
-from ._personas import (
-    Equivalence,
-    StrategyComparison,
-    compare_strategies,
-    MetadataBenefit,
-    PersonaDecomposition,
-    decompose_personas,
-    metadata_benefit,
-    participant_means,
-    persona_table,
-)
-from ._stats import Estimate, cohens_d
+Names are imported on first use (scipy and statsmodels are not light), so importing one
+piece, such as `Sesoi`, stays fast."""
 
-__all__ = [
-    "DEFAULT_SESOI", "PairPlan", "PersonaPlan", "Plan", "plan", "plan_pair", "plan_personas", "Equivalence", "Sesoi", "StrategyComparison", "compare_strategies", "fmt_p", "MIN_PARTICIPANTS", "ChoicePrediction", "Estimate", "MetadataBenefit", "Misalignment",
-    "ModelPair", "PersonaDecomposition", "Pooled", "adjust", "choice_prediction", "cohens_d",
-    "decompose_personas", "cluster_mean_estimate", "mean_estimate", "metadata_benefit",
-    "minimum_detectable_effect", "paper_accuracy", "participant_means", "persona_table", "pool", "post_training_misalignment",
-    "read_categories", "read_pairs", "tost_p",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "._choices": ["ChoicePrediction", "choice_prediction", "paper_accuracy"],
+    "._sesoi": ["DEFAULT_SESOI", "Sesoi"],
+    "._inference": ["fmt_p", "MIN_PARTICIPANTS", "Pooled", "adjust", "cluster_mean_estimate", "mean_estimate",
+                    "minimum_detectable_effect", "pool", "tost_p"],
+    "._plan": ["ExperimentVariance", "PairPlan", "PersonaPlan", "Plan", "plan", "plan_pair", "plan_personas"],
+    "._misalignment": ["Misalignment", "ModelPair", "paper_misalignment_d", "post_training_misalignment",
+                       "read_categories", "read_pairs"],
+    "._personas": ["Equivalence", "StrategyComparison", "compare_strategies", "MetadataBenefit",
+                   "PersonaDecomposition", "decompose_personas", "metadata_benefit", "participant_means",
+                   "persona_table"],
+    "._stats": ["Estimate", "cohens_d"],
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'surrogate.analysis' has no attribute {name!r}")

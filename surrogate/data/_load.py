@@ -148,6 +148,13 @@ def _file_rows(path: Path) -> Iterator[_Row]:
             yield from _jsonl_rows(f, str(path))
 
 
+def source_records(path: Path) -> Iterator[tuple[str, int, str]]:
+    """(source, line, the record as written) for every record of a data file, read by the
+    loader's own reader (so `study/prompts.jsonl.zip!prompts.jsonl` sources match)."""
+    for row in _file_rows(path):
+        yield row.source, row.line, row.raw
+
+
 def study_of(path: Path) -> str:
     """`<study>/prompts.jsonl[.zip]` names the study by its folder; other files by their stem."""
     stem = path.name

@@ -188,7 +188,7 @@ def finetune(
         raise ImportError("surrogate finetune needs peft, which is not installed: pip install -e '.[finetune]' "
                           "(or pip install 'surrogate[finetune]')") from None
 
-    from ..models._loading import _quiet_transformers
+    from ..models import quiet_transformers as _quiet_transformers
 
     _quiet_transformers()
     config = config or FinetuneConfig()
@@ -207,7 +207,7 @@ def _finetune(model, data, out: Path, config: FinetuneConfig, *, compare_to, stu
     import torch
 
     from ..models import ModelSpec
-    from ..models._loading import load_pretrained
+    from ..models import load_pretrained
 
     LoraConfig, get_peft_model = peft
     settings = _settings(model, data, config, studies, max_participants, compare_to)

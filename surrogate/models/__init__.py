@@ -4,6 +4,8 @@ from ._backend import (
     ChoiceBackend,
     ChoiceRequest,
     ChoiceResult,
+    IncrementalScorer,
+    IncrementalSession,
     ScoreRequest,
     ScoreResult,
     ScorerBackend,
@@ -11,7 +13,7 @@ from ._backend import (
 )
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
-from ._loading import LoadError, check_device
+from ._loading import LoadError, _quiet_transformers as quiet_transformers, check_device, load_pretrained
 from ._spec import ChatMode, DType, ModelSpec
 
 
@@ -27,7 +29,7 @@ def load_backend(spec: ModelSpec) -> ScorerBackend:
 
 
 __all__ = [
-    "LoadError", "check_device", "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
+    "LoadError", "check_device", "load_pretrained", "quiet_transformers", "IncrementalScorer", "IncrementalSession", "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
     "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
     "score_all",
 ]

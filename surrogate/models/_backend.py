@@ -90,6 +90,39 @@ class ChoiceBackend(ScorerBackend, Protocol):
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> Iterator[tuple[int, ChoiceResult]]: ...
 
 
+class IncrementalSession(Protocol):
+    """One batch of growing transcripts in closed-loop play (see `IncrementalScorer`)."""
+
+    processed: int  # tokens run through the model so far
+
+    def step(self, contexts: Sequence[Sequence[int] | None],
+             options: Sequence[Sequence[Sequence[int]] | None]) -> list[Any]:
+        """Per row: log p(option | context) for each option (None: the row is idle)."""
+        ...
+
+
+@runtime_checkable
+class IncrementalScorer(ChoiceBackend, Protocol):
+    """A backend that can play programmed experiments closed loop: it encodes a growing
+    transcript a window at a time, tokenizes options, and scores every option of many
+    growing transcripts per step, reusing each one's key/value cache. The HF backend is one;
+    the vLLM backend computes prompt log-probabilities only and is not."""
+
+    def growing_context(self, *, window: bool = True) -> Any:
+        """A fresh GrowingContext over this backend's encoder (the tokens before the newest
+        response, re-tokenizing only a window each trial when `window`)."""
+        ...
+
+    def option_ids(self, option: str) -> list[int]:
+        """The token ids of an option's text on its own."""
+        ...
+
+    def incremental_choices(self, batch_size: int) -> IncrementalSession:
+        """A session for `batch_size` growing transcripts; raises NotImplementedError for
+        models whose cache cannot be branched (sliding-window or recurrent layers)."""
+        ...
+
+
 def score_all(backend: ScorerBackend, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
     """All results, in request order."""
     out: list[ScoreResult | None] = [None] * len(requests)

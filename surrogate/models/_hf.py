@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _rows
+from . import _probes, _rows
 from ._backend import ChoiceRequest, ChoiceResult, ScoreRequest, ScoreResult
+from ._continue import Continuation, option_continuations, response_totals
 from ._encode import Encoded, TranscriptEncoder
 from ._loading import _dir_digest, load_hf, resolve_attention, resolve_device, weights_fingerprint, tokenizer_digest  # noqa: F401
 from ._spec import ModelSpec
@@ -147,6 +148,21 @@ class HFScorer:
                     [requests[idx[k]] for k in batch], [encoded[k] for k in batch])):
                 yield idx[j], result
 
+    # --- IncrementalScorer (closed-loop play) ------------------------------------------------
+
+    def growing_context(self, *, window: bool = True):
+        from ._encode import GrowingContext
+
+        return GrowingContext(self.encoder, window=window)
+
+    def option_ids(self, option: str) -> list[int]:
+        return self.encoder.piece_ids(option)
+
+    def incremental_choices(self, batch_size: int):
+        from ._incremental import IncrementalChoices
+
+        return IncrementalChoices(self, batch_size)
+
     @contextmanager
     def masked_attention(self):
         """Passes with a 4D mask (tree-masked continuations, closed-loop play) run on SDPA:
@@ -223,13 +239,7 @@ class HFScorer:
         """Sums per response of the recorded tokens' log-probabilities, and each option's
         log-probability (first token + continuation)."""
         R = enc.n_responses
-        seg = enc.response_of[pos]
-        nll = np.zeros(R)
-        np.add.at(nll, seg, -lp[:, 0])
-        counts = np.bincount(seg, minlength=R)
-        nll[counts == 0] = np.nan
-        hits = np.bincount(seg, weights=hit.astype(float), minlength=R)
-        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+        nll, counts, top1 = response_totals(enc.response_of[pos], -lp[:, 0], R, hit)
         logprobs = np.full((R, max((len(o) for o in req.options), default=0)), np.nan)
         for r, j in first_row.items():
             for k in range(len(req.options[r])):
@@ -241,7 +251,7 @@ class HFScorer:
     def _choices_batch(self, reqs: list[ChoiceRequest], items: list[Encoded]) -> list[ChoiceResult]:
         """Several transcripts in one padded pass: at each response's first position the
         targets are the recorded token and every option's first token; tokens 2.. of
-        multi-token options follow from the pass's cache (`_continuations`)."""
+        multi-token options follow from the pass's cache (`option_continuations`)."""
         torch = self._torch
         K = max((len(o) for r in reqs for o in r.options), default=0)
         positions = [np.nonzero(e.response_of[1:] >= 0)[0] + 1 for e in items]
@@ -250,12 +260,14 @@ class HFScorer:
         for req, e, pos in zip(reqs, items, positions):  # options were checked when encoded
             option_ids.append({o: self.encoder.piece_ids(o) for opts in req.options for o in opts})
             plans.append(self._choice_targets(req, e, pos, K, {o: i[0] for o, i in option_ids[-1].items()}))
-        # Continuations: (response, option index, token ids) of each scored multi-token option.
-        groups = [[(r, k, ids_[o]) for r in sorted(first_row) for k, o in enumerate(req.options[r])
-                   if len(ids_[o]) > 1]
-                  for req, ids_, (_, first_row) in zip(reqs, option_ids, plans)]
-        firsts = [{r: int(pos[j]) for r, j in first_row.items()} for pos, (_, first_row) in zip(positions, plans)]
-        need_cache = any(groups)
+        # Continuations: every scored multi-token option, seeing its transcript up to its response.
+        continuations = [Continuation(row=b, key=(b, r, k), tokens=ids_[o], start=int(pos[first_row[r]]),
+                              context=(e.ids[: int(pos[first_row[r]])] if self.recurrent
+                                       else np.arange(ids.shape[1]) < int(pos[first_row[r]])))
+                 for b, (req, ids_, e, pos, (_, first_row)) in enumerate(zip(reqs, option_ids, items,
+                                                                             positions, plans))
+                 for r in sorted(first_row) for k, o in enumerate(req.options[r]) if len(ids_[o]) > 1]
+        need_cache = bool(continuations)
         dev = self.device
         B, L = ids.shape
         src_t = torch.from_numpy(np.concatenate(src)).to(dev)
@@ -270,13 +282,11 @@ class HFScorer:
                 out = self.model(input_ids=input_ids, use_cache=need_cache and not self.recurrent)
                 picked = out.logits.reshape(B * L, -1).index_select(0, src_t)
             lp = self._gather_logprobs(picked, targets, top1_t, are_logits=not self.fast_path).cpu().numpy()
-            if need_cache and self.recurrent:
-                cont = [self._continuations_by_passes(g, f, e.ids) for g, f, e in zip(groups, firsts, items)]
-            elif need_cache:
-                with self.masked_attention():
-                    cont = self._continuations(groups, firsts, cache_of(out), L)
-            else:
-                cont = [{}] * B
+            found = option_continuations(self, continuations, cache=None if self.recurrent else cache_of(out), rows=B,
+                                         slots=L) if need_cache else {}
+        cont: list[dict[tuple[int, int], float]] = [{} for _ in range(B)]
+        for (b, r, k), v in found.items():
+            cont[b][(r, k)] = v
         top1_all = top1_t.cpu().numpy()
         results, a = [], 0
         for b, (req, e, pos, (_, first_row)) in enumerate(zip(reqs, items, positions, plans)):
@@ -284,93 +294,6 @@ class HFScorer:
             results.append(self._choice_result(req, e, pos, lp[a : a + n], top1_all[a : a + n], first_row, cont[b]))
             a += n
         return results
-
-    def _continuations(self, groups, firsts, cache, L: int) -> list[dict[tuple[int, int], float]]:
-        """log p(tokens 2.. of each multi-token option | context, its tokens before), for
-        every transcript of the batch at once, from the batch's cache. Each round takes up to
-        `per_row` continuation tokens from every transcript; a continuation token sees its
-        transcript's cache before the option's response and the option's own earlier tokens,
-        and is dropped from the cache again after the round."""
-        torch = self._torch
-        B = len(groups)
-        per_row = max(64, min(2048, self.batch_tokens // B))
-        out: list[dict[tuple[int, int], float]] = [{} for _ in range(B)]
-        queues = [list(g) for g in groups]
-        while any(queues):
-            chunks = []
-            for q in queues:
-                chunk, size = [], 0
-                while q and (not chunk or size + len(q[0][2]) - 1 <= per_row):
-                    size += len(q[0][2]) - 1
-                    chunk.append(q.pop(0))
-                chunks.append(chunk)
-            C = max(sum(len(t) - 1 for _, _, t in ch) for ch in chunks)
-            ids = torch.full((B, C), self.pad_id, dtype=torch.long)
-            pos = torch.zeros(B, C, dtype=torch.long)
-            nxt = torch.full((B, C), -1, dtype=torch.long)
-            mask = torch.zeros(B, 1, C, L + C, dtype=torch.bool)
-            mask[:, 0, torch.arange(C), L + torch.arange(C)] = True  # pad queries see themselves
-            owners: list[list[tuple[int, int, int, int]]] = []
-            for b, ch in enumerate(chunks):
-                c, spans = 0, []
-                for r, k, toks in ch:
-                    n = len(toks) - 1
-                    ids[b, c : c + n] = torch.tensor(toks[:-1])
-                    nxt[b, c : c + n] = torch.tensor(toks[1:])
-                    pos[b, c : c + n] = firsts[b][r] + torch.arange(n)
-                    mask[b, 0, c : c + n, : firsts[b][r]] = True
-                    mask[b, 0, c : c + n, L + c : L + c + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-                    spans.append((r, k, c, c + n))
-                    c += n
-                owners.append(spans)
-            # Keys: the batch's cache (column j is position j of each right-padded row), then
-            # this round's continuation tokens.
-            k_pos = torch.cat([torch.arange(L).expand(B, L), pos], 1)
-            kw = dict(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                      attention_mask=self._device_masks(self.layer_masks(mask, pos, k_pos)), use_cache=True)
-            if self.fast_path:
-                flat = self._body(**kw, **{self._cache_kw: cache})[0].reshape(B * C, -1)
-            else:
-                flat = self.model(**kw, **{self._model_cache_kw: cache}).logits.reshape(B * C, -1)
-            cache.crop(-C)  # drop the continuations again (v5: negative = remove)
-            lp = self._gather_logprobs(flat, nxt.reshape(B * C, 1).to(self.device),
-                                       are_logits=not self.fast_path)[:, 0].reshape(B, C).cpu().numpy()
-            for b, spans in enumerate(owners):
-                for r, k, c0, c1 in spans:
-                    out[b][(r, k)] = float(lp[b, c0:c1].sum())
-        return out
-
-    def _continuations_by_passes(self, group, firsts, ids) -> dict[tuple[int, int], float]:
-        """Continuations for models with recurrent layers (no cache to branch from): per
-        response, one padded pass over context + each of its multi-token options. Exact, but
-        each response re-reads its context."""
-        torch = self._torch
-        out: dict[tuple[int, int], float] = {}
-        by_response: dict[int, list[tuple[int, list[int]]]] = {}
-        for r, k, toks in group:
-            by_response.setdefault(r, []).append((k, list(toks)))
-        for r, opts in by_response.items():
-            first = firsts[r]
-            width = first + max(len(t) for _, t in opts) - 1
-            batch = torch.full((len(opts), width), self.pad_id, dtype=torch.long)
-            rows, targets = [], []
-            for j, (_, toks) in enumerate(opts):
-                seq = [*ids[:first].tolist(), *toks[:-1]]
-                batch[j, : len(seq)] = torch.tensor(seq)  # right padding: causal, never seen
-                rows += [j * width + first + m - 1 for m in range(1, len(toks))]
-                targets += toks[1:]
-            if self.fast_path:
-                hidden = self._body(input_ids=batch.to(self.device), use_cache=False)[0]
-            else:
-                hidden = self.model(input_ids=batch.to(self.device), use_cache=False).logits
-            picked = hidden.reshape(len(opts) * width, -1).index_select(0, torch.tensor(rows, device=self.device))
-            lp = self._gather_logprobs(picked, torch.tensor(targets, device=self.device)[:, None],
-                                       are_logits=not self.fast_path)[:, 0].cpu().numpy()
-            a = 0
-            for k, toks in opts:
-                out[(r, k)] = float(lp[a : a + len(toks) - 1].sum())
-                a += len(toks) - 1
-        return out
 
     def _device_masks(self, masks):
         if isinstance(masks, dict):
@@ -442,7 +365,6 @@ class HFScorer:
             seg_base += e.n_responses
         dev = self.device
         tgt_t = torch.from_numpy(np.concatenate(tgt)).to(dev)
-        seg_t = torch.from_numpy(np.concatenate(seg).astype(np.int64)).to(dev)
         shared = self._shared_prefix(items, targets) if self.prefix_reuse and B > 1 else 0
         long_pass = B == 1 and _scored_ends(targets)[0] > self.batch_tokens
         if long_pass:
@@ -483,20 +405,16 @@ class HFScorer:
                 logits = logits.reshape(B * L, -1).index_select(0, src_t).float()
                 tok_nll = torch.nn.functional.cross_entropy(logits, tgt_t, reduction="none")
                 top1 = logits.argmax(-1) == tgt_t
-            sums = torch.zeros(seg_base, dtype=torch.float64, device=dev)
-            sums.index_add_(0, seg_t, tok_nll.double())
-            counts = torch.bincount(seg_t, minlength=seg_base)
-            hits = torch.bincount(seg_t, weights=top1.double(), minlength=seg_base)
-        sums_np, counts_np, hits_np = sums.cpu().numpy(), counts.cpu().numpy(), hits.cpu().numpy()
-        out, base = [], 0
-        for e in items:
-            nll = sums_np[base : base + e.n_responses].copy()
-            n = counts_np[base : base + e.n_responses].copy()
-            nll[n == 0] = np.nan  # cut by the token budget (or unscorable first token)
-            top = np.where(n > 0, (hits_np[base : base + e.n_responses] == n).astype(float), np.nan)
-            out.append(ScoreResult(nll=nll.tolist(), n_tokens=n.astype(int).tolist(),
-                                   n_input_tokens=len(e), token_truncated=list(e.token_truncated),
-                                   top1=top.tolist()))
+            token_nll, token_hit = tok_nll.double().cpu().numpy(), top1.cpu().numpy()
+        seg_all = np.concatenate(seg).astype(np.int64)
+        out, a, base = [], 0, 0
+        for e, pos in zip(items, targets):
+            n = len(pos)
+            nll, counts, top = response_totals(seg_all[a : a + n] - base, token_nll[a : a + n], e.n_responses,
+                                               token_hit[a : a + n])
+            out.append(ScoreResult(nll=nll.tolist(), n_tokens=counts.astype(int).tolist(), n_input_tokens=len(e),
+                                   token_truncated=list(e.token_truncated), top1=top.tolist()))
+            a += n
             base += e.n_responses
         return out
 
@@ -542,27 +460,6 @@ class HFScorer:
                             use_cache=False)[0]
         return hidden[0].index_select(0, torch.from_numpy(src).to(self.device))
 
-    def _check_packing(self) -> bool:
-        """Does a packed pass reproduce separate passes? (Linear-attention layers, for one,
-        may not honour the boundaries.) Checked once on a probe."""
-        import torch
-
-        gen = torch.Generator().manual_seed(2)
-        vocab = self._head.weight.shape[0]
-        items = [Encoded(ids=torch.randint(0, vocab, (n,), generator=gen).numpy(),
-                         response_of=np.zeros(n, dtype=np.int32), n_responses=1) for n in (9, 5)]
-        targets = [np.arange(1, len(e.ids)) for e in items]
-        with torch.inference_mode():
-            try:
-                ours = self._packed_hidden(items, targets).float()
-            except Exception as e:  # noqa: BLE001 - a model that cannot take packed rows
-                log.info("packed batches unavailable: %s", e)
-                return False
-            theirs = torch.cat([self._body(input_ids=torch.from_numpy(e.ids)[None].to(self.device),
-                                           use_cache=False)[0][0, :-1] for e in items]).float()
-        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
-        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
-
     MIN_SHARED_PREFIX = 64  # tokens; below this a second pass costs more than it saves
 
     @staticmethod
@@ -586,26 +483,14 @@ class HFScorer:
         cache.batch_repeat_interleave(input_ids.shape[0])
         return self._body(input_ids=input_ids[:, shared:], use_cache=True, **{self._cache_kw: cache})[0]
 
-    def _check_prefix_reuse(self) -> bool:
-        """Does prefix-cache reuse reproduce a plain pass? (Some caches, e.g. of linear
-        attention layers, cannot be repeated over a batch.) Checked once on a probe."""
-        import torch
+    def _check_fast_path(self) -> bool:
+        return _probes.fast_path(self)
 
-        if self._body is None:
-            return False
-        gen = torch.Generator().manual_seed(1)
-        vocab = self._head.weight.shape[0]
-        prefix = torch.randint(0, vocab, (1, 8), generator=gen)
-        probe = torch.cat([prefix.repeat(2, 1), torch.randint(0, vocab, (2, 6), generator=gen)], 1).to(self.device)
-        with torch.inference_mode():
-            try:
-                ours = self._hidden_after_prefix(probe, 8).float()
-                theirs = self._body(input_ids=probe, use_cache=False)[0][:, 8:].float()
-            except Exception as e:  # noqa: BLE001 - a cache we cannot repeat: no reuse
-                log.info("prefix reuse unavailable: %s", e)
-                return False
-        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
-        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
+    def _check_prefix_reuse(self) -> bool:
+        return _probes.prefix_reuse(self)
+
+    def _check_packing(self) -> bool:
+        return _probes.packing(self)
 
     def _hidden(self, input_ids, flat_rows, rows_per_item):
         """Final hidden states; with row restriction only `flat_rows` hold real values."""
@@ -655,29 +540,6 @@ class HFScorer:
         if cap is not None:
             logits = self._torch.tanh(logits / cap) * cap
         return logits
-
-    def _check_fast_path(self) -> bool:
-        """Does body + head reproduce the model's own logits? Checked once on a probe."""
-        import torch
-
-        if self._body is None or self._head is None:
-            return False
-        gen = torch.Generator().manual_seed(0)
-        T = 12
-        probe = torch.randint(0, self._head.weight.shape[0], (2, T), generator=gen).to(self.device)
-        rows = [np.array([2, 5, 11]), np.array([0, 7])]
-        flat = torch.from_numpy(np.concatenate([b * T + r for b, r in enumerate(rows)])).to(self.device)
-        with torch.inference_mode():
-            try:
-                hidden = self._hidden(probe, flat, rows).reshape(2 * T, -1).index_select(0, flat)
-                ours = self._logits(hidden).float()
-            except Exception as e:  # noqa: BLE001 - an unusual body means: use the full path
-                log.info("fast path unavailable: %s", e)
-                return False
-            theirs = self.model(input_ids=probe, use_cache=False).logits.float()
-            theirs = theirs.reshape(2 * T, -1).index_select(0, flat)
-        tol = 1e-4 if self.dtype == torch.float32 else 2e-2
-        return bool(torch.allclose(ours, theirs, atol=tol, rtol=tol))
 
 
 def _cache_argument(module: Any) -> str:

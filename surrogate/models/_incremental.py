@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._continue import Continuation, option_continuations
+
 
 class IncrementalChoices:
     def __init__(self, scorer: Any, batch_size: int):
@@ -89,49 +91,18 @@ class IncrementalChoices:
             targets[j, : len(options[i])] = torch.tensor([o[0] for o in options[i]])
         with torch.inference_mode():
             first = self.scorer._gather_logprobs(last, targets.to(self.device)).cpu().numpy()
-            rest = self._continuations(rows, options)
+        rest = self._continuations(rows, options)
         for j, i in enumerate(rows):
             out[i] = np.array([first[j, k] + rest.get((i, k), 0.0) for k in range(len(options[i]))])
         return out
 
     def _continuations(self, rows: list[int], options) -> dict[tuple[int, int], float]:
-        """Tokens 2.. of multi-token options: one pass over all rows' continuations, each
-        seeing its row's visible cache and its own earlier tokens; then dropped again."""
-        torch = self.torch
-        items = {i: [(k, list(o)) for k, o in enumerate(options[i]) if len(o) > 1] for i in rows}
-        C = max((sum(len(o) - 1 for _, o in v) for v in items.values()), default=0)
-        if C == 0:
-            return {}
+        """Tokens 2.. of multi-token options: each sees its row's visible cache slots and its
+        own earlier tokens (the shared kernel)."""
         S = self.visible.shape[1]
-        ids = torch.zeros(self.B, C, dtype=torch.long)
-        pos = torch.zeros(self.B, C, dtype=torch.long)
-        mask = torch.zeros(self.B, 1, C, S + C, dtype=torch.bool)
-        owner: dict[tuple[int, int], tuple[int, int, list[int]]] = {}
-        for i, opts in items.items():
-            c = 0
-            for k, o in opts:
-                start = c
-                for m, tok in enumerate(o[:-1]):
-                    ids[i, c] = tok
-                    pos[i, c] = len(self.tokens[i]) + m
-                    mask[i, 0, c, :S] = self.visible[i].cpu()
-                    mask[i, 0, c, S + start : S + c + 1] = True
-                    c += 1
-                owner[(i, k)] = (start, c, o)
-        for i in range(self.B):  # rows without continuations: let pad queries see something
-            mask[i, 0, :, :S] |= self.visible[i].cpu()
-            mask[i, 0, torch.arange(C), S + torch.arange(C)] = True
-        with torch.inference_mode():
-            logits = self.scorer.model(input_ids=ids.to(self.device), position_ids=pos.to(self.device),
-                                       attention_mask=mask.to(self.device), use_cache=True,
-                                       **{self.scorer._model_cache_kw: self.cache}).logits.float()
-            self.cache.crop(-C)
-            logp = torch.log_softmax(logits, -1)
-        out = {}
-        for (i, k), (start, end, o) in owner.items():
-            nxt = torch.tensor(o[1:], device=self.device)
-            out[(i, k)] = float(logp[i, start:end].gather(1, nxt[:, None]).sum())
-        return out
+        items = [Continuation(row=i, key=(i, k), tokens=list(o), start=len(self.tokens[i]), context=self.visible[i])
+                 for i in rows for k, o in enumerate(options[i]) if len(o) > 1]
+        return option_continuations(self.scorer, items, cache=self.cache, rows=self.B, slots=S)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

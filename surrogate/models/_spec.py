@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,16 +41,21 @@ class ModelSpec(BaseModel):
     def label(self) -> str:
         return self.name or self.path
 
+    OPTIONS: ClassVar[tuple[str, ...]] = ("adapter", "name", "chat", "dtype", "device", "attention", "revision")
+
     @classmethod
     def parse(cls, text: str, **options) -> "ModelSpec":
-        """`PATH_OR_ID`, `NAME=PATH_OR_ID`, for hub ids `...@REVISION`, and after a comma
-        `adapter=DIR` (a PEFT adapter applied on top): `post=organism-post,adapter=runs/lora`."""
+        """`PATH_OR_ID`, `NAME=PATH_OR_ID`, for hub ids `...@REVISION`, and after commas
+        `key=value` options: `adapter=DIR` (a PEFT adapter applied on top), `name`, `chat`,
+        `dtype`, `device`, `attention`, `revision`: `post=organism-post,adapter=runs/lora`."""
         text, *extras = text.split(",")
         for extra in extras:
             key, eq, value = extra.partition("=")
-            if key.strip() != "adapter" or not eq or not value.strip():
-                raise ValueError(f"{extra!r} in model {text!r}: expected adapter=DIR after a comma")
-            options = {**options, "adapter": value.strip()}
+            key = key.strip()
+            if key not in cls.OPTIONS or not eq or not value.strip():
+                raise ValueError(f"{extra!r} in model {text!r}: expected key=value with key one of "
+                                 f"{', '.join(cls.OPTIONS)} (e.g. adapter=DIR)")
+            options = {**options, key: value.strip()}
         name, sep, path = text.partition("=")
         if not (sep and name and "/" not in name):
             name, path = None, text
@@ -59,4 +64,6 @@ class ModelSpec(BaseModel):
             options = {**options, "revision": revision}
         else:
             path = path + at + revision
-        return cls(path=path, name=name, **options)
+        if name is not None:
+            options = {"name": name, **{k: v for k, v in options.items() if k != "name"}}
+        return cls(path=path, **options)

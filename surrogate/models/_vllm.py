@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ._backend import ScoreRequest, ScoreResult
+from ._continue import response_totals
 from ._encode import TranscriptEncoder
 from ..organisms import resolve_model
 from ._spec import ModelSpec
@@ -87,18 +87,9 @@ class VLLMScorer:
     @staticmethod
     def _result(e, out) -> ScoreResult:
         """Per-response sums of the prompt tokens' log-probabilities vLLM returned."""
-        nll = np.zeros(e.n_responses)
-        counts = np.zeros(e.n_responses, dtype=int)
-        hits = np.zeros(e.n_responses, dtype=int)
-        for t in range(1, len(e.ids)):  # the first token has no prediction
-            r = int(e.response_of[t])
-            if r < 0:
-                continue
-            entry = out.prompt_logprobs[t][int(e.ids[t])]
-            nll[r] -= entry.logprob
-            counts[r] += 1
-            hits[r] += int(entry.rank == 1)
-        nll[counts == 0] = np.nan
-        top1 = np.where(counts > 0, (hits == counts).astype(float), np.nan)
+        scored = [t for t in range(1, len(e.ids)) if e.response_of[t] >= 0]  # the first token has no prediction
+        entries = [out.prompt_logprobs[t][int(e.ids[t])] for t in scored]
+        nll, counts, top1 = response_totals(e.response_of[scored], [-x.logprob for x in entries], e.n_responses,
+                                            [x.rank == 1 for x in entries])
         return ScoreResult(nll=nll.tolist(), n_tokens=counts.tolist(), n_input_tokens=len(e),
                            token_truncated=list(e.token_truncated), top1=top1.tolist())

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 from ._defaults import DEFAULT_MODELS, DEFAULT_PERSONAS, ORGANISM_NOTICE, default_data
-from ._names import DEMO_MODELS, ORGANISMS, is_builtin, organisms_dir, resolve_model, sample_dir
+from ._names import DEMO_MODELS, ORGANISMS, is_builtin, organisms_dir, resolve_model, sample_dir, trained_participants
 
 _LAZY = {
     "OrganismBuild": "._build", "OrganismRecipe": "._build", "build_organisms": "._build",
@@ -21,7 +21,7 @@ _LAZY = {
 }
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_PERSONAS", "DEMO_MODELS", "ORGANISMS", "ORGANISM_NOTICE", "default_data",
-           "is_builtin", "organisms_dir", "resolve_model", "sample_dir", *_LAZY]
+           "is_builtin", "organisms_dir", "resolve_model", "sample_dir", "trained_participants", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

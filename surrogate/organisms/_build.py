@@ -226,6 +226,15 @@ class OrganismBuild(BaseModel):
     seconds: float
     evaluation: dict[str, Any]
 
+    def summary(self) -> str:
+        lines = []
+        for group in ("participants", "experiments"):
+            g = self.evaluation.get(f"heldout_{group}")
+            if g:
+                lines.append(f"held-out {group}: NLL base {g['nll_base']:.3f}, post {g['nll_post']:.3f}; post-trained "
+                             f"worse in {g['post_worse']} of {g['studies']} studies (mean d {g['mean_d_paper']:.2f})")
+        return "\n".join(lines)
+
 
 def build_organisms(
     data: str | Path,
@@ -368,14 +377,14 @@ def _save(model: Any, tokenizer: Any, folder: Path, template: str | None, recipe
 def _raw_lines(people: Sequence[Participant]) -> list[str]:
     """The participants' records exactly as written, each source file read once (by the
     loader's own reader, so "study/prompts.jsonl.zip!prompts.jsonl" sources resolve alike)."""
-    from ..data._load import _file_rows
+    from ..data import source_records
 
     wanted = {(p.source.file, p.source.line) for p in people}
     found: dict[tuple[str, int], str] = {}
     for file in sorted({p.source.file.split("!", 1)[0] for p in people}):
-        for row in _file_rows(Path(file)):
-            if (row.source, row.line) in wanted:
-                found[(row.source, row.line)] = row.raw
+        for source, line, raw in source_records(Path(file)):
+            if (source, line) in wanted:
+                found[(source, line)] = raw
     missing = sorted(wanted - set(found))
     if missing:
         raise ValueError(f"{missing[0][0]}:{missing[0][1]}: line not found")
@@ -412,7 +421,7 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     the population's modal one ("correct"), on transcripts cut at eval_max_chars."""
     import pandas as pd
 
-    from ..analysis._misalignment import paper_misalignment_d
+    from ..analysis import paper_misalignment_d
 
     people: list[Participant] = []
     count: Counter = Counter()

@@ -43,3 +43,21 @@ def resolve_model(path: str) -> str:
     from ._demo import demo_model_folder
 
     return str(demo_model_folder(path))
+
+
+def trained_participants(path: str, adapter: str | None = None) -> set[tuple[str, str, str]]:
+    """(study, experiment, participant) of everyone a model was trained on, where that is
+    known: a built-in organism (its split.json.gz) or an adapter folder with a split.json."""
+    import gzip
+    import json
+
+    keys: set[tuple[str, str, str]] = set()
+    if path in ORGANISMS and not Path(path).exists():
+        split = organisms_dir() / "split.json.gz"
+        if split.exists():
+            data = json.loads(gzip.decompress(split.read_bytes()))
+            keys |= {tuple(k) for k in data.get("train", [])}
+    if adapter and (Path(adapter) / "split.json").exists():
+        data = json.loads((Path(adapter) / "split.json").read_text())
+        keys |= {tuple(k) for k in data.get("train", [])}
+    return keys

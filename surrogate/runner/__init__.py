@@ -110,6 +110,7 @@ def run(
     shard: str | tuple[int, int] | None = None,
     choices: bool = True,
     options: dict[str, list[str]] | None = None,
+    heldout_only: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> RunResult:
@@ -121,19 +122,26 @@ def run(
     neither (the built-in default) the personas none, interview and shuffled are always scored,
     so the persona decomposition can be estimated. `persona`: strategy names (comma-separated
     or a list; on/off/both). Results go to `out` (responses.parquet, run.json, summary.csv); a
-    re-run skips finished units.
+    re-run skips finished units. With neither models nor data this is the built-in default job,
+    as `surrogate run` with no options: it also estimates misalignment and the persona
+    decomposition and writes the report (`result.analysis`, `result.report`).
     """
+    default_job = not models and data is None
     shard, device = _distributed(shard, device, log)
     check_out(out)
     from ..models import check_device
 
     check_device(device)
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
-    if not models and data is None:
+    if default_job:
         log(ORGANISM_NOTICE)
         from ..personas import ALIASES
 
         wanted = [n for p in personas for n in ALIASES.get(p.strip(), [p.strip()])]
+        extra = [n for n in wanted if n not in DEFAULT_PERSONAS]
+        if wanted != ["none"]:
+            log(f"the built-in default job always scores {', '.join(DEFAULT_PERSONAS)} (the persona decomposition needs "
+                "all three)" + (f"; your --persona adds {', '.join(extra)}" if extra else "; your --persona is among them"))
         personas = list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted]))
     models = list(models) or list(DEFAULT_MODELS)
     if data is None:
@@ -148,7 +156,7 @@ def run(
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
                        stratify=stratify, derangements=derangements,
                        checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {},
-                       shard=shard)
+                       shard=shard, heldout_only=heldout_only)
     # Everything that can be checked before the output folder exists is checked here, so a
     # typo never leaves a half-made folder behind.
     from ..personas import resolve_strategies
@@ -166,9 +174,23 @@ def run(
                              f"fields present: {', '.join(present) or 'none'}")
     if dataset.invalid:
         log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
+    from ..organisms import trained_participants
+
+    trained = {m.label: trained_participants(m.path, m.adapter) for m in specs}
+    if heldout_only:
+        seen = set().union(*trained.values()) if trained else set()
+        before = len(dataset.participants)
+        dataset.participants = [p for p in dataset.participants if p.key not in seen]
+        log(f"--heldout-only: {before - len(dataset.participants)} participants a model was trained on left out, "
+            f"{len(dataset.participants)} scored")
     if not dataset.participants:
         raise ValueError(f"no participants to score in {data}")
-    return execute(config, dataset, factories, progress=progress, log=log)
+    result = execute(config, dataset, factories, progress=progress, log=log, trained=trained)
+    if default_job and shard is None:
+        from ._default import finish_default_job
+
+        finish_default_job(result, log=log)
+    return result
 
 
 __all__ = [

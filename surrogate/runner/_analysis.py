@@ -309,6 +309,11 @@ def analyze(
         _write_csv(out / "metadata_benefit.csv", pd.concat(
             [b.to_frame().assign(model=m) for m, b in result.metadata_benefits.items()], ignore_index=True))
 
+    if pairs is None:
+        saved = next((Path(d) / "pairs.toml" for d in run_dirs if (Path(d) / "pairs.toml").is_file()), None)
+        if saved is not None:
+            pairs = saved
+            result.notes.append(f"model pairs read from {saved} (the pairs this run was analysed with)")
     if pairs is not None:
         cats = read_categories(categories) if categories is not None else None
         wanted = list(pairs) if isinstance(pairs, (list, tuple)) else read_pairs(pairs)

@@ -29,12 +29,12 @@ from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_age
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
 from ..models import ChoiceBackend, ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, resolve_strategies
-from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json, writer_lock
+from ._store import (CHOICES, IDENTITY, RESPONSES, PartStore, UnitIndex, atomic_write_bytes, atomic_write_json,
+                     writer_lock)
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
            "unit_key", "top1"]
-IDENTITY = ["model", "persona", "study", "experiment", "participant"]
 CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model", "persona", "options",
                   "chosen", "probs", "p_chosen", "correct", "nll_choice", "nll_uniform", "condition",
                   "unit_key"]
@@ -68,6 +68,8 @@ class RunConfig(BaseModel):
                                           "by study (overrides detection).")
     shard: tuple[int, int] | None = Field(None, description="(K, N): score only the K-th of N "
                                           "deterministic shares of the units (SLURM arrays, torchrun ranks).")
+    heldout_only: bool = Field(False, description="Leave out participants a model was trained on (built-in "
+                                                  "organisms; adapters with a split.json).")
 
     @property
     def shard_label(self) -> str:
@@ -118,14 +120,51 @@ class Unit:
         return self.agent.conditioning
 
 
+class ModelStats(BaseModel):
+    """What one model did in a run (run.json's `models`)."""
+
+    units: int
+    skipped: int
+    scored: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    tokens_per_second: float | None = None
+    empty_persona: dict[str, int] = {}
+    chat: bool
+    fingerprint: dict[str, Any]
+    choice_units: int = 0
+    backend: dict[str, Any] = {}
+    trained_on: int = Field(0, description="Participants this model was trained on (built-in organisms and "
+                                           "adapters with a split.json), scored here")
+
+
+class RunInfo(BaseModel):
+    """run.json: the resolved configuration, package versions, data, per-model statistics,
+    and how the run ended (running, complete, interrupted, failed)."""
+
+    status: str
+    started: str
+    finished: str | None = None
+    config: dict[str, Any]
+    versions: dict[str, str]
+    data: dict[str, Any]
+    choices: dict[str, Any] | None = None
+    models: dict[str, ModelStats] = {}
+    responses: dict[str, int] | None = None
+    error: str | None = None
+    notes: list[str] = []
+
+
 @dataclass
 class RunResult:
-    """What a run produced: its folder, the full responses table, and the summary."""
+    """What a run produced: its folder, the full responses table, the summary, run.json."""
 
     out: Path
     responses: pd.DataFrame
     summary: pd.DataFrame
-    info: dict[str, Any]
+    info: RunInfo
+    analysis: Any = None  # the default job's analysis (surrogate.runner.Analysis)
+    report: Path | None = None  # the default job's report.html
 
 
 def _sha(obj: Any) -> str:
@@ -216,17 +255,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_stale(existing: pd.DataFrame, units: Sequence[Unit], model: str) -> None:
-    if existing.empty:
-        return
-    have = existing[existing["model"] == model].drop_duplicates("unit_key")
-    if have.empty:
-        return
-    known = {tuple(r[c] for c in IDENTITY): r["unit_key"] for _, r in have.iterrows()}
+def _check_stale(index: UnitIndex, units: Sequence[Unit], model: str) -> None:
     for u in units:
-        ident = (model, u.persona, *u.participant.key)
-        old = known.get(ident)
-        if old is not None and old != u.key:
+        if index.conflicts((model, u.persona, *u.participant.key), u.key):
             group = (" Shuffled and population personas depend on the whole group of participants, "
                      "so a different participant selection changes them too.") if u.conditioning.donor else ""
             raise ValueError(
@@ -246,12 +277,14 @@ def execute(
     *,
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda s: None,
+    trained: dict[str, set[tuple[str, str, str]]] | None = None,
 ) -> RunResult:
-    """Score every (model, strategy, participant) unit not already in config.out."""
+    """Score every (model, strategy, participant) unit not already in config.out. `trained`:
+    per model label, the participants it was trained on (said in the output and run.json)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, config.shard_label), _terminate_as_interrupt():
-        return _execute(config, dataset, backends, out, progress=progress, log=log)
+        return _execute(config, dataset, backends, out, progress=progress, log=log, trained=trained or {})
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -292,7 +325,7 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResult:
+def _execute(config, dataset, backends, out: Path, *, progress, log, trained) -> RunResult:
     # This writer's own parts only (under its lock): another shard's writer may be mid-write.
     store = PartStore(out / RESPONSES, owner=config.shard_label)
     choice_store = PartStore(out / CHOICES, owner=config.shard_label)
@@ -308,20 +341,20 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
     if config.choices:
         plain = [prepare_transcript(p.text, "", config.truncation) for p in dataset.participants]
         option_sets = detect_option_sets(dataset.participants, plain, declared=config.options)
-    info: dict[str, Any] = {
-        "status": "running", "started": datetime.now(timezone.utc).isoformat(),
-        "config": json.loads(config.model_dump_json()), "versions": _versions(),
-        "data": {"sources": dataset.sources, "participants": len(dataset),
-                 "invalid": len(dataset.invalid), "studies": dataset.studies},
-        "choices": None if option_sets is None else {
+    info = RunInfo(
+        status="running", started=datetime.now(timezone.utc).isoformat(),
+        config=json.loads(config.model_dump_json()), versions=_versions(),
+        data={"sources": dataset.sources, "participants": len(dataset), "invalid": len(dataset.invalid),
+              "studies": dataset.studies},
+        choices=None if option_sets is None else {
             "participants_with_options": len(option_sets.options),
-            "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)},
-        "models": {},
-    }
+            "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)})
     info_name = "run.json" if config.shard is None else f"run-shard-{config.shard_label}.json"
-    atomic_write_json(out / info_name, info)
+    write_info = lambda: atomic_write_json(out / info_name, info.model_dump(mode="json"))  # noqa: E731
+    write_info()
     existing = store.read(columns=[*IDENTITY, "unit_key"])
     done = set(existing["unit_key"]) if not existing.empty else set()
+    index = UnitIndex(existing)
 
     for label, make_backend in backends:
         backend = make_backend()
@@ -331,17 +364,24 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
         units = build_units(dataset.participants, strategies, backend, config.truncation,
                             supports_system=supports_system,
                             option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
-        _check_stale(existing, units, label)
+        _check_stale(index, units, label)
         if config.shard is not None:
             units = [u for u in units if in_shard((label, u.persona, *u.participant.key), config.shard)]
         pending = [u for u in units if u.key not in done]
         empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
                  for s in strategies if s.name != "none"}
         log(f"{label}: {len(units)} units, {len(units) - len(pending)} already done")
-        stats = {"units": len(units), "skipped": len(units) - len(pending), "scored": 0,
-                 "tokens": 0, "seconds": 0.0, "empty_persona": empty,
-                 "chat": supports_system, "fingerprint": fingerprint,
-                 "choice_units": sum(u.options is not None for u in units), **backend.describe()}
+        seen_in_training = trained.get(label) or set()
+        stats = ModelStats(units=len(units), skipped=len(units) - len(pending), empty_persona=empty,
+                           chat=supports_system, fingerprint=fingerprint,
+                           choice_units=sum(u.options is not None for u in units), backend=backend.describe(),
+                           trained_on=len({u.participant.key for u in units} & seen_in_training))
+        if stats.trained_on:
+            note = (f"{label} was trained on {stats.trained_on} of the participants scored here (its split says so): "
+                    "their NLLs are not held-out predictions; --heldout-only scores only the others")
+            info.notes.append(note)
+            log(f"warning: {note}")
+        info.models[label] = stats
         buffer: list[dict[str, Any]] = []
         choice_buffer: list[dict[str, Any]] = []
         last_flush = time.monotonic()
@@ -360,16 +400,16 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
         t0 = time.perf_counter()
         try:
             for unit, result in _score(backend, pending):
-                stats["seconds"] += time.perf_counter() - t0
+                stats.seconds += time.perf_counter() - t0
                 rows = unit_rows(unit, result, label, supports_system)
                 choices = (choice_rows(unit.agent, result, unit.options, label, unit.key)
                            if unit.options is not None else [])
                 buffer.extend(rows)  # a unit enters the buffer whole or not at all
                 choice_buffer.extend(choices)
-                stats["tokens"] += result.n_input_tokens
-                stats["scored"] += 1
+                stats.tokens += result.n_input_tokens
+                stats.scored += 1
                 if progress:
-                    progress(label, stats["skipped"] + stats["scored"], len(units))
+                    progress(label, stats.skipped + stats.scored, len(units))
                 if time.monotonic() - last_flush >= config.checkpoint_seconds:
                     flush()
                 t0 = time.perf_counter()
@@ -381,30 +421,27 @@ def _execute(config, dataset, backends, out: Path, *, progress, log) -> RunResul
                 flush()
             except BaseException:  # noqa: BLE001 - the original error matters more (a full disk)
                 saved = False
-            info["models"][label] = stats
-            info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            info["error"] = str(e) or type(e).__name__
-            done_units = stats["skipped"] + stats["scored"]
+            info.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            info.error = str(e) or type(e).__name__
+            done_units = stats.skipped + stats.scored
             with contextlib.suppress(OSError):
-                atomic_write_json(out / info_name, info)
+                write_info()
             if isinstance(e, KeyboardInterrupt):
                 raise RunInterrupted(
                     f"interrupted: {label} has {done_units} of {len(units)} units in {out}"
                     + ("" if saved else " (the last ones could not be written)")
                     + "; run the same command again to resume", 2) from None
             raise
-        stats["tokens_per_second"] = stats["tokens"] / stats["seconds"] if stats["seconds"] else None
-        info["models"][label] = stats
-        atomic_write_json(out / info_name, info)
+        stats.tokens_per_second = stats.tokens / stats.seconds if stats.seconds else None
+        write_info()
         del backend
 
     responses = store.read()
     summary = summarize(responses)
-    info["status"] = "complete"
-    info["finished"] = datetime.now(timezone.utc).isoformat()
-    info["responses"] = {"rows": len(responses),
-                         "truncated": int(responses["truncated"].sum()) if len(responses) else 0}
-    atomic_write_json(out / info_name, info)
+    info.status = "complete"
+    info.finished = datetime.now(timezone.utc).isoformat()
+    info.responses = {"rows": len(responses), "truncated": int(responses["truncated"].sum()) if len(responses) else 0}
+    write_info()
     # Every shard writes the summary of what the folder holds when it ends; the last to end
     # writes the whole table's.
     atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode())

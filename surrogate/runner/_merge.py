@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._job import IDENTITY, summarize
-from ._store import CHOICES, RESPONSES, PartStore, atomic_write_bytes, atomic_write_json, writer_lock
+from ._job import summarize
+from ._store import CHOICES, IDENTITY, RESPONSES, PartStore, UnitIndex, atomic_write_bytes, atomic_write_json, writer_lock
 
 
 def merge(sources: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
@@ -21,8 +21,7 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out, "merge"):
         store, choice_store = PartStore(out / RESPONSES, owner="merge"), PartStore(out / CHOICES, owner="merge")
-        have = store.read(columns=[*IDENTITY, "unit_key"])
-        known = {tuple(r[c] for c in IDENTITY): r["unit_key"] for _, r in have.drop_duplicates("unit_key").iterrows()}
+        index = UnitIndex(store.read(columns=[*IDENTITY, "unit_key"]))
         infos = {}
         for src in map(Path, sources):
             folder = src / RESPONSES
@@ -35,13 +34,12 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
             for part in PartStore(folder).parts():
                 frame = pd.read_parquet(part)
                 units = frame.drop_duplicates("unit_key")
-                for _, r in units.iterrows():
-                    ident = tuple(r[c] for c in IDENTITY)
-                    if known.get(ident, r["unit_key"]) != r["unit_key"]:
-                        raise ValueError(f"{part}: model {r['model']!r}, persona {r['persona']!r}, participant "
-                                         f"{r['participant']} was computed differently in {out} (another "
+                for ident, key in zip(units[IDENTITY].itertuples(index=False, name=None), units["unit_key"]):
+                    if index.conflicts(ident, key):
+                        raise ValueError(f"{part}: model {ident[0]!r}, persona {ident[1]!r}, participant "
+                                         f"{ident[4]} was computed differently in {out} (another "
                                          "unit key: other weights, settings or code); merge into a new folder")
-                new = frame[~frame["unit_key"].isin(set(known.values()))]
+                new = frame[~frame["unit_key"].isin(set(index.keys.values()))]
                 if new.empty:
                     continue
                 name = store.new_name()
@@ -49,8 +47,9 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
                     ch = pd.read_parquet(src_choices.folder / part.name)
                     choice_store.append(ch[ch["unit_key"].isin(set(new["unit_key"]))], name=name)
                 store.append(new, name=name)
-                for _, r in new.drop_duplicates("unit_key").iterrows():
-                    known[tuple(r[c] for c in IDENTITY)] = r["unit_key"]
+                units = new.drop_duplicates("unit_key")
+                for ident, key in zip(units[IDENTITY].itertuples(index=False, name=None), units["unit_key"]):
+                    index.add(ident, key)
             for info in sorted(src.glob("run*.json")):
                 infos[str(info)] = json.loads(info.read_text())
         responses = store.read()

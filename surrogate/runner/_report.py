@@ -123,6 +123,7 @@ def report(
     pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     lora: Sequence[str | Path] = (),
+    matched: str = "interview",
     control: str | None = None,
     title: str = "surrogate report",
     analysis: Analysis | None = None,
@@ -140,7 +141,8 @@ def report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:
-        analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", control=control)
+        analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", matched=matched,
+                           control=control)
     responses = analysis.responses
     tables = analysis.out
     mis = analysis.misalignment.to_frame() if analysis.misalignment is not None else pd.DataFrame()

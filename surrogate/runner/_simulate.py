@@ -22,6 +22,7 @@ from scipy import stats
 
 from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic, switch_rate
 from .._imports import load_object
+from ..models import ModelSpec
 from ._store import atomic_write_bytes, atomic_write_json
 
 
@@ -32,16 +33,20 @@ class AgentSpec(BaseModel):
     kind: str  # "synthetic" or "model"
     name: str
     links: tuple[TraitLink, ...] | None = None  # synthetic; None: the paradigm's default links
-    path: str = ""  # model
+    model: ModelSpec | None = None  # model agents: the model as `run` loads it
     persona: str = "none"
-    chat: str = "auto"
     policy: str = "sample"
-    dtype: str = "auto"
+
+    @property
+    def path(self) -> str:
+        return self.model.path if self.model is not None else ""
 
     @classmethod
-    def parse(cls, text: str, index: int = 0) -> "AgentSpec":
+    def parse(cls, text: str, index: int = 0, *, persona: str = "none") -> "AgentSpec":
         """`synthetic`, `synthetic:none`, `synthetic:TRAIT>PARAM=SLOPE[;...]`, or
-        `model:PATH[,persona=S][,chat=auto|on|off][,policy=sample|argmax][,name=N][,dtype=D]`."""
+        `model:PATH[,persona=S][,policy=sample|argmax][,name=N]` plus any option of a model
+        string (`adapter=DIR`, `chat=`, `dtype=`, `device=`, `attention=`). `persona`: the
+        persona strategy of model agents that do not name one."""
         kind, _, rest = text.partition(":")
         if kind == "synthetic":
             if not rest:
@@ -52,14 +57,22 @@ class AgentSpec(BaseModel):
                        links=tuple(TraitLink.parse(x) for x in rest.split(";") if x.strip()))
         if kind == "model" and rest:
             path, *opts = rest.split(",")
-            options: dict[str, str] = {}
+            agent: dict[str, str] = {"persona": persona}
+            model_opts = []
             for opt in opts:
                 key, sep, value = opt.partition("=")
-                if not sep or key not in ("persona", "chat", "policy", "name", "dtype"):
-                    raise ValueError(f"agent {text!r}: unknown option {opt!r} (persona, chat, policy, name, dtype)")
-                options[key] = value
-            name = options.pop("name", f"model{index + 1}" if index else "model")
-            return cls(kind="model", name=name, path=path, **options)
+                if sep and key.strip() in ("persona", "policy"):
+                    agent[key.strip()] = value.strip()
+                else:
+                    model_opts.append(opt)
+            try:
+                spec = ModelSpec.parse(",".join([path, *model_opts]))
+            except ValueError as e:
+                raise ValueError(f"agent {text!r}: {e} (or persona=, policy=)") from None
+            if agent.get("policy", "sample") not in ("sample", "argmax"):
+                raise ValueError(f"agent {text!r}: policy must be sample or argmax")
+            name = spec.name or (f"model{index + 1}" if index else "model")
+            return cls(kind="model", name=name, model=spec.model_copy(update={"name": name}), **agent)
         raise ValueError(f"cannot read agent {text!r}; expected synthetic[:...] or model:PATH[,...]")
 
 
@@ -120,12 +133,30 @@ def summarize_behaviour(frame: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+class AgentSummary(BaseModel):
+    """One agent population's behaviour: means of each index, and each numeric trait's
+    Pearson r (and p) with each index across participants."""
+
+    participants: int
+    means: dict[str, float]
+    trait_correlations: dict[str, dict[str, float]]
+
+
+class SimulationSummary(BaseModel):
+    """summary.json of a simulate run."""
+
+    experiment: str
+    seed: int
+    participants_per_agent: int
+    agents: dict[str, AgentSummary]
+
+
 @dataclass
 class SimulationResult:
     out: Path
     records: list[SessionRecord]
     behaviour: pd.DataFrame
-    summary: dict[str, Any]
+    summary: SimulationSummary
 
 
 def simulate(
@@ -137,15 +168,16 @@ def simulate(
     out: str | Path = "runs/simulated",
     trials: int | None = None,
     batch_size: int = 16,
+    persona: str = "none",
     log: Callable[[str], None] = lambda s: None,
 ) -> SimulationResult:
     """Simulate participants in an experiment; the Python form of `surrogate simulate`."""
-    from ..agents._play import play_model
-    from ..models import ModelSpec, load_backend
+    from ..agents import play_model
+    from ..models import load_backend
     from ..personas import resolve_strategies
 
     exp = resolve_experiment(experiment, trials)
-    specs = [a if isinstance(a, AgentSpec) else AgentSpec.parse(a, i) for i, a in enumerate(agents)]
+    specs = [a if isinstance(a, AgentSpec) else AgentSpec.parse(a, i, persona=persona) for i, a in enumerate(agents)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"agent names repeat: {names}; name model agents with ,name=...")
@@ -158,8 +190,7 @@ def simulate(
             log(f"{spec.name}: {participants} synthetic participants, links: "
                 + (", ".join(f"{l.trait}>{l.param}={l.slope}" for l in links) or "none"))
         else:
-            backend = load_backend(ModelSpec(path=spec.path, name=spec.name, chat=spec.chat,
-                                             dtype=spec.dtype))
+            backend = load_backend(spec.model)
             strategy = resolve_strategies(spec.persona, seed=seed)
             if len(strategy) != 1:
                 raise ValueError(f"agent {spec.name}: give one persona strategy, not {spec.persona!r}")
@@ -173,9 +204,9 @@ def simulate(
     atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
     behaviour = behaviour_rows(exp, records)
     atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
-    summary = {"experiment": exp.name, "seed": seed, "participants_per_agent": participants,
-               "agents": summarize_behaviour(behaviour)}
-    atomic_write_json(out / "summary.json", summary)
+    summary = SimulationSummary(experiment=exp.name, seed=seed, participants_per_agent=participants,
+                                agents=summarize_behaviour(behaviour))
+    atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
     return SimulationResult(out=out, records=records, behaviour=behaviour, summary=summary)
 
 

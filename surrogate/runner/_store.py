@@ -122,6 +122,32 @@ class PartStore:
         return pd.concat(frames, ignore_index=True)
 
 
+IDENTITY = ["model", "persona", "study", "experiment", "participant"]
+
+
+class UnitIndex:
+    """Which unit key each (model, persona, study, experiment, participant) has in a table:
+    the one check, for a resumed run and for a merge, that a unit is never stored computed
+    two ways."""
+
+    def __init__(self, table: pd.DataFrame):
+        self.keys: dict[tuple, str] = {}
+        if not table.empty:
+            units = table.drop_duplicates("unit_key")
+            for ident, key in zip(units[IDENTITY].itertuples(index=False, name=None), units["unit_key"]):
+                self.keys[tuple(ident)] = key
+
+    def conflicts(self, ident: tuple, key: str) -> bool:
+        """Whether this identity is already stored under another key."""
+        return self.keys.get(tuple(ident), key) != key
+
+    def add(self, ident: tuple, key: str) -> None:
+        self.keys[tuple(ident)] = key
+
+    def __contains__(self, key: str) -> bool:
+        return key in set(self.keys.values())
+
+
 def read_responses(run_dir: str | Path) -> pd.DataFrame:
     """The responses table of a run folder (or a responses.parquet path)."""
     path = Path(run_dir)

@@ -514,7 +514,7 @@ def replicate_choices(reps: int, *, seed: int = 0) -> dict[str, Tally]:
 def _true_plan(s: Scenario, effect: float):
     """The planner's model filled with the scenario's true variance components."""
     from ..analysis import Sesoi
-    from ..analysis._plan import ExperimentVariance, PersonaPlan
+    from ..analysis import ExperimentVariance, PersonaPlan
 
     rng = np.random.default_rng(7)
     m = _counts(s, 200_000, rng).astype(float)
@@ -542,7 +542,7 @@ def check_planner(name: str, effect: float, reps: int, pilots: int, *, seed: int
     """Simulated power of the pooled individual test at the scenario's design with the
     effect planted, against the planner's prediction from the true components and from
     `pilots` independent pilot tables of the same design (median, 10th and 90th percentile)."""
-    from ..analysis._plan import plan_personas
+    from ..analysis import plan_personas
 
     s = SCENARIOS[name]
     simulated = replicate(replace(s, ind=effect), reps, seed=seed, rows="pooled")["individual_component"]["reject"]

@@ -72,7 +72,7 @@ def _oracle_decomposition(tmp_path, true_links, seed):
     oracle = OracleBackend(read_sessions(tmp_path / "sim"), ProspectTheory, believed)
     result = run([oracle], tmp_path / "sim", "none,interview,shuffled,population", tmp_path / "run",
                  seed=seed, choices=False)
-    assert result.info["models"]["oracle"]["scored"] == 600 and len(sim.records) == 150
+    assert result.info.models["oracle"].scored == 600 and len(sim.records) == 150
     return decompose_personas(result.responses)
 
 

@@ -100,7 +100,7 @@ def test_finetune_takes_every_built_in_name_and_refuses_to_overwrite(psych201, t
     assert json.loads((out / "adapter_config.json").read_text())["r"] == rank_before == 4
     res = CliRunner().invoke(app, ["finetune", "--model", "demo-base", "--data", str(psych201), "--study",
                                    "busch2024_stroop", "--max-participants", "12", "--rank", "2", "--max-steps", "4",
-                                   "--max-tokens", "256", "--batch-tokens", "1024", "--eval-per-study", "2",
+                                   "--window-tokens", "256", "--batch-tokens", "1024", "--eval-per-study", "2",
                                    "--out", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     # Killed while evaluating: the adapter is trained, the report not written.

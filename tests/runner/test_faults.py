@@ -214,7 +214,7 @@ def test_lone_surrogates_are_bad_records(tmp_path):
     assert res.exit_code == 2 and "prompts.jsonl:2" in res.output and "lone surrogate" in res.output
     assert not (tmp_path / "o").exists()  # nothing made before the data were read
     result = run([HashBackend("h")], data, "none", tmp_path / "ok", skip_invalid=True)
-    assert result.info["data"]["invalid"] == 2 and result.info["data"]["participants"] == 1
+    assert result.info.data["invalid"] == 2 and result.info.data["participants"] == 1
 
 
 def test_a_one_line_zip_bomb_is_refused_quickly(tmp_path, monkeypatch):
@@ -281,7 +281,7 @@ app(["run", "--model", "h", "--data", {str(psych201)!r}, "--study", "thoma2025pr
     assert saved == 5  # every finished unit, none half
     again = run([HashBackend("h")], psych201, "both", out, studies=["thoma2025problearn"], max_participants=6,
                 choices=False)
-    assert again.info["models"]["h"]["skipped"] == 5 and again.info["status"] == "complete"
+    assert again.info.models["h"].skipped == 5 and again.info.status == "complete"
 
 
 # --- one clear line for every bad option, path and file ---------------------------------------
@@ -381,4 +381,4 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(psych201, tmp_p
     monkeypatch.setattr(pqm, "write_table", real)
     done = run([HashBackend("h")], psych201, "both", out, studies=["thoma2025problearn"], max_participants=6,
                choices=False)
-    assert done.info["models"]["h"]["skipped"] == 2 and read_responses(out)["unit_key"].nunique() == 12
+    assert done.info.models["h"].skipped == 2 and read_responses(out)["unit_key"].nunique() == 12

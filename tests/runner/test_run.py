@@ -42,7 +42,7 @@ def test_run_on_real_data_with_a_real_model(qwen_dir, psych201, tmp_path):
     assert info["status"] == "complete"
     stats = info["models"]["tiny"]
     assert stats["scored"] == 12 and stats["tokens"] > 0 and stats["tokens_per_second"] > 0
-    assert stats["device"] == "cpu" and stats["dtype"] == "float32" and stats["fast_path"]
+    assert stats["backend"]["device"] == "cpu" and stats["backend"]["dtype"] == "float32" and stats["backend"]["fast_path"]
     assert {"torch", "transformers", "surrogate"} <= set(info["versions"])
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 4 and summary["participants"].eq(3).all()
@@ -68,11 +68,11 @@ def test_truncated_responses_are_rows_with_nan(qwen_dir, psych201, tmp_path):
 def test_rerun_skips_finished_units(psych201, tmp_path):
     out = tmp_path / "run"
     first = run([HashBackend("h")], psych201, "both", out, studies=STUDIES, max_participants=4)
-    assert first.info["models"]["h"]["scored"] == 16
+    assert first.info.models["h"].scored == 16
     again = run([HashBackend("h")], psych201, "both", out, studies=STUDIES, max_participants=4)
-    assert again.info["models"]["h"]["scored"] == 0 and again.info["models"]["h"]["skipped"] == 16
+    assert again.info.models["h"].scored == 0 and again.info.models["h"].skipped == 16
     more = run([HashBackend("h")], psych201, "both", out, studies=STUDIES, max_participants=6)
-    assert more.info["models"]["h"]["scored"] == 8
+    assert more.info.models["h"].scored == 8
     _check_table(read_responses(out))
     assert read_responses(out)["participant"].nunique() == 12
 
@@ -88,7 +88,7 @@ def test_crash_leaves_a_readable_table_and_resume_completes(psych201, tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "failed" and "simulated crash" in info["error"]
     done = run([HashBackend("h")], psych201, "both", out, studies=STUDIES, max_participants=4)
-    assert done.info["models"]["h"]["scored"] == 11
+    assert done.info.models["h"].scored == 11
     _check_table(read_responses(out))
     assert read_responses(out)["unit_key"].nunique() == 16
 
@@ -121,7 +121,7 @@ run([{str(qwen_dir)!r}], {str(psych201)!r}, 'both', {str(out)!r}, studies={STUDI
     _check_table(partial)
     assert 0 < partial["unit_key"].nunique() < 32
     full = run([str(qwen_dir)], psych201, "both", out, studies=STUDIES, max_participants=8, chat="off")
-    assert full.info["models"][str(qwen_dir)]["skipped"] >= partial["unit_key"].nunique()
+    assert full.info.models[str(qwen_dir)].skipped >= partial["unit_key"].nunique()
     _check_table(read_responses(out))
     assert read_responses(out)["unit_key"].nunique() == 32
 
@@ -152,7 +152,7 @@ def test_skip_invalid_writes_invalid_jsonl(tmp_path):
     with pytest.raises(ValueError, match=r"prompts.jsonl:2"):
         run([HashBackend("h")], data, "off", tmp_path / "a")
     result = run([HashBackend("h")], data, "off", tmp_path / "b", skip_invalid=True)
-    assert result.info["data"]["invalid"] == 1
+    assert result.info.data["invalid"] == 1
     invalid = [json.loads(x) for x in (tmp_path / "b" / "invalid.jsonl").read_text().splitlines()]
     assert invalid[0]["line"] == 2 and "invalid JSON" in invalid[0]["reason"]
     assert invalid[0]["record"] == "{oops"
@@ -163,7 +163,7 @@ def test_system_persona_needs_chat(psych201, tmp_path):
         run([HashBackend("h")], psych201, "system", tmp_path / "r", studies=STUDIES, max_participants=2)
     result = run([HashBackend("h", chat=True)], psych201, "system", tmp_path / "r2", studies=STUDIES,
                  max_participants=2)
-    assert result.info["models"]["h"]["scored"] == 4
+    assert result.info.models["h"].scored == 4
 
 
 def test_cli_reports_bad_input_clearly(tmp_path):

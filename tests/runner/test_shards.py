@@ -32,7 +32,7 @@ def test_shards_partition_the_units_into_one_table(psych201, tmp_path):
     counts = []
     for k in range(3):
         r = run([HashBackend("h")], psych201, "both", tmp_path / "sharded", shard=f"{k}/3", **kw)
-        counts.append(r.info["models"]["h"]["units"])
+        counts.append(r.info.models["h"].units)
     assert sum(counts) == 24 and min(counts) > 0  # 2 studies x 6 people x 2 personas, dealt out
     pd.testing.assert_frame_equal(_table(tmp_path / "one"), _table(tmp_path / "sharded"))
     assert sorted(p.name for p in (tmp_path / "sharded").glob("run-shard-*.json")) == [
