@@ -109,6 +109,34 @@ def _d_columns(which: str) -> tuple[str, str, str]:
     return (which, f"{which}_lo", f"{which}_hi") if which == "d_paper" else ("cohens_d", "lo", "hi")
 
 
+def nll_by_study(responses: pd.DataFrame, *, persona: str = "none") -> tuple[Figure, pd.DataFrame] | None:
+    """Per model, each study's NLL per response relative to that study's mean over the models
+    (per cent), so studies of very different scale compare; the mean over studies as a diamond."""
+    plt = _plt()
+    d = responses[(responses["persona"] == persona) & responses["nll"].notna()]
+    if d.empty:
+        return None
+    per = d.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean()
+    table = per.rename("nll").reset_index()
+    table["relative"] = 100 * (table["nll"] / table.groupby("study")["nll"].transform("mean") - 1)
+    models = sorted(table["model"].unique())
+    fig, ax = plt.subplots(figsize=(6, 0.9 + 0.5 * len(models)))
+    rng = np.random.default_rng(0)
+    for i, m in enumerate(models):
+        g = table[table["model"] == m]
+        ax.scatter(g["relative"], i + rng.uniform(-0.15, 0.15, len(g)), s=14, color=PALETTE[0], alpha=0.7,
+                   label="a study" if i == 0 else None)
+        ax.plot(g["relative"].mean(), i, "D", color=PALETTE[1], markersize=7, label="mean over studies" if i == 0 else None)
+    ax.set_yticks(range(len(models)), models)
+    ax.invert_yaxis()
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("NLL per response relative to the study's mean over these models (%; < 0: predicts people better)")
+    ax.set_title(f"Predicting people, study by study (persona {persona})")
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+    fig.tight_layout()
+    return fig, table
+
+
 def misalignment_forest(misalignment: pd.DataFrame, which: str = "d_paper") -> tuple[Figure, pd.DataFrame] | None:
     """Fig. 3: post-training misalignment per (base, post-trained) pair with 95% CIs, and the
     mean per post-training type; generations within a family in a second panel. `which`:

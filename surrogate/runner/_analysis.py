@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import (
@@ -285,78 +286,106 @@ def analyze(
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = Analysis(out=out, responses=responses)
-    personas = set(responses["persona"].unique()) if not responses.empty else set()
-
-    matched_list = split_names(matched)
     sesoi = Sesoi.parse(sesoi)
-    if control is not None and control not in personas:
-        raise ValueError(f"--control {control!r}: no rows for this persona in {', '.join(map(str, run_dirs))} "
-                         f"(personas there: {', '.join(sorted(personas)) or 'none'})")
-    result.decompositions, result.comparisons, notes = _decompose_all(
-        responses, matched_list, control, by=by, sesoi=sesoi, weight=weight)
-    result.notes += notes
-    for model in sorted(responses["model"].unique()) if not responses.empty else []:
-        have = set(responses.loc[responses["model"] == model, "persona"].unique())
-        if {"none", "interview"} <= have:
-            result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by)
-    if result.decompositions:
-        _write_csv(out / "persona_effects.csv", persona_effects_table(result.decompositions))
-        _write_comparisons(out, result.comparisons)
-    elif personas and not result.notes:
-        result.notes.append(f"persona decomposition needs none, the matched persona and its control for a "
-                            f"model; found personas {sorted(personas)}")
-    if result.metadata_benefits:
-        _write_csv(out / "metadata_benefit.csv", pd.concat(
-            [b.to_frame().assign(model=m) for m, b in result.metadata_benefits.items()], ignore_index=True))
-
+    _persona_analyses(result, split_names(matched), control, by=by, sesoi=sesoi, weight=weight,
+                      where=", ".join(map(str, run_dirs)))
     if pairs is None:
         saved = next((Path(d) / "pairs.toml" for d in run_dirs if (Path(d) / "pairs.toml").is_file()), None)
         if saved is not None:
             pairs = saved
             result.notes.append(f"model pairs read from {saved} (the pairs this run was analysed with)")
     if pairs is not None:
-        cats = read_categories(categories) if categories is not None else None
-        wanted = list(pairs) if isinstance(pairs, (list, tuple)) else read_pairs(pairs)
-        have = set(responses["model"].unique()) if not responses.empty else set()
-        if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
-            wanted = [p for p in wanted if {p.base, p.post_trained} <= have]
-            if not wanted:
-                result.notes.append("--pairs paper: no pair of the paper's grid has both models in these "
-                                    f"runs (models: {sorted(have)})")
-        if wanted:
-            result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by, seed=seed)
-        if result.misalignment is not None:
-            _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
-            if result.misalignment.trends:
-                _write_csv(out / "misalignment_trend.csv", result.misalignment.trend_frame())
-        if cats is None:
-            result.notes.append("no --categories given: misalignment is not broken down by domain")
-
-    accuracy = paper_accuracy(responses, by=by) if not responses.empty else pd.DataFrame()
+        _misalignment_analysis(result, pairs, categories, by=by, seed=seed)
+    accuracy = paper_accuracy(responses, by=by)
     if not accuracy.empty:
         _write_csv(out / "accuracy_paper.csv", accuracy)
     if not choices.empty:
-        for (model, persona), _ in choices.groupby(["model", "persona"]):
-            result.choices[(model, persona)] = choice_prediction(choices, model=model, persona=persona,
-                                                                 by=by, n_boot=n_boot, seed=seed)
-        for name in ("fit", "population", "individual", "participants"):
-            frames = [c.frames()[name].assign(model=m, persona=p) for (m, p), c in result.choices.items()]
-            _write_csv(out / f"choice_{name}.csv", pd.concat(frames, ignore_index=True))
-        # Individual tracking of choices, labels randomised or not: the persona decomposition
-        # on the choice NLL (matched vs shuffled persona), persona metadata from the responses.
-        units = responses.drop_duplicates("unit_key").set_index("unit_key")[["persona_fields", "persona_donor"]]
-        choice_nll = choices.drop(columns=[c for c in ("persona_fields", "persona_donor") if c in choices]) \
-            .join(units, on="unit_key").assign(nll=lambda f: f["nll_choice"])
-        for model in sorted(choice_nll["model"].unique()):
-            have = set(choice_nll.loc[choice_nll["model"] == model, "persona"].unique())
-            ctrl = control or matched_control("interview")
-            if {"none", "interview", ctrl} <= have:
-                result.choice_decompositions |= decompose_over_derangements(
-                    choice_nll, model, _controls(have, ctrl), by=by, sesoi=sesoi, weight=weight)
-        if result.choice_decompositions:
-            _write_csv(out / "choice_persona_effects.csv", persona_effects_table(result.choice_decompositions))
+        _choice_analyses(result, choices, control, by=by, sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed)
     atomic_write_bytes(out / "summary.txt", (result.summary() + "\n").encode())
     return result
+
+
+def _persona_analyses(result: Analysis, matched: list[str], control: str | None, *, by: str, sesoi: Sesoi,
+                      weight: str, where: str) -> None:
+    """The decomposition (and strategy comparison) per model, and the meta-data benefit."""
+    responses, out = result.responses, result.out
+    personas = set(responses["persona"].unique())
+    if control is not None and control not in personas:
+        raise ValueError(f"--control {control!r}: no rows for this persona in {where} "
+                         f"(personas there: {', '.join(sorted(personas)) or 'none'})")
+    result.decompositions, result.comparisons, notes = _decompose_all(
+        responses, matched, control, by=by, sesoi=sesoi, weight=weight)
+    result.notes += notes
+    for model in sorted(responses["model"].unique()):
+        have = set(responses.loc[responses["model"] == model, "persona"].unique())
+        if {"none", "interview"} <= have:
+            result.metadata_benefits[model] = metadata_benefit(responses, model=model, by=by)
+    if result.decompositions:
+        _write_csv(out / "persona_effects.csv", persona_effects_table(result.decompositions))
+        _write_comparisons(out, result.comparisons)
+    elif len(personas) > 1 and not result.notes:
+        result.notes.append(f"persona decomposition needs none, the matched persona and its control for a "
+                            f"model; found personas {sorted(personas)}")
+    if result.metadata_benefits:
+        _write_csv(out / "metadata_benefit.csv", pd.concat(
+            [b.to_frame().assign(model=m) for m, b in result.metadata_benefits.items()], ignore_index=True))
+
+
+def _misalignment_analysis(result: Analysis, pairs, categories, *, by: str, seed: int) -> None:
+    responses, out = result.responses, result.out
+    cats = read_categories(categories) if categories is not None else None
+    wanted = list(pairs) if isinstance(pairs, (list, tuple)) else read_pairs(pairs)
+    have = set(responses["model"].unique())
+    if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
+        wanted = [p for p in wanted if {p.base, p.post_trained} <= have]
+        if not wanted:
+            result.notes.append("--pairs paper: no pair of the paper's grid has both models in these "
+                                f"runs (models: {sorted(have)})")
+    if wanted:
+        result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by, seed=seed)
+        _write_csv(out / "misalignment.csv", result.misalignment.to_frame())
+        if result.misalignment.trends:
+            _write_csv(out / "misalignment_trend.csv", result.misalignment.trend_frame())
+    if cats is None:
+        result.notes.append("no --categories given: misalignment is not broken down by domain")
+
+
+def _choice_analyses(result: Analysis, choices: pd.DataFrame, control: str | None, *, by: str, sesoi: Sesoi,
+                     weight: str, n_boot: int, seed: int) -> None:
+    """Choice prediction per model and persona, and the decomposition on the choice NLL.
+    Tables with no rows are not written; the summary says why."""
+    responses, out = result.responses, result.out
+    for (model, persona), _ in choices.groupby(["model", "persona"]):
+        result.choices[(model, persona)] = choice_prediction(choices, model=model, persona=persona,
+                                                             by=by, n_boot=n_boot, seed=seed)
+    why = {"population": "no experiment's option labels are shared by every participant (labels randomised per "
+                         "participant): choice_persona_effects.csv measures individual tracking instead",
+           "individual": "no experiment has the same options for every participant and at least 3 of them"}
+    for name in ("fit", "population", "individual", "participants"):
+        frames = [c.frames()[name].assign(model=m, persona=p) for (m, p), c in result.choices.items()]
+        table = pd.concat(frames, ignore_index=True)
+        if table.empty:
+            result.notes.append(f"choice_{name}.csv not written: {why.get(name, 'no rows')}")
+            continue
+        _write_csv(out / f"choice_{name}.csv", table)
+    for (model, persona), c in result.choices.items():
+        worse = [f.experiment for f in c.fit if np.isfinite(f.pseudo_r2.value) and f.pseudo_r2.value < 0]
+        if worse:
+            result.notes.append(f"{model} ({persona}) predicts choices worse than a uniform guess over the options in "
+                                f"{', '.join(worse)} (pseudo-R2 < 0: its probabilities are confidently wrong)")
+    # Individual tracking of choices, labels randomised or not: the persona decomposition
+    # on the choice NLL (matched vs shuffled persona), persona metadata from the responses.
+    units = responses.drop_duplicates("unit_key").set_index("unit_key")[["persona_fields", "persona_donor"]]
+    choice_nll = choices.drop(columns=[c for c in ("persona_fields", "persona_donor") if c in choices]) \
+        .join(units, on="unit_key").assign(nll=lambda f: f["nll_choice"])
+    for model in sorted(choice_nll["model"].unique()):
+        have = set(choice_nll.loc[choice_nll["model"] == model, "persona"].unique())
+        ctrl = control or matched_control("interview")
+        if {"none", "interview", ctrl} <= have:
+            result.choice_decompositions |= decompose_over_derangements(
+                choice_nll, model, _controls(have, ctrl), by=by, sesoi=sesoi, weight=weight)
+    if result.choice_decompositions:
+        _write_csv(out / "choice_persona_effects.csv", persona_effects_table(result.choice_decompositions))
 
 
 def plan(run_dirs: Sequence[str | Path], *, model: str | None = None, effect: str = "1%", d: float = 0.2,

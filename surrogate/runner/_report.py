@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..analysis import ModelPair, figures
@@ -144,14 +145,20 @@ def report(
         analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", matched=matched,
                            control=control)
     responses = analysis.responses
-    tables = analysis.out
     mis = analysis.misalignment.to_frame() if analysis.misalignment is not None else pd.DataFrame()
     pair_list = [pm.pair for pm in analysis.misalignment.pairs] if analysis.misalignment is not None else []
 
     made: list[tuple[str, str, str, Any]] = []
-    made.append(("nll_by_size", "Predicting people by model", "Mean NLL per response (persona off), "
-                 "averaged over experiments, with 95% intervals across experiments (the paper's Fig. 2 "
-                 "when model sizes are known).", figures.nll_by_size(responses, pair_list)))
+    sized = any(p.size_b for p in pair_list)
+    if sized:
+        made.append(("nll_by_size", "Predicting people by model size", "Mean NLL per response (persona off), "
+                     "averaged over experiments, with 95% intervals across experiments (the paper's Fig. 2).",
+                     figures.nll_by_size(responses, pair_list)))
+    made.append(("nll_by_study", "Predicting people, study by study", "NLL per response (persona off) of each "
+                 "model in each study, relative to the study's mean over the models shown (studies differ up to "
+                 "a hundredfold in NLL, so raw nats would not compare): one point per study, the mean over studies "
+                 "as a diamond; left of 0 predicts people better. The raw values are in the table above.",
+                 figures.nll_by_study(responses)))
     if not mis.empty:
         one_pair = (mis["level"] == "pooled").sum() == 1
         made.append(("misalignment", "Post-training misalignment",
@@ -172,27 +179,25 @@ def report(
                      "averaged over experiments (the paper's Fig. 5). It mixes population- and "
                      "individual-level effects; the decomposition below separates them.",
                      figures.metadata_benefit_plot(benefit)))
-    effects_path = tables / "persona_effects.csv"
-    if effects_path.exists():
-        effects = pd.read_csv(effects_path)
-        primary = effects[effects["role"] == "primary"] if "role" in effects else effects
-        keys = primary[["model", "matched", "control"]].drop_duplicates() if "matched" in primary else \
-            primary[["model"]].drop_duplicates().assign(matched="interview", control="shuffled")
-        for _, k in keys.iterrows():
-            model, matched, ctrl = k["model"], k["matched"], k["control"]
-            label = model if matched == "interview" else f"{model}: {matched}"
+    from ._analysis import persona_effects_table, primary
+
+    decs = primary(analysis.decompositions)
+    if decs:
+        effects = persona_effects_table(analysis.decompositions)
+        for label, d in decs.items():
             made.append((f"persona_{_slug(label)}", f"Persona decomposition: {label}",
-                         f"Per experiment: total benefit of the matched persona ({matched}; no persona − persona), its "
-                         f"population component (no persona − {ctrl} persona) and individual component "
-                         f"({ctrl} − matched persona), nats per response, 95% t intervals; diamonds: pooled "
+                         f"Per experiment: total benefit of the matched persona ({d.matched}; no persona − persona), "
+                         f"its population component (no persona − {d.control} persona) and individual component "
+                         f"({d.control} − matched persona), nats per response, 95% t intervals; diamonds: pooled "
                          "estimate (experiments weighted equally); band: prediction interval of the "
                          "individual component in a new experiment.",
-                         figures.persona_forest(effects, model, ctrl, matched=matched)))
-    pop_path = tables / "choice_population.csv"
-    if pop_path.exists():
+                         figures.persona_forest(effects, d.model, d.control, matched=d.matched)))
+    population = [c.frames()["population"].assign(model=m, persona=p) for (m, p), c in analysis.choices.items()]
+    population = pd.concat(population, ignore_index=True) if population else pd.DataFrame()
+    if not population.empty:
         made.append(("choice_rates", "Closed-set choices", "Per option and experiment: the model's "
                      "predicted choice rate against the observed share of participants' choices.",
-                     figures.choice_rates(pd.read_csv(pop_path))))
+                     figures.choice_rates(population)))
     lora_reps = _lora_reports(dirs, [Path(p) for p in lora])
     if lora_reps:
         made.append(("lora_recovery", "LoRA toward human behaviour", "Held-out NLL per response before "
@@ -216,8 +221,15 @@ def report(
         written.append(ReportFigure(name, fig_title, caption, png, pdf, csv))
 
     calibration = pd.read_csv(CALIBRATION) if CALIBRATION.exists() else pd.DataFrame()
-    body = [f"<h1>{html.escape(title)}</h1>",
-            "<h2>Methods</h2>", f"<p>{_methods(dirs)}</p>"]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    models = sorted(responses["model"].unique())
+    if any(m.startswith("organism-") for m in models):
+        body.append("<p class=\"note\"><b>Miniature organisms.</b> organism-* are small models surrogate trained "
+                    "itself (on real Psych-201 participants and synthetic ones); they show the measurements working, "
+                    "not how real language models behave. Their cards say how they were made.</p>")
+    body += ["<h2>Findings</h2>", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in headline(analysis)) + "</ul>",
+             "<h2>Mean NLL per response by study and model</h2>", _table_html(nll_table(responses)),
+             "<h2>Methods</h2>", f"<p>{_methods(dirs)}</p>"]
     for f in written:
         body += [f'<figure id="{f.name}"><h2>{html.escape(f.title)}</h2>',
                  f'<img alt="{html.escape(f.title)}" src="data:image/png;base64,{_img(f.png)}">',
@@ -230,17 +242,74 @@ def report(
                  "<p>Measured by simulation with known truth through the same estimator code "
                  "(<code>python bench/calibration.py</code>, 400 replications per scenario; 6 experiments × "
                  "60 participants × 30 responses unless stated). Targets: type-I error in [0.025, 0.075], "
-                 "coverage of 95% intervals in [0.92, 0.98].</p>", _table_html(calibration)]
+                 "coverage of 95% intervals in [0.92, 0.98].</p>",
+                 f"<details><summary>The calibration table ({len(calibration)} rows)</summary>"
+                 + _table_html(calibration, max_rows=1000) + "</details>"]
     page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title><style>"
             "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
             "img{max-width:100%;height:auto}figure{margin:2em 0}figcaption{font-size:90%;color:#444}"
             "table.t{border-collapse:collapse;font-size:80%}table.t td,table.t th{padding:2px 6px;"
-            "border-bottom:1px solid #ddd}pre{white-space:pre-wrap;font-size:85%}</style></head><body>"
+            "border-bottom:1px solid #ddd}pre{white-space:pre-wrap;font-size:85%}.note{background:#fff4e0;padding:.5em 1em}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
     path = out / "report.html"
     atomic_write_bytes(path, page.encode())
     log(f"wrote {path} ({len(written)} figures; PNG and PDF in {out / 'figures'}, tables in {out / 'tables'})")
     return Report(html=path, figures=written, analysis=analysis)
+
+
+def nll_table(responses: pd.DataFrame) -> pd.DataFrame:
+    """Mean NLL per response (persona off; each participant weighted once) by study and model."""
+    d = responses[(responses["persona"] == "none") & responses["nll"].notna()]
+    if d.empty:
+        d = responses[responses["nll"].notna()]
+    per = d.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean()
+    return per.unstack("model").reset_index().rename_axis(columns=None)
+
+
+def _verdict(d) -> str:
+    """One line for one decomposition: what the individual component shows."""
+    from ..analysis import fmt_p
+
+    p = d.pooled
+    ind = p.individual_component
+    eq = d.equivalence()
+    if ind.p is not None and ind.p < 0.05 and ind.value > 0:
+        verdict = "individual-level information: the own persona predicts better than someone else's"
+    elif eq is not None and eq.equivalent:
+        verdict = f"no individual-level information as large as {d.sesoi} (equivalence shown)"
+    elif eq is not None and eq.total_indistinguishable:
+        verdict = "the persona changes nothing measurable (the model may ignore it)"
+    else:
+        verdict = "inconclusive: neither an individual effect nor equivalence shown"
+    return (f"{d.model} ({d.matched} vs {d.control}): total {p.total.value:+.4f} nats, individual "
+            f"{ind.value:+.4f} [{ind.lo:+.4f}, {ind.hi:+.4f}], p {fmt_p(ind.p)}: {verdict}")
+
+
+def headline(analysis: Analysis) -> list[str]:
+    """The findings, one line each, with their numbers."""
+    from ._analysis import primary
+
+    lines = []
+    if analysis.misalignment is not None:
+        for pm in analysis.misalignment.pairs:
+            lo, hi = pm.mean_paper_interval
+            direction = ("worse" if lo > 0 else "better" if hi < 0 else "not distinguishably different")
+            if not np.isfinite(lo):
+                direction = "see the table (one experiment)"
+            lines.append(f"Post-training misalignment, {pm.pair.label}: the paper's d {pm.mean_paper:+.3f} "
+                         f"[{lo:+.3f}, {hi:+.3f}] over {len(pm.d_paper)} experiments: the post-trained model predicts "
+                         f"people {direction}.")
+    for d in primary(analysis.decompositions).values():
+        if d.pooled_rows:
+            lines.append("Personas, " + _verdict(d) + ".")
+        else:
+            lines.append(f"Personas, {d.model} ({d.matched} vs {d.control}): no pooled estimate ("
+                         + "; ".join(f"{r.experiment}: {r.status}" if r.status != "ok" else
+                                     f"{r.experiment}: individual {r.individual_component}" for r in d.rows) + ").")
+    if not lines:
+        lines.append("Mean NLL per response by study and model below; misalignment needs --pairs, the persona "
+                     "decomposition none, a matched persona and its shuffled control.")
+    return lines
 
 
 def _slug(text: str) -> str:

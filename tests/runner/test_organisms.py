@@ -110,6 +110,6 @@ def test_the_default_job_shows_the_three_results(tmp_path):
     assert np.isfinite(effects.loc[effects["experiment"] == "pooled", "individual_component"]).all()
     # ...and ends by writing the report, saying where.
     page = (tmp_path / "default" / "report" / "report.html").read_text()
-    for name in ("misalignment", "persona_organism_base", "persona_organism_post", "nll_by_size"):
+    for name in ("misalignment", "persona_organism_base", "persona_organism_post", "nll_by_study"):
         assert f'id="{name}"' in page
     assert "report.html" in res.output

@@ -45,7 +45,7 @@ def test_report_draws_every_figure_and_embeds_it(psych201, qwen_dir, tmp_path):
                                    str(PSYCH201 / "categories.csv"), "--out", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "rep" / "report.html").read_text()
-    expected = {"nll_by_size", "misalignment", "misalignment_domains", "metadata_benefit", "choice_rates",
+    expected = {"nll_by_size", "nll_by_study", "misalignment", "misalignment_domains", "metadata_benefit", "choice_rates",
                 *(f"persona_{m.name.replace('-', '_')}" for m in models)}
     for name in expected:
         png = (tmp_path / "rep" / "figures" / f"{name}.png").read_bytes()
@@ -57,6 +57,12 @@ def test_report_draws_every_figure_and_embeds_it(psych201, qwen_dir, tmp_path):
     assert len(embedded) == len(expected)
     for data in embedded:
         _check_png(base64.b64decode(data))
+    # Findings first, one line each with numbers; the NLL table by study and model.
+    findings = page.split("<h2>Findings</h2>", 1)[1].split("</ul>", 1)[0]
+    assert findings.count("<li>") == 2 + 4 and "paper&#x27;s d" in findings and "individual" in findings
+    assert page.index("Findings") < page.index("Methods") and "Mean NLL per response by study and model" in page
+    # The calibration table is there, folded away.
+    assert "<details><summary>The calibration table" in page
     # The methods paragraph comes from run.json; the calibration table ships with the package.
     assert "small-base" in page and "32768 characters" in page and "torch" in page
     assert "Calibration of the estimators" in page and "heterogeneity tau 0.2, K=30" in page
