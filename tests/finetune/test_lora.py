@@ -14,51 +14,77 @@ from surrogate.runner import read_responses, run
 STUDIES = ["guenther2022relational", "guenther2024substitutions", "busch2024_stroop"]
 
 
-def test_lora_on_the_post_trained_organism_recovers_its_gap(psych201, tmp_path):
-    out = tmp_path / "lora"
-    config = FinetuneConfig(learning_rate=2e-3, max_steps=60, max_tokens=1024, batch_tokens=4096,
-                            checkpoint_every=10, eval_per_study=10)
-    kw = dict(compare_to="organism-base", studies=STUDIES, max_participants=80)
-    assert finetune("organism-post", psych201, out, config, stop_after=15, **kw) is None  # "killed"
-    assert (out / "checkpoint.pt").exists() and not (out / "adapter_config.json").exists()
-    report = finetune("organism-post", psych201, out, config, **kw)
+CONFIG = FinetuneConfig(learning_rate=2e-3, max_steps=60, max_tokens=1024, batch_tokens=4096, checkpoint_every=10,
+                        eval_per_study=10)
+KW = dict(compare_to="organism-base", studies=STUDIES, max_participants=80)
+
+
+@pytest.fixture(scope="module")
+def trained(psych201, tmp_path_factory):
+    """LoRA on the post-trained organism, killed after 15 steps and resumed: (folder, the
+    state after the kill, the report)."""
+    out = tmp_path_factory.mktemp("lora")
+    killed = finetune("organism-post", psych201, out, CONFIG, stop_after=15, **KW)
+    after_kill = {"returned": killed, "checkpoint": (out / "checkpoint.pt").exists(),
+                  "adapter": (out / "adapter_config.json").exists()}
+    return out, after_kill, finetune("organism-post", psych201, out, CONFIG, **KW)
+
+
+@pytest.mark.slow
+def test_a_killed_lora_run_resumes_from_its_checkpoint(trained):
+    out, after_kill, report = trained
+    assert after_kill == {"returned": None, "checkpoint": True, "adapter": False}
     assert report.resumed_from == 10 and report.steps == 60
     assert not (out / "checkpoint.pt").exists()
-    split = json.loads((out / "split.json").read_text())
-    assert split["holdout"] == "participants" and not set(map(tuple, split["train"])) & set(map(tuple, split["heldout"]))
-    saved = json.loads((out / "report.json").read_text())
-    assert saved["heldout"][-1]["study"] == "all"
-    overall = report.overall
-    assert overall.before > overall.reference  # the post-trained organism is worse than the base
-    assert overall.recovery >= 0.5, report.heldout
-    assert overall.after < overall.before
 
-    # The adapter scores anywhere a model goes, and its identity enters the result key.
-    people = [p for p in split["heldout"] if p[0] == "guenther2022relational"][:2]
-    data = tmp_path / "two.jsonl"
+
+@pytest.mark.slow
+def test_the_split_is_written_and_disjoint(trained):
+    out, _, report = trained
+    split = json.loads((out / "split.json").read_text())
+    assert split["holdout"] == "participants"
+    assert not set(map(tuple, split["train"])) & set(map(tuple, split["heldout"]))
+    assert json.loads((out / "report.json").read_text())["heldout"][-1]["study"] == "all"
+
+
+@pytest.mark.slow
+def test_lora_recovers_most_of_the_post_trained_gap(trained):
+    overall = trained[2].overall
+    assert overall.before > overall.reference  # the post-trained organism is worse than the base
+    assert overall.after < overall.before
+    assert overall.recovery >= 0.5, trained[2].heldout
+
+
+@pytest.mark.slow
+def test_the_adapter_scores_anywhere_a_model_goes(trained, psych201, tmp_path):
+    out = trained[0]
+    split = json.loads((out / "split.json").read_text())
+    keep = {tuple(p) for p in split["heldout"] if p[0] == "guenther2022relational"}
     from surrogate.data import load
 
-    keep = {tuple(p) for p in people}
-    lines = []
-    for p in load(psych201, studies=["guenther2022relational"]).participants:
-        if p.key in keep:
-            lines.append(json.dumps({"text": p.text, "experiment": p.experiment, "participant": p.participant}))
+    lines = [json.dumps({"text": p.text, "experiment": p.experiment, "participant": p.participant})
+             for p in load(psych201, studies=["guenther2022relational"]).participants if p.key in keep][:2]
+    data = tmp_path / "two.jsonl"
     data.write_text("\n".join(lines) + "\n")
-    result = run([f"lora=organism-post,adapter={out}", "post=organism-post"], data, "off", tmp_path / "run",
-                 device="cpu", choices=False)
+    run([f"lora=organism-post,adapter={out}", "post=organism-post"], data, "off", tmp_path / "run", device="cpu",
+        choices=False)
     frame = read_responses(tmp_path / "run")
     per = frame.groupby("model")["nll"].mean()
     assert per["lora"] < per["post"]
-    assert frame.groupby("model")["unit_key"].apply(set).pipe(lambda s: not (s["lora"] & s["post"]))
-    # The report draws the adapter's recovery.
+    keys = frame.groupby("model")["unit_key"].apply(set)
+    assert not keys["lora"] & keys["post"]  # the adapter enters the result key
     from surrogate.runner import report
 
     rep = report([tmp_path / "run"], tmp_path / "report", lora=[out])
     (fig,) = [f for f in rep.figures if f.name == "lora_recovery"]
     assert fig.png.stat().st_size > 10_000 and 'id="lora_recovery"' in rep.html.read_text()
-    # A finished run is not retrained.
-    again = finetune("organism-post", psych201, out, config, **kw)
-    assert again.overall.after == pytest.approx(overall.after)
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_not_retrained(trained, psych201):
+    out, _, report = trained
+    again = finetune("organism-post", psych201, out, CONFIG, **KW)
+    assert again.overall.after == pytest.approx(report.overall.after)
 
 
 def test_model_strings_carry_an_adapter():

@@ -38,11 +38,20 @@ TEMPLATE_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def backends():
+    """One loaded backend per checkpoint for the whole module (the tests only read it; each
+    sets the template it checks)."""
+    return {}
+
+
 @pytest.mark.parametrize("template, fixture, trims", TEMPLATE_CASES)
 @pytest.mark.parametrize("system", [None, "You are a 25-year-old participant."])
-def test_template_quirks_never_move_a_response(request, transcripts, template, fixture, trims, system):
+def test_template_quirks_never_move_a_response(request, backends, transcripts, template, fixture, trims, system):
     folder = request.getfixturevalue(fixture)
-    backend = load_backend(ModelSpec(path=str(folder), chat="on", device="cpu", dtype="float32"))
+    if fixture not in backends:
+        backends[fixture] = load_backend(ModelSpec(path=str(folder), chat="on", device="cpu", dtype="float32"))
+    backend = backends[fixture]
     backend.tokenizer.chat_template = (TEMPLATES / f"{template}.jinja").read_text()
     requests = [ScoreRequest(transcript=t, system=system) for t in transcripts]
     results = score_all(backend, requests)

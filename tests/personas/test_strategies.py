@@ -34,11 +34,31 @@ def test_persona_is_typed(thoma, sandbrink):
     assert not q.demographics
 
 
-def test_every_builtin_strategy_renders(thoma):
-    for name in builtin_strategies():
-        strategy = resolve_strategies(name)[0]
-        out = strategy.render(thoma)
-        assert len(out) == len(thoma) and all(isinstance(c, Conditioning) for c in out)
+def test_every_builtin_strategy_renders(thoma, sandbrink):
+    """Each built-in strategy's conditioning says what it claims: the own fields' values (own
+    strategies), someone else's (shuffled), the experiment's pooled persona (population),
+    the fields without values (placebo), nothing (none)."""
+    people = thoma[:8]
+    rendered = {name: resolve_strategies(name)[0].render(people) for name in builtin_strategies()}
+    assert set(rendered) == {"none", "interview", "narrative", "demographics", "questionnaires", "system",
+                             "shuffled", "population", "placebo"}
+    for p, none, interview, narrative, demo, system, shuffled, population, placebo in zip(
+            people, *(rendered[k] for k in ("none", "interview", "narrative", "demographics", "system", "shuffled",
+                                             "population", "placebo"))):
+        age, gender = p.metadata_text["age"], p.metadata_text["gender"]
+        assert none == Conditioning()
+        assert interview.prefix == (f"Interviewer: What is your age?\nInterviewee: {age}\n\n"
+                                    f"Interviewer: What is your gender?\nInterviewee: {gender}\n\n")
+        assert interview.fields == ("age", "gender") and interview.donor is None
+        assert f"{age}-year-old" in narrative.prefix and p.metadata_text["condition"] in narrative.prefix
+        assert f"Interviewee: {age}\n" in demo.prefix and demo.fields == ("age", "gender")
+        assert system.prefix == "" and f"{age}-year-old" in system.system
+        donor = next(q for q in people if q.participant == shuffled.donor)
+        assert donor is not p and f"Interviewee: {donor.metadata_text['age']}\n" in shuffled.prefix
+        assert population.prefix == rendered["population"][0].prefix and population.donor == "population"
+        assert age not in placebo.prefix and placebo.prefix.count("I would rather not say.") == 2
+    q = resolve_strategies("questionnaires")[0].render(sandbrink[:1])[0]
+    assert "FACSIMILE A/D" in q.prefix and str(sandbrink[0].metadata_text["FACSIMILE A/D"]) in q.prefix
     assert resolve_strategies("on")[0].name == "interview"
     assert [s.name for s in resolve_strategies("both")] == ["none", "interview"]
 
