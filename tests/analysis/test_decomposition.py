@@ -20,6 +20,7 @@ def _within(tally, target, reps):
     return abs(tally.rate - target) <= 3 * se
 
 
+@pytest.mark.slow
 def test_null_rejection_is_nominal_with_strong_persona_effects():
     # The old participant-level test rejected 0 of 400 here: persona effects sat in its noise.
     s = Scenario("null", experiments=2, participants=40, responses=10, persona_sd=0.3)
@@ -30,6 +31,7 @@ def test_null_rejection_is_nominal_with_strong_persona_effects():
     assert _within(tallies["cover"], 0.95, n), tallies["cover"].rate
 
 
+@pytest.mark.slow
 def test_power_for_a_small_individual_effect_under_persona_effects():
     # The issue's design: 6 experiments x 60 participants x 30 responses, persona SD 0.2,
     # individual effect 0.025 nats/response. The old analysis had no power here.
@@ -38,6 +40,7 @@ def test_power_for_a_small_individual_effect_under_persona_effects():
     assert tallies["reject"].rate >= 0.7, tallies["reject"].rate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [8, 15])
 def test_small_experiments_keep_coverage(n):
     s = replace(SCENARIOS["small n=8"], participants=n, experiments=4)
@@ -47,6 +50,7 @@ def test_small_experiments_keep_coverage(n):
         assert _within(cover, 0.95, len(cover.hits)), (comp, cover.rate)
 
 
+@pytest.mark.slow
 def test_pooled_row_holds_its_level_under_heterogeneity_with_three_experiments():
     s = replace(SCENARIOS["heterogeneity tau 0.2, K=3"], participants=20, responses=10)
     tallies = replicate(s, 300, seed=14, rows="pooled")["individual_component"]
@@ -158,6 +162,7 @@ def test_a_control_of_another_strategy_is_refused():
     assert d.control == "shuffled-narrative"
 
 
+@pytest.mark.slow
 def test_strategies_are_compared_on_their_own_controls_and_shared_cycles():
     """A narrative format that helps everyone (format 0.1) is no individual information:
     compared on its own shuffled control it shows none, while the difference in total
@@ -176,6 +181,7 @@ def test_strategies_are_compared_on_their_own_controls_and_shared_cycles():
     assert c.differences[0].pooled.individual_component.hi < 0  # interview - narrative
 
 
+@pytest.mark.slow
 def test_stratified_singletons_are_left_out_not_faked():
     """30 participants alone in their stratum per experiment, a population effect of 0.1 and
     no individual information: excluded and counted, the individual test holds its level."""
@@ -190,6 +196,7 @@ def test_stratified_singletons_are_left_out_not_faked():
     assert all(r.status.startswith("too few participants") for r in few.rows)
 
 
+@pytest.mark.slow
 def test_form_matched_control_removes_a_persona_recipient_interaction():
     s = SCENARIOS["interaction through the form (null)"]
     levels = replicate_levels(s, 120, seed=22)
@@ -201,6 +208,7 @@ def test_form_matched_control_removes_a_persona_recipient_interaction():
     assert abs(experiments["cover"].rate - 0.95) < 3 * np.sqrt(0.05 * 0.95 / len(experiments["cover"].hits))
 
 
+@pytest.mark.slow
 def test_response_weights_estimate_their_own_estimand():
     """A benefit fading over trials, unequal response counts: participant weights estimate
     the mean over participants, response weights the response-weighted mean (cycles weighted
@@ -248,6 +256,7 @@ def test_relative_sesoi_and_its_pooled_claim():
     assert "not defined with fewer than 3" in two.summary()
 
 
+@pytest.mark.slow
 def test_pooling_on_the_relative_scale_holds_its_level_when_scales_differ():
     s = SCENARIOS["unequal scales (one experiment x30), null"]
     levels = replicate_levels(s, 150, seed=24)

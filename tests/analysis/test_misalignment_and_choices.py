@@ -35,6 +35,7 @@ def test_misalignment_recovers_planted_d_and_domains(tmp_path):
     assert {"d_paper", "post_training", "family"} <= set(table.columns)
 
 
+@pytest.mark.slow
 def test_misalignment_interval_covers_the_planted_d():
     """Coverage of the per-experiment delta-method interval over 200 replications."""
     hits = []
@@ -163,6 +164,7 @@ def test_misalignment_trend_across_generations():
     assert ("log10_size_b", "cohens_d") in trend
 
 
+@pytest.mark.slow
 def test_paper_d_bootstrap_interval_covers_the_planted_d():
     """The paper's d per experiment with a participant-bootstrap interval: coverage over
     200 replications of a planted d of 0.3 (one response per participant, SD 1)."""
@@ -179,6 +181,7 @@ def test_paper_d_bootstrap_interval_covers_the_planted_d():
         assert abs(rate - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / 200), rate
 
 
+@pytest.mark.slow
 def test_generation_trend_holds_its_level_with_pair_level_variation():
     """The paper's second finding rests on this test. 6 pairs (2 families x 3 generations) x
     19 experiments, no trend, each pair with its own misalignment (SD 0.3): the old mixed

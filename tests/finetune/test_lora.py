@@ -107,6 +107,7 @@ def _small(**kw):
                           learning_rate=1e-3, **kw)
 
 
+@pytest.mark.slow
 def test_finetune_takes_every_built_in_name_and_refuses_to_overwrite(psych201, tmp_path):
     """`finetune("demo-base")` loads like `run` does; another run's settings in the folder are
     refused unless --overwrite; a kill during evaluation resumes with the evaluation only."""
@@ -159,6 +160,7 @@ def test_finetune_takes_every_built_in_name_and_refuses_to_overwrite(psych201, t
     assert replaced.config["rank"] == 2 and json.loads((out / "adapter_config.json").read_text())["r"] == 2
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_saves_nothing(psych201, tmp_path):
     from pydantic import ValidationError
 

@@ -18,6 +18,8 @@ from surrogate.models import ModelSpec, ScoreRequest, load_backend, score_all
 TEMPLATES = Path(__file__).parent / "templates"
 STUDIES = ("thoma2025problearn", "guenther2022relational", "busch2024_stroop")
 
+pytestmark = pytest.mark.slow  # every architecture and template: CI runs it, the fast loop not
+
 
 @pytest.fixture(scope="module")
 def transcripts(psych201):

@@ -59,6 +59,7 @@ def test_qwen_tokenizer_merges_close_marker_with_next_char(qwen_dir, thoma, refe
     assert ref_labelled > 10 * (enc.response_of >= 0).sum()  # the reference mislabels context
 
 
+@pytest.mark.slow
 def test_boundaries_are_forced_inside_merged_tokens(corpus, thoma):
     tok = _edge_merging_tokenizer(corpus)
     naive = tok.convert_ids_to_tokens(tok(thoma[0].text).input_ids)

@@ -22,6 +22,8 @@ from tests.conftest import EQUIVALENCE_STUDIES, REFERENCE, raw_records
 PER_STUDY = 3
 TOL = 1e-3
 
+pytestmark = pytest.mark.slow  # every architecture and template: CI runs it, the fast loop not
+
 
 @pytest.fixture(scope="module")
 def records():

@@ -40,6 +40,7 @@ def test_matches_brute_force(qwen_backend, requests):
                                 for r in range(len(res.nll))]
 
 
+@pytest.mark.slow
 def test_batching_does_not_change_scores(qwen_backend, requests):
     budget = qwen_backend.batch_tokens
     try:
@@ -274,6 +275,7 @@ def test_token_budget_from_free_memory():
     assert 100_000 < token_budget(large, 2, 62 * gib) < 400_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["qwen_dir", "llama_dir", "olmo3_dir"])
 def test_packed_batches_score_like_padded_ones(request, requests, fixture):
     """A batch packed into one row (positions restarting per transcript, boundaries as

@@ -13,6 +13,7 @@ from surrogate.runner import analyze, read_responses
 STUDIES = ["thoma2025problearn", "sandbrink2024metacontrol", "guenther2022relational"]
 
 
+@pytest.mark.slow
 def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     out = tmp_path / "personas"
     args = ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201), "--chat", "off",

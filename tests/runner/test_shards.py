@@ -83,6 +83,7 @@ def test_a_second_writer_stops_and_a_duplicated_part_never_duplicates_rows(psych
     assert frame["unit_key"].nunique() == 4
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_gives_the_one_process_table(psych201, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     surrogate = Path(sys.executable).with_name("surrogate")
