@@ -30,13 +30,15 @@ def response_totals(response_of: np.ndarray, token_nll: np.ndarray, n_responses:
     token (cut by the token budget); top-1 is 1 when every token was the most probable one,
     NaN everywhere when `hits` is None (not computed)."""
     seg = np.asarray(response_of, dtype=np.int64)
-    nll = np.bincount(seg, weights=np.asarray(token_nll, dtype=np.float64), minlength=n_responses)
+    # astype: numpy returns integers for an empty input even with float weights (a transcript
+    # whose every response falls past the token budget).
+    nll = np.bincount(seg, weights=np.asarray(token_nll, dtype=np.float64), minlength=n_responses).astype(np.float64)
     counts = np.bincount(seg, minlength=n_responses)
     nll[counts == 0] = np.nan
     if hits is None:
         top1 = np.full(n_responses, np.nan)
     else:
-        h = np.bincount(seg, weights=np.asarray(hits, dtype=np.float64), minlength=n_responses)
+        h = np.bincount(seg, weights=np.asarray(hits, dtype=np.float64), minlength=n_responses).astype(np.float64)
         top1 = np.where(counts > 0, (h == counts).astype(float), np.nan)
     return nll, counts, top1
 
