@@ -2,7 +2,7 @@
 
 from ._load import Dataset, InvalidRecord, discover, from_hf_dataset, limits, load, load_hf, source_records, study_of
 from ._split import Holdout, Split, split_participants
-from ._records import DataError, Participant, SourceRef, is_missing, parse_value
+from ._records import DataError, Participant, SourceRef, is_missing, parse_value, participant_from_record
 from ._transcript import (
     CLOSE,
     OPEN,
@@ -16,7 +16,7 @@ from ._transcript import (
 
 __all__ = [
     "CLOSE", "OPEN", "DataError", "Dataset", "InvalidRecord", "MarkerError", "Participant",
-    "SourceRef", "limits", "source_records", "Holdout", "Split", "split_participants", "Transcript", "TruncationConfig", "discover", "from_hf_dataset", "is_missing",
+    "SourceRef", "limits", "participant_from_record", "source_records", "Holdout", "Split", "split_participants", "Transcript", "TruncationConfig", "discover", "from_hf_dataset", "is_missing",
     "load", "load_hf", "paper_clean", "parse_spans", "parse_value", "prepare_transcript",
     "study_of",
 ]

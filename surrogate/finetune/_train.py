@@ -37,14 +37,18 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     seed: int = Field(0, description="Batch order, dropout and initialisation.")
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
+    cpu_bf16: bool = Field(False, description="bfloat16 autocast on CPU as well as on CUDA (about 1.7x faster on "
+                                              "CPUs with native bfloat16, AVX512-BF16 or AMX; slow elsewhere).")
 
 
 @dataclass(frozen=True)
 class Example:
-    """One training window: token ids and per-token labels (-100 where there is no loss)."""
+    """One training window: token ids and per-token labels (-100 where there is no loss);
+    `extra` carries what a custom loss needs (a teacher's input, say)."""
 
     ids: np.ndarray
     labels: np.ndarray
+    extra: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,6 +117,9 @@ def examples_digest(examples: Sequence[Example]) -> str:
     for e in examples:
         h.update(e.ids.astype(np.int64).tobytes())
         h.update(e.labels.astype(np.int64).tobytes())
+        for key, value in sorted((e.extra or {}).items()):
+            h.update(key.encode())
+            h.update(np.asarray(value).astype(np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -126,10 +133,13 @@ def train(
     device: str = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
     stop_after: int | None = None,
+    loss_fn: Callable[..., Any] | None = None,
 ) -> TrainResult:
     """Train the parameters of `model` that require grad; resume from `checkpoint` if it
     holds a checkpoint of this same run (same config, same examples), refuse if it holds
-    another. `stop_after` ends early after that many steps (as if killed), for tests."""
+    another. `stop_after` ends early after that many steps (as if killed: for tests, and for a
+    dose taken half-way). `loss_fn(model, examples, ids, labels, mask)` replaces the model's own
+    language-modelling loss."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
@@ -160,13 +170,17 @@ def train(
         start, losses = state["step"], list(state["losses"])
     model.train()
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda")
-                else torch.autocast("cpu", enabled=False))
+                else torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.cpu_bf16))
     for step in range(start, len(plan)):
         if stop_after is not None and step - start >= stop_after:
             break
-        ids, labels, mask = _collate([examples[i] for i in plan[step]], pad_id, torch, device)
+        batch = [examples[i] for i in plan[step]]
+        ids, labels, mask = _collate(batch, pad_id, torch, device)
         with autocast:
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+            if loss_fn is None:
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+            else:
+                loss = loss_fn(model, batch, ids, labels, mask)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"the training loss became {float(loss.detach())} at step {step + 1} of {len(plan)} (learning rate "
