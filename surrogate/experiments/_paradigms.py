@@ -9,6 +9,7 @@ import numpy as np
 
 from ._base import Feedback, Trial, draw_labels
 from ._cognitive import HyperbolicDiscounter, ProspectTheory, QLearner
+from ._indices import delay_indices, learning_indices, lottery_indices, switch_rate  # noqa: F401
 from ._synthetic import TraitLink
 
 
@@ -55,6 +56,7 @@ class RestlessBandit:
     center: float = 50.0
     drift_sd: float = 2.8
     noise_sd: float = 4.0
+    labels: tuple[str, str] | None = None  # fixed machine labels; None: drawn per participant
 
     cognitive_model: ClassVar = QLearner
     default_links: ClassVar = (TraitLink(trait="STAI-T", param="inverse_temperature", slope=-0.35),)
@@ -63,16 +65,15 @@ class RestlessBandit:
         return _BanditSession(self, rng)
 
     def behaviour(self, record) -> dict[str, float]:
-        """Mean reward and how often the choice switches between rounds."""
-        return {"mean_reward": float(np.mean([f.reward for f in record.feedback])),
-                "switch_rate": switch_rate(record.choices)}
+        """Mean reward, switch rate, win-stay and lose-shift (see surrogate.experiments._indices)."""
+        return learning_indices(record)
 
 
 class _BanditSession(_Stepper):
     def __init__(self, spec: RestlessBandit, rng: np.random.Generator):
         super().__init__(spec.n_trials)
         self.spec, self.rng = spec, rng
-        self.labels = draw_labels(rng, 2)
+        self.labels = tuple(spec.labels) if spec.labels else draw_labels(rng, 2)
         self.means = rng.uniform(25, 75, size=2)
         a, b = self.labels
         self.instructions = (
@@ -101,6 +102,9 @@ class MixedLotteries:
     name: str = "mixed_lotteries"
     n_trials: int = 60
     feedback: bool = True
+    # Labels by role, (the wider lottery, the narrower one), wherever they appear; None: two
+    # labels drawn per participant, for positions.
+    labels: tuple[str, str] | None = None
 
     cognitive_model: ClassVar = ProspectTheory
     default_links: ClassVar = (TraitLink(trait="STAI-T", param="loss_aversion", slope=0.3),)
@@ -109,19 +113,16 @@ class MixedLotteries:
         return _LotterySession(self, rng)
 
     def behaviour(self, record) -> dict[str, float]:
-        """How often the riskier lottery (the wider outcome range) was chosen."""
-        risky = []
-        for trial, choice in zip(record.trials, record.choices):
-            ranges = [max(o) - min(o) for o in trial.info["outcomes"]]
-            risky.append(trial.options.index(choice) == int(np.argmax(ranges)))
-        return {"risky_rate": float(np.mean(risky))}
+        """Riskier-lottery rate and mixed-gamble acceptance."""
+        return lottery_indices(record)
 
 
 class _LotterySession(_Stepper):
     def __init__(self, spec: MixedLotteries, rng: np.random.Generator):
         super().__init__(spec.n_trials)
         self.spec, self.rng = spec, rng
-        self.labels = draw_labels(rng, 2)
+        self.roles = tuple(spec.labels) if spec.labels else None
+        self.labels = self.roles or draw_labels(rng, 2)
         a, b = self.labels
         self.instructions = (
             f"In each of {spec.n_trials} trials you choose between two lotteries, {a} and {b}. "
@@ -135,10 +136,12 @@ class _LotterySession(_Stepper):
         loss = -int(rng.integers(5, 61))
         scale = rng.uniform(0.1, 0.6)
         safe = [max(1, int(gain * scale)), min(-1, int(loss * scale))]
-        outcomes = [[gain, loss], safe] if rng.random() < 0.5 else [safe, [gain, loss]]
+        wide_first = rng.random() < 0.5
+        outcomes = [[gain, loss], safe] if wide_first else [safe, [gain, loss]]
+        labels = self.labels if not self.roles or wide_first else self.labels[::-1]
         parts = [f"Lottery {label}: {_signed(o[0])} points or {_signed(o[1])} points, 50% chance each."
-                 for label, o in zip(self.labels, outcomes)]
-        return Trial(prompt=" ".join(parts) + " You choose", options=self.labels,
+                 for label, o in zip(labels, outcomes)]
+        return Trial(prompt=" ".join(parts) + " You choose", options=labels,
                      info={"outcomes": outcomes, "probs": [[0.5, 0.5], [0.5, 0.5]]})
 
     def outcome(self, trial: Trial, index: int) -> Feedback:
@@ -146,12 +149,6 @@ class _LotterySession(_Stepper):
             return Feedback(text=".")
         x = trial.info["outcomes"][index][int(self.rng.integers(0, 2))]
         return Feedback(text=f". You get {_signed(x)} points.", reward=float(x))
-
-
-def switch_rate(choices) -> float:
-    if len(choices) < 2:
-        return float("nan")
-    return float(np.mean([a != b for a, b in zip(choices[:-1], choices[1:])]))
 
 
 def _signed(x: float) -> str:
@@ -166,6 +163,9 @@ class IntertemporalChoice:
 
     name: str = "intertemporal_choice"
     n_trials: int = 60
+    # Labels by role, (the sooner reward, the later one), wherever they appear; None: two
+    # labels drawn per participant, for positions.
+    labels: tuple[str, str] | None = None
 
     cognitive_model: ClassVar = HyperbolicDiscounter
     default_links: ClassVar = (TraitLink(trait="BIS-11", param="discount_rate", slope=0.5),)
@@ -174,9 +174,8 @@ class IntertemporalChoice:
         return _DelaySession(self, rng)
 
     def behaviour(self, record) -> dict[str, float]:
-        """How often the larger-later reward was chosen."""
-        later = [trial.info["delays"][trial.options.index(c)] > 0 for trial, c in zip(record.trials, record.choices)]
-        return {"later_rate": float(np.mean(later))}
+        """Later-reward rate and the log indifference discount rate."""
+        return delay_indices(record)
 
 
 class _DelaySession(_Stepper):
@@ -185,7 +184,8 @@ class _DelaySession(_Stepper):
     def __init__(self, spec: IntertemporalChoice, rng: np.random.Generator):
         super().__init__(spec.n_trials)
         self.rng = rng
-        self.labels = draw_labels(rng, 2)
+        self.roles = tuple(spec.labels) if spec.labels else None
+        self.labels = self.roles or draw_labels(rng, 2)
         a, b = self.labels
         self.instructions = (
             f"In each of {spec.n_trials} trials you choose between two rewards, {a} and {b}. "
@@ -198,11 +198,13 @@ class _DelaySession(_Stepper):
         later = int(round(soon * rng.uniform(1.05, 2.5)))
         delay = int(rng.choice(self.DELAYS))
         pairs = [(soon, 0), (later, delay)]
+        labels = self.labels
         if rng.random() < 0.5:
             pairs.reverse()
+            labels = labels[::-1] if self.roles else labels
         parts = [f"Option {label}: {a} points {_when(d)}."
-                 for label, (a, d) in zip(self.labels, pairs)]
-        return Trial(prompt=" ".join(parts) + " You choose", options=self.labels,
+                 for label, (a, d) in zip(labels, pairs)]
+        return Trial(prompt=" ".join(parts) + " You choose", options=labels,
                      info={"amounts": [a for a, _ in pairs], "delays": [d for _, d in pairs]})
 
     def outcome(self, trial: Trial, index: int) -> Feedback:
