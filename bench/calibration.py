@@ -10,7 +10,8 @@ Prints, per scenario, component and level (per-experiment rows, the pooled row i
 pooled row in per cent of the no-persona NLL): the rejection rate of p < .05 (type-I error
 where the component's truth is 0, power otherwise) and the coverage of the 95% CI, each with
 its Monte-Carlo standard error; then the generation trend across model pairs, the choice
-tests, and the study planner against simulated power.
+tests, the study planner against simulated power, and the agents-vs-people tests of
+`surrogate compare-agents`.
 Targets: type-I error in [0.025, 0.075], coverage in [0.92, 0.98].
 """
 
@@ -21,7 +22,8 @@ import csv
 import time
 
 from surrogate.runner.calibration import (PAIR_SCENARIOS, PLANNER_CHECKS, SCENARIOS, _row_truth, check_planner,
-                                          replicate_choices, replicate_levels, replicate_trend, verdict)
+                                          replicate_agents, replicate_choices, replicate_levels, replicate_trend,
+                                          verdict)
 
 SHORT = {"total": "total", "population_component": "population", "individual_component": "individual",
          "individual_content": "content"}
@@ -90,6 +92,18 @@ def main() -> None:
                   f"predicted {r['true_components']:.3f} ({ok})  pilots {r['pilot_median']:.3f} "
                   f"[{r['pilot_p10']:.3f}, {r['pilot_p90']:.3f}], interval holds it {r['range_covers']:.2f}",
                   flush=True)
+
+    if a.only in "agents":
+        print("\nagents vs people (compare-agents; 40 people and 40 agents x 40 trials of a reversal task, "
+              "199 permutations): independent = the same population, each agent unrelated to its person (the "
+              "null of every test); copies = agent i plays person i's parameters; shifted = learning rates "
+              "twice as high on the logit scale")
+        for like in ("independent", "copies", "shifted"):
+            for what, t in replicate_agents(a.reps if like == "independent" else max(50, a.reps // 4),
+                                            agents_like=like, seed=a.seed).items():
+                status = ("size ok" if 0.025 <= t.rate <= 0.075 else "SIZE OFF") if like == "independent" else "power"
+                print(f"  {like:<12} {what:<36} reject {t.rate:.3f} ±{t.mcse:.3f} over {len(t.hits)}  {status}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """surrogate: test language models as stand-ins for human participants.
 
 The Python API mirrors the CLI: `surrogate.run`, `surrogate.compare_personas`,
-`surrogate.analyze`, `surrogate.plan`, `surrogate.simulate`, `surrogate.report`, `surrogate.merge`,
+`surrogate.analyze`, `surrogate.plan`, `surrogate.simulate`, `surrogate.compare_agents`, `surrogate.import_table` (`surrogate import`), `surrogate.report`, `surrogate.merge`,
 `surrogate.finetune`, `surrogate.build_organisms`, plus `surrogate.load` for data. Submodules are
 imported on first use, so `import surrogate` stays light.
 """
@@ -19,6 +19,8 @@ _API = {
     "analyze": ("surrogate.runner", "analyze"),
     "plan": ("surrogate.runner", "plan"),
     "simulate": ("surrogate.runner", "simulate"),
+    "compare_agents": ("surrogate.runner", "compare_agents"),
+    "import_table": ("surrogate.runner", "import_table"),
     "load": ("surrogate.data", "load"),
     "read_responses": ("surrogate.runner", "read_responses"),
     "report": ("surrogate.runner", "report"),

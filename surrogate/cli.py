@@ -83,16 +83,18 @@ class _LogProgress:
         self.started: dict[str, tuple[float, int]] = {}
         self.last: dict[str, float] = {}
 
-    def __call__(self, label: str, done: int, total: int | None, extra: str = "") -> None:
+    def __call__(self, label: str, done: int, total: int | None, extra: str = "", unit: str | None = None) -> None:
         now = time.monotonic()
         start, first = self.started.setdefault(label, (now, done))
+        if done < first:  # the label started over (a new pass): rate and time left from here
+            start, first = self.started[label] = (now, done)
         if done < (total or 0) and now - self.last.get(label, start) < self.interval:
             return
         self.last[label] = now
         rate = (done - first) / (now - start) if now > start else 0.0
         left = f", about {(total - done) / rate:.0f} s left" if rate > 0 and total else ""
         of = f" of {total}" if total else ""
-        _log(f"{label}: {done}{of} {self.unit}, {rate:.2f}/s{left}{extra}")
+        _log(f"{label}: {done}{of} {unit or self.unit}, {rate:.2f}/s{left}{extra}")
 
 
 @contextmanager
@@ -106,7 +108,7 @@ def _progress(unit: str = "units"):
     tasks: dict[str, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[extra]}"),
                   TimeRemainingColumn(), console=_console(), transient=False) as bar:
-        def update(label: str, done: int, total: int | None, extra: str = "") -> None:
+        def update(label: str, done: int, total: int | None, extra: str = "", unit: str | None = None) -> None:
             if label not in tasks:
                 tasks[label] = bar.add_task(label, total=total, extra=extra)
             bar.update(tasks[label], completed=done, total=total, extra=extra)
@@ -421,7 +423,7 @@ def organisms_build(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: replace the shipped "
                                                 "organisms and sample inside the package).")] = None,
     budget: Annotated[float, typer.Option(help="Training budget in minutes on 2 CPU cores; sets the number of steps, "
-                                          "so the same budget gives the same weights anywhere.")] = 30.0,
+                                          "so the same budget gives the same weights anywhere.")] = 28.0,
     seed: Annotated[int, typer.Option(help="Seed of the split, the sampling and the initialisation.")] = 0,
 ) -> None:
     """Rebuild the organisms reproducibly from the Psych-201 data (and synthetic participants)."""
@@ -503,15 +505,20 @@ def simulate(
     trials: Annotated[Optional[int], typer.Option(help="Trials per session (default: the experiment's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: traits, task randomness, choices.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Model agents played per forward pass.")] = 16,
-    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/simulated",
+    people: Annotated[Optional[str], typer.Option(help="A folder of people (simulate or import output): model agent "
+                                                  "i takes person i's metadata as its persona.")] = None,
+    shard: Shard = None,
+    out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/simulated",
 ) -> None:
     """Simulate participants (synthetic ones with known traits, or model agents playing
     closed loop) and write Psych-201-format transcripts."""
     from .runner import simulate as job
 
     with _user_errors():
-        result = job(experiment, agents or ["synthetic"], participants, seed=seed, out=out, trials=trials,
-                     batch_size=batch_size, persona=persona, log=_log)
+        with _progress(unit="agents") as progress:
+            result = job(experiment, agents or ["synthetic"], participants, seed=seed, out=out, trials=trials,
+                         batch_size=batch_size, persona=persona, people=people, shard=shard, progress=progress,
+                         log=_log)
     import pandas as pd
 
     means = pd.DataFrame([{"agent": a, "participants": e.participants, **e.means}
@@ -521,8 +528,47 @@ def simulate(
                          for a, e in result.summary.agents.items() for k, v in e.trait_correlations.items()])
     if not cors.empty:
         _print_table(cors, "Trait-behaviour correlations across participants")
-    _log(f"wrote {Path(out) / 'prompts.jsonl'} ({len(result.records)} participants), sessions.jsonl, "
-         "behaviour.csv, summary.json")
+    _log(f"wrote {Path(out) / result.summary.experiment / 'prompts.jsonl'} ({len(result.records)} participants), "
+         "sessions.jsonl, behaviour.csv, trials.parquet, summary.json")
+
+
+@app.command("import")
+def import_(
+    table: Annotated[Path, typer.Argument(help="A tidy trial table (.csv, .tsv, .parquet): participant, trial, choice, "
+                                          "optionally reward and condition, and metadata columns.")],
+    experiment: Annotated[str, typer.Option(help="The declarative experiment file (.toml/.json) the data come "
+                                            "from.")],
+    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/people",
+) -> None:
+    """Bring real people's data of a declarative experiment in: Psych-201 transcripts and the
+    behaviour tables simulate writes."""
+    from .runner import import_table as job
+
+    with _user_errors():
+        result = job(table, experiment, out, log=_log)
+    _log(f"wrote {Path(out) / result.summary.experiment / 'prompts.jsonl'}, sessions.jsonl, behaviour.csv, "
+         "trials.parquet, summary.json")
+
+
+@app.command("compare-agents")
+def compare_agents(
+    people: Annotated[Path, typer.Argument(help="The people's folder (simulate or import output).")],
+    agents: Annotated[Path, typer.Argument(help="The agents' folder (simulate output; every agent population in it).")],
+    people_agent: Annotated[Optional[str], typer.Option(help="The people's group in PEOPLE when it holds several "
+                                                        "(e.g. syn).")] = None,
+    n_perm: Annotated[int, typer.Option(help="Permutations of each test.")] = 1999,
+    seed: Annotated[int, typer.Option(help="Permutation seed.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: AGENTS/comparison).")] = None,
+) -> None:
+    """Do model agents behave like these people (population level), and like each person
+    (individual level)? With parameter recovery."""
+    from .runner import compare_agents as job
+
+    with _user_errors():
+        result = job(people, agents, out, people_agent=people_agent, n_perm=n_perm, seed=seed)
+    _result(result.summary())
+    _log(f"wrote the tables, summary.txt and comparison.json to {result.out}; `surrogate report {result.out}` draws "
+         "them")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -5,9 +5,10 @@ generated text), chooses by sampling or argmax, gets the experiment's feedback, 
 transcript grows. Many simulated participants play in lockstep, one forward pass per trial
 for all of them, and each reuses the key/value cache of its own history.
 
-Simulated participant i gets the same traits and the same task randomness (option labels,
-payoffs) as synthetic participant i of the same seed, so model agents and synthetic
-participants can be compared person by person.
+Simulated participant i gets the same traits as synthetic participant i of the same seed
+(or person i's metadata, given people) and task randomness (option labels, payoffs) of its
+own: an agent resembles its person only through the persona, which is what the
+individual-level comparison (`compare-agents`) tests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..data import Participant, SourceRef, Transcript
-from ..experiments import Experiment, Feedback, SessionRecord, SyntheticSpec, Trial, trial_line
+from ..experiments import Experiment, Feedback, SessionRecord, SyntheticSpec, Trial, trial_line, with_condition
 from ..models import ChoiceBackend, IncrementalScorer
 from ..personas import NoPersona, PersonaStrategy
 
@@ -94,6 +95,9 @@ def play_model(
     batch_size: int = 16,
     id_prefix: str = "model",
     stats: dict[str, int] | None = None,
+    people: Sequence[Participant] | None = None,
+    indices: Sequence[int] | None = None,
+    on_batch: Any = None,
 ) -> list[SessionRecord]:
     """Run n model agents through an experiment, closed loop.
 
@@ -114,35 +118,44 @@ def play_model(
                         "transcripts only; the vLLM backend computes prompt log-probabilities); use the hf backend")
     spec = spec or SyntheticSpec()
     strategy = strategy or NoPersona()
-    people = simulated_people(experiment, n, seed=seed, spec=spec, id_prefix=id_prefix)
+    if people is None:
+        people = simulated_people(experiment, n, seed=seed, spec=spec, id_prefix=id_prefix)
+    else:  # given people (real participants): agent i takes person i's metadata as its persona
+        people = [Participant(study=experiment.name, experiment=experiment.name,
+                              participant=f"{id_prefix}-{i + 1:04d}", text="", metadata=dict(p.metadata),
+                              metadata_text=dict(p.metadata_text), source=p.source) for i, p in enumerate(people)]
+        n = len(people)
     conditionings = strategy.render(people)
     if any(c.system for c in conditionings) and not backend.chat:
         raise ValueError(f"persona strategy {strategy.name!r} needs a chat-template model")
     records: list[SessionRecord] = []
-    for start in range(0, n, batch_size):
-        batch = range(start, min(n, start + batch_size))
+    todo = list(range(n)) if indices is None else sorted(indices)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
         counts: dict[str, int] = {}
         recs, exact = _play_batch(experiment, backend, people, conditionings, batch, seed, policy,
                                   window=True, counts=counts)
         if not exact:
             warnings.warn(f"{backend.name}: appending text changed earlier tokens of a history in "
-                          f"{experiment.name}; replaying participants {batch.start + 1}-{batch.stop} "
+                          f"{experiment.name}; replaying participants {batch[0] + 1}-{batch[-1] + 1} "
                           "with the whole history encoded every trial", stacklevel=2)
             counts["replayed"] = counts.get("replayed", 0) + len(batch)
             recs, _ = _play_batch(experiment, backend, people, conditionings, batch, seed, policy,
                                   window=False, counts=counts)
         records += recs
+        if on_batch is not None:
+            on_batch(batch, recs)
         if stats is not None:
             for key, value in counts.items():
                 stats[key] = stats.get(key, 0) + value
     return records
 
 
-def _play_batch(experiment, backend, people, conditionings, batch: range, seed: int, policy: Policy,
+def _play_batch(experiment, backend, people, conditionings, batch: Sequence[int], seed: int, policy: Policy,
                 *, window: bool, counts: dict[str, int]) -> tuple[list[SessionRecord], bool]:
     """One batch of agents in lockstep; also whether every context equals the finished
     transcript's."""
-    rows = [_Row(people[i], experiment.session(np.random.default_rng([seed, i, 1])),
+    rows = [_Row(people[i], experiment.session(np.random.default_rng([seed, i, 3])),
                  conditionings[i].prefix, conditionings[i].system, seed, i) for i in batch]
     encodings = [backend.growing_context(window=window) for _ in rows]
     state = backend.incremental_choices(len(rows))
@@ -176,7 +189,8 @@ def _play_batch(experiment, backend, people, conditionings, batch: range, seed: 
     _add(counts, processed=state.processed, encoded_chars=sum(g.encoded_chars for g in encodings))
     exact = all(g.agrees_with(row.finished(), row.system) for row, g in zip(rows, encodings) if row.trials)
     records = [SessionRecord(
-        experiment=experiment.name, participant=row.person.participant, metadata=row.person.metadata,
+        experiment=experiment.name, participant=row.person.participant,
+        metadata=with_condition(row.person.metadata, row.trials),
         instructions=row.head[len(row.prefix):].removesuffix("\n\n"), trials=row.trials,
         choices=row.choices, feedback=row.feedback, agent=backend.name,
         option_logprobs=row.logprobs) for row in rows]

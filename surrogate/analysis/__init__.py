@@ -21,6 +21,7 @@ _NAMES = {
                    "PersonaDecomposition", "decompose_personas", "metadata_benefit", "participant_means",
                    "persona_table"],
     "._stats": ["Estimate", "cohens_d"],
+    "._agents": ["AgentComparison", "compare_agents", "correlation", "index_columns"],
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}
 

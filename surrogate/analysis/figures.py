@@ -357,3 +357,106 @@ def lora_recovery(reports: list[dict[str, Any]]) -> tuple[Figure, pd.DataFrame] 
     ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     fig.tight_layout()
     return fig, table
+
+
+# --- custom studies: agents against people ----------------------------------------------
+
+def choices_per_trial(people: pd.DataFrame, agents: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Share choosing the first option at each trial, people and each agent population."""
+    plt = _plt()
+    if people is None or agents is None or people.empty or agents.empty:
+        return None
+    frames = [people.assign(group="people"), agents.assign(group=agents["agent"])]
+    both = pd.concat(frames, ignore_index=True)
+    table = both.assign(first=(both["position"] == 0).astype(float)).groupby(["group", "trial"])["first"].mean()
+    table = table.rename("share_first").reset_index()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for k, (group, g) in enumerate(table.groupby("group", sort=False)):
+        ax.plot(g["trial"], g["share_first"], color=PALETTE[k % len(PALETTE)], lw=1.6 if group == "people" else 1.1,
+                label=group)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("share choosing the first option")
+    ax.set_title("Choices trial by trial")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig, table
+
+
+def index_strips(people: pd.DataFrame, agents: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """Each behaviour index per participant, people against each agent population."""
+    from ._agents import index_columns
+
+    plt = _plt()
+    indices = [c for c in index_columns(people) if c in agents and c != "index"]
+    if not indices:
+        return None
+    both = pd.concat([people.assign(group="people"), agents.assign(group=agents["agent"])], ignore_index=True)
+    groups = list(dict.fromkeys(both["group"]))
+    fig, axes = plt.subplots(1, len(indices), figsize=(2.2 * len(indices) + 1, 3.2), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes[0], indices):
+        for k, g in enumerate(groups):
+            v = both.loc[both["group"] == g, name].dropna().to_numpy()
+            ax.scatter(k + rng.uniform(-0.15, 0.15, len(v)), v, s=8, alpha=0.5, color=PALETTE[k % len(PALETTE)])
+            if len(v):
+                ax.plot(k, v.mean(), "D", color="black", markersize=6)
+        ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=7)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+    fig.tight_layout()
+    return fig, both[["group", "participant", *indices]]
+
+
+def recovery_plot(people: pd.DataFrame, agents: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """People: true against fitted parameters; agents: a persona trait against a fitted one."""
+    plt = _plt()
+    pairs = [(f"true:{c[4:]}", c, "people", people) for c in people.columns
+             if c.startswith("fit:") and f"true:{c[4:]}" in people]
+    traits = [c for c in agents.columns if c.startswith("trait:") and pd.api.types.is_numeric_dtype(agents[c])]
+    fits = [c for c in agents.columns if c.startswith("fit:") and c != "fit:nll"]
+    pairs += [(t, f, str(a), g) for a, g in agents.groupby("agent") for t in traits[:2] for f in fits]
+    if not pairs:
+        return None
+    n = len(pairs)
+    cols = min(4, n)
+    rows_n = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(2.8 * cols, 2.5 * rows_n), squeeze=False)
+    records = []
+    for ax, (x, y, group, frame) in zip(axes.flat, pairs):
+        xs, ys = frame[x].to_numpy(dtype=float), frame[y].to_numpy(dtype=float)
+        ax.scatter(xs, ys, s=10, alpha=0.6, color=PALETTE[0] if group == "people" else PALETTE[1])
+        ax.set_yscale("log")
+        if x.startswith("true:"):
+            ax.set_xscale("log")
+        ok = np.isfinite(xs) & np.isfinite(ys) & (ys > 0)
+        r = np.corrcoef(np.log(xs[ok]) if x.startswith("true:") else xs[ok], np.log(ys[ok]))[0, 1] if ok.sum() > 3 else math.nan
+        ax.set_title(f"{group}: r = {r:+.2f}", fontsize=8)
+        ax.set_xlabel(x.replace("true:", "true ").replace("trait:", ""), fontsize=8)
+        ax.set_ylabel(y.replace("fit:", "fitted "), fontsize=8)
+        records.append({"group": group, "x": x, "y": y, "r": r})
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig, pd.DataFrame(records)
+
+
+def individual_plot(comparisons: list) -> tuple[Figure, pd.DataFrame] | None:
+    """How much closer each agent is to its own person than to the others, per population."""
+    plt = _plt()
+    rows = [{"agent": c.agent, "on": m.on, "closer": m.closer, "p": m.p, "pairs": m.pairs}
+            for c in comparisons for m in c.individual]
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 0.9 + 0.45 * len(table)))
+    y = np.arange(len(table))
+    ax.barh(y, table["closer"], color=[PALETTE[0] if o == "indices" else PALETTE[2] for o in table["on"]])
+    ax.set_yticks(y, [f"{a} ({o})" for a, o in zip(table["agent"], table["on"])])
+    for i, r in table.iterrows():
+        ax.text(r["closer"], i, f"  p = {r['p']:.3g}", va="center", fontsize=7)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("own person closer than the others by (standardised distance; > 0: individual tracking)")
+    ax.set_title("Is each agent closest to its own person?")
+    fig.tight_layout()
+    return fig, table

@@ -12,7 +12,11 @@ from ._base import (
     draw_labels,
     render,
     trial_line,
+    with_condition,
 )
+from ._declarative import COGNITIVE_MODELS, DeclarativeExperiment, ExperimentSpec, load_experiment_spec
+from ._fit import fit_session
+from ._indices import delay_indices, learning_indices, lottery_indices
 from ._cognitive import CognitiveModel, HyperbolicDiscounter, ParamSpec, ProspectTheory, QLearner, softmax
 from ._oracle import OracleBackend
 from ._paradigms import BUILTIN, IntertemporalChoice, MixedLotteries, RestlessBandit, switch_rate
@@ -31,5 +35,7 @@ __all__ = [
     "HyperbolicDiscounter", "IntertemporalChoice", "OracleBackend", "switch_rate", "MixedLotteries", "ParamSpec", "ProspectTheory",
     "QLearner", "RestlessBandit", "Session", "SessionRecord", "SyntheticSpec", "TraitLink",
     "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",
-    "render", "simulate_synthetic", "softmax", "trial_line",
+    "render", "simulate_synthetic", "softmax", "trial_line", "with_condition", "COGNITIVE_MODELS",
+    "DeclarativeExperiment", "ExperimentSpec", "load_experiment_spec", "fit_session", "delay_indices",
+    "learning_indices", "lottery_indices",
 ]

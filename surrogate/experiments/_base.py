@@ -87,6 +87,7 @@ class SessionRecord(BaseModel):
     params: dict[str, float] = Field(default_factory=dict, description="True parameters of a "
                                      "synthetic participant (empty for model agents).")
     agent: str = ""
+    person: str | None = Field(None, description="Model agents: the participant whose persona the agent was given.")
     option_logprobs: list[list[float]] = Field(default_factory=list, description="Per trial, "
                                                "log p(option) a model agent chose from.")
 
@@ -114,3 +115,10 @@ def context_before(instructions: str, trials: Sequence[Trial], choices: Sequence
                    feedback: Sequence[Feedback], current: Trial) -> str:
     """The transcript up to (and including) ' <<' of the current trial."""
     return render(instructions, trials, choices, feedback) + f"{current.prompt} <<"
+
+
+def with_condition(metadata: dict[str, Any], trials: Sequence[Trial]) -> dict[str, Any]:
+    """A participant's metadata with their between-subject condition (from the trials' info),
+    so that personas, stratified swaps and analyses see it."""
+    condition = trials[0].info.get("condition") if trials else None
+    return metadata if condition is None else {**metadata, "condition": condition}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ._base import Experiment, Feedback, SessionRecord, Trial
+from ._base import Experiment, Feedback, SessionRecord, Trial, with_condition
 from ._cognitive import ParamSpec
 
 
@@ -124,8 +124,13 @@ def simulate_synthetic(
     spec: SyntheticSpec | None = None,
     model_cls: Any = None,
     id_prefix: str = "syn",
+    stream: int = 0,
 ) -> list[SessionRecord]:
-    """Run n synthetic participants through an experiment; seeded and reproducible."""
+    """Run n synthetic participants through an experiment; seeded and reproducible.
+
+    Participant i's traits come from (seed, i) whatever the `stream`; another stream gives
+    the same traits with independent parameter noise, task randomness and choices (a second
+    population paired with the first person by person, sharing nothing but the traits)."""
     spec = spec or SyntheticSpec()
     model_cls = model_cls or getattr(experiment, "cognitive_model", None)
     if model_cls is None:
@@ -134,9 +139,11 @@ def simulate_synthetic(
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         traits = {name: t.sample(rng) for name, t in spec.traits.items()}
+        if stream:
+            rng = np.random.default_rng([seed, i, stream, 0])
         params = spec.sample_params(model_cls, traits, rng)
         model = model_cls(**params)
-        session = experiment.session(np.random.default_rng([seed, i, 1]))
+        session = experiment.session(np.random.default_rng([seed, i, 1] if not stream else [seed, i, stream, 1]))
         trials: list[Trial] = []
         choices: list[str] = []
         feedback: list[Feedback] = []
@@ -149,7 +156,7 @@ def simulate_synthetic(
             choices.append(trial.options[k])
             feedback.append(fb)
         records.append(SessionRecord(
-            experiment=experiment.name, participant=f"{id_prefix}-{i + 1:04d}", metadata=traits,
+            experiment=experiment.name, participant=f"{id_prefix}-{i + 1:04d}", metadata=with_condition(traits, trials),
             instructions=session.instructions, trials=trials, choices=choices, feedback=feedback,
             params=params, agent="synthetic"))
     return records

@@ -12,6 +12,8 @@ from ..organisms import DEFAULT_MODELS, DEFAULT_PERSONAS, ORGANISM_NOTICE, defau
 from ._simulate import AgentSpec, SimulationResult, read_sessions, resolve_experiment, simulate
 from ._job import COLUMNS, RunConfig, parse_shard, RunResult, build_units, execute, summarize, unit_rows
 from ._merge import merge
+from ._compare_agents import AgentsReport, compare_agents
+from ._import import import_table, trial_table
 from ._report import Report, report
 from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
 
@@ -142,7 +144,16 @@ def run(
         if wanted != ["none"]:
             log(f"the built-in default job always scores {', '.join(DEFAULT_PERSONAS)} (the persona decomposition needs "
                 "all three)" + (f"; your --persona adds {', '.join(extra)}" if extra else "; your --persona is among them"))
-        personas = list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted]))
+        from ._default import run_default_job
+
+        return run_default_job(list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted])), out, progress=progress, log=log,
+                               run_options=dict(chat=chat, dtype=dtype, device=device, backend=backend,
+                                                batch_tokens=batch_tokens, attention=attention,
+                                                trust_remote_code=trust_remote_code, max_participants=max_participants,
+                                                skip_invalid=skip_invalid, truncation=truncation, seed=seed,
+                                                stratify=stratify, derangements=derangements,
+                                                checkpoint_seconds=checkpoint_seconds, shard=shard, choices=choices,
+                                                options=options, heldout_only=heldout_only))
     models = list(models) or list(DEFAULT_MODELS)
     if data is None:
         data = default_data()
@@ -185,17 +196,12 @@ def run(
             f"{len(dataset.participants)} scored")
     if not dataset.participants:
         raise ValueError(f"no participants to score in {data}")
-    result = execute(config, dataset, factories, progress=progress, log=log, trained=trained)
-    if default_job and shard is None:
-        from ._default import finish_default_job
-
-        finish_default_job(result, log=log)
-    return result
+    return execute(config, dataset, factories, progress=progress, log=log, trained=trained)
 
 
 __all__ = [
     "Analysis", "PersonaComparison", "analyze", "compare_personas", "plan",
     "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
-    "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
+    "AgentsReport", "compare_agents", "import_table", "trial_table", "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
     "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

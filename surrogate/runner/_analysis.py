@@ -89,11 +89,12 @@ def persona_effects_table(decompositions: dict[str, PersonaDecomposition]) -> pd
     """One table over models, matched strategies and derangements (`control`; `role` says
     which pairing is the pre-specified primary one and which are a sensitivity range)."""
     frames = []
-    for d in decompositions.values():
+    for label, d in decompositions.items():
         role = "sensitivity" if is_sensitivity(d.control) else "primary"
-        frames.append(d.to_frame().assign(model=d.model, matched=d.matched, control=d.control, role=role))
+        frames.append(d.to_frame().assign(label=label.split(" [")[0], model=d.model, matched=d.matched,
+                                          control=d.control, role=role))
     table = pd.concat(frames, ignore_index=True)
-    first = ["model", "matched", "control", "role"]
+    first = ["label", "model", "matched", "control", "role"]
     return table[[*first, *[c for c in table.columns if c not in first]]]
 
 
@@ -117,18 +118,18 @@ def decompose_over_derangements(responses: pd.DataFrame, model: str, controls: l
 
 
 def derangement_spread(decompositions: dict[str, PersonaDecomposition]) -> list[str]:
-    """A line per model with several derangements: the primary pairing's estimate, and the
+    """A line per decomposition with several pairings: the primary pairing's estimate, and the
     range over the others as a sensitivity check (not alternatives to choose from)."""
-    by_model: dict[tuple[str, str], list[PersonaDecomposition]] = {}
-    for d in decompositions.values():
-        by_model.setdefault((d.model, d.matched), []).append(d)
+    groups: dict[str, list[PersonaDecomposition]] = {}
+    for key, d in decompositions.items():
+        groups.setdefault(key.split(" [")[0], []).append(d)
     lines = []
-    for (model, matched), ds in by_model.items():
+    for label, ds in groups.items():
         values = [d.pooled.individual_component.value for d in ds if d.pooled_rows]
         if len(values) > 1:
-            lines.append(f"{model} ({matched}): individual component {values[0]:+.4f} with the pre-specified "
-                         f"pairing ({ds[0].control}: the one to report and test); over {len(values) - 1} more "
-                         f"pairings, as a sensitivity range only: [{min(values[1:]):+.4f}, {max(values[1:]):+.4f}]")
+            lines.append(f"{label}: individual component {values[0]:+.4f} with the pre-specified pairing "
+                         f"({ds[0].control}: the one to report and test); over {len(values) - 1} more pairings, as "
+                         f"a sensitivity range only: [{min(values[1:]):+.4f}, {max(values[1:]):+.4f}]")
     return lines
 
 
@@ -294,6 +295,11 @@ def analyze(
         if saved is not None:
             pairs = saved
             result.notes.append(f"model pairs read from {saved} (the pairs this run was analysed with)")
+    if categories is None:
+        saved = next((Path(d) / "categories.csv" for d in run_dirs if (Path(d) / "categories.csv").is_file()), None)
+        if saved is not None:
+            categories = saved
+            result.notes.append(f"study groups read from {saved}")
     if pairs is not None:
         _misalignment_analysis(result, pairs, categories, by=by, seed=seed)
     accuracy = paper_accuracy(responses, by=by)

@@ -139,6 +139,8 @@ def report(
     for folder in [*dirs, *map(Path, lora)]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such run or LoRA folder")
+    if dirs and all((d / "comparison.json").is_file() for d in dirs):
+        return _agents_report(dirs, out, title=title, log=log)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:
@@ -257,6 +259,75 @@ def report(
     return Report(html=path, figures=written, analysis=analysis)
 
 
+def _write_figures(made, out: Path) -> list[ReportFigure]:
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, fig_title, caption, result in made:
+        if result is None:
+            continue
+        fig, table = result
+        png, pdf, csv = out / "figures" / f"{name}.png", out / "figures" / f"{name}.pdf", out / "tables" / f"{name}.csv"
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=150)
+        atomic_write_bytes(png, buf.getvalue())
+        buf = io.BytesIO()
+        fig.savefig(buf, format="pdf")
+        atomic_write_bytes(pdf, buf.getvalue())
+        plt.close(fig)
+        atomic_write_bytes(csv, table.to_csv(index=False).encode())
+        written.append(ReportFigure(name, fig_title, caption, png, pdf, csv))
+    return written
+
+
+def _page(title: str, body: list[str]) -> str:
+    return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
+            "img{max-width:100%;height:auto}figure{margin:2em 0}figcaption{font-size:90%;color:#444}"
+            "table.t{border-collapse:collapse;font-size:80%}table.t td,table.t th{padding:2px 6px;"
+            "border-bottom:1px solid #ddd}pre{white-space:pre-wrap;font-size:85%}.note{background:#fff4e0;padding:.5em 1em}"
+            "</style></head><body>" + "\n".join(body) + "</body></html>\n")
+
+
+def _figure_html(f: ReportFigure) -> list[str]:
+    return [f'<figure id="{f.name}"><h2>{html.escape(f.title)}</h2>',
+            f'<img alt="{html.escape(f.title)}" src="data:image/png;base64,{_img(f.png)}">',
+            f"<figcaption>{html.escape(f.caption)} Files: <a href=\"figures/{f.png.name}\">PNG</a>, "
+            f"<a href=\"figures/{f.pdf.name}\">PDF</a>, <a href=\"tables/{f.csv.name}\">table (CSV)</a>."
+            "</figcaption></figure>"]
+
+
+def _agents_report(dirs: Sequence[Path], out: Path, *, title: str, log: Callable[[str], None]) -> Report:
+    """A custom study's report: agents against people, from compare-agents folders."""
+    from ._compare_agents import agents_figures, load_comparison
+
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    made, summaries, findings = [], [], []
+    for d in dirs:
+        data, comparisons = load_comparison(d)
+        made += [(f"{name}_{_slug(d.name)}" if len(dirs) > 1 else name, t, c, r) for name, t, c, r in agents_figures(d)]
+        for c in comparisons:
+            summaries.append(c.summary())
+            ind = next((m for m in c.individual if m.on == "indices"), None)
+            pop = [i for i in c.indices if i.p < 0.05]
+            findings.append(f"{c.agent} against {c.people} in {data['experiment']}: "
+                            + (f"differs from the people in {', '.join(i.index for i in pop)} (p < .05)" if pop
+                               else "no behaviour index distinguishes the agents from the people at p < .05")
+                            + (f"; each agent is closer to its own person than to the others by {ind.closer:+.3f} "
+                               f"(p {ind.p:.3g})" if ind else "") + ".")
+    written = _write_figures(made, out)
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Findings</h2>",
+            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in findings) + "</ul>"]
+    for f in written:
+        body += _figure_html(f)
+    body += ["<h2>Estimates</h2>", f"<pre>{html.escape(chr(10).join(summaries))}</pre>"]
+    path = out / "report.html"
+    atomic_write_bytes(path, _page(title, body).encode())
+    log(f"wrote {path} ({len(written)} figures)")
+    return Report(html=path, figures=written, analysis=None)
+
+
 def nll_table(responses: pd.DataFrame) -> pd.DataFrame:
     """Mean NLL per response (persona off; each participant weighted once) by study and model."""
     d = responses[(responses["persona"] == "none") & responses["nll"].notna()]
@@ -266,7 +337,7 @@ def nll_table(responses: pd.DataFrame) -> pd.DataFrame:
     return per.unstack("model").reset_index().rename_axis(columns=None)
 
 
-def _verdict(d) -> str:
+def _verdict(d, label: str | None = None) -> str:
     """One line for one decomposition: what the individual component shows."""
     from ..analysis import fmt_p
 
@@ -281,7 +352,7 @@ def _verdict(d) -> str:
         verdict = "the persona changes nothing measurable (the model may ignore it)"
     else:
         verdict = "inconclusive: neither an individual effect nor equivalence shown"
-    return (f"{d.model} ({d.matched} vs {d.control}): total {p.total.value:+.4f} nats, individual "
+    return (f"{label or d.model} ({d.matched} vs {d.control}): total {p.total.value:+.4f} nats, individual "
             f"{ind.value:+.4f} [{ind.lo:+.4f}, {ind.hi:+.4f}], p {fmt_p(ind.p)}: {verdict}")
 
 
@@ -299,11 +370,11 @@ def headline(analysis: Analysis) -> list[str]:
             lines.append(f"Post-training misalignment, {pm.pair.label}: the paper's d {pm.mean_paper:+.3f} "
                          f"[{lo:+.3f}, {hi:+.3f}] over {len(pm.d_paper)} experiments: the post-trained model predicts "
                          f"people {direction}.")
-    for d in primary(analysis.decompositions).values():
+    for label, d in primary(analysis.decompositions).items():
         if d.pooled_rows:
-            lines.append("Personas, " + _verdict(d) + ".")
+            lines.append("Personas, " + _verdict(d, label) + ".")
         else:
-            lines.append(f"Personas, {d.model} ({d.matched} vs {d.control}): no pooled estimate ("
+            lines.append(f"Personas, {label} ({d.matched} vs {d.control}): no pooled estimate ("
                          + "; ".join(f"{r.experiment}: {r.status}" if r.status != "ok" else
                                      f"{r.experiment}: individual {r.individual_component}" for r in d.rows) + ").")
     if not lines:

