@@ -284,6 +284,10 @@ def _show_default_job(result) -> None:
                         "individual_component", "individual_p"]],
                      f"Persona decomposition, {label} (nats per response; > 0: the persona helps)")
     _result(analysis.summary())
+    from .runner._report import headline
+
+    _result("Findings, one line each (the persona arms: real people, then the positive and the null control):\n"
+            + "\n".join(f"- {line}" for line in headline(analysis)))
     _log(f"wrote the analysis to {analysis.out} and the report to {result.report}")
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._names import sample_dir
+from ._names import ORGANISMS, sample_dir
 
 ORGANISM_NOTICE = (
-    "Built-in default: the shipped model organisms (small Qwen3-architecture models trained by surrogate on "
-    "real Psych-201 transcripts and on synthetic participants; see their cards: surrogate/organisms/models/*/"
-    "README.md) score a sample of real Psych-201 participants they never trained on, persona off, on and "
-    "shuffled. These are miniature organisms, not real models. For real models and the whole of Psych-201: "
+    "Built-in default: the four shipped model organisms (small Qwen3-architecture models trained by surrogate on "
+    "real Psych-201 transcripts and on synthetic participants: a base, two doses of post-training and a control; "
+    "see their cards: surrogate/organisms/models/*/README.md) score a sample of participants they never trained "
+    "on (real ones from trained and never-seen studies, synthetic positive and null persona controls), persona "
+    "off, on and shuffled. These are miniature organisms, not real models. For real models and the whole of Psych-201: "
     "surrogate run --model base=Qwen/Qwen3-0.6B-Base --model post=Qwen/Qwen3-0.6B --data PATH/TO/psych201 "
     "--persona none,interview,shuffled"
 )
 DEFAULT_PERSONAS = ("none", "interview", "shuffled")
-DEFAULT_MODELS = ("organism-base", "organism-post")
+DEFAULT_MODELS = ORGANISMS
 
 
 def default_data() -> Path:

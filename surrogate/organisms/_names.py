@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ORGANISMS = ("organism-base", "organism-post")
+ORGANISMS = ("organism-base", "organism-post-light", "organism-post", "organism-control")
 DEMO_MODELS = ("demo-base", "demo-chat")
 
 

@@ -30,16 +30,25 @@ class SyntheticStudy:
     name: str
     paradigm: str
     links: tuple[TraitLink, ...]
-    variants: tuple[int, ...] = (30, 40, 50)  # trials per session
 
     def experiments(self) -> list[Any]:
+        """The task variants: trials per session, and option labels that name the option's
+        role (the risky and the safe lottery, the sooner and the later reward) in two wordings,
+        so that a small model can tell the options apart without reading their numbers."""
         base = {"lotteries": MixedLotteries(), "bandit": RestlessBandit(), "delay": IntertemporalChoice()}[self.paradigm]
-        return [replace(base, name=self.name, n_trials=n) for n in self.variants]
+        return [replace(base, name=self.name, n_trials=n, labels=labels)
+                for n, labels in zip((30, 40, 50), _LABELS[self.paradigm])]
 
     @property
     def informative(self) -> bool:
         return bool(self.links)
 
+
+_LABELS = {
+    "lotteries": (("risky", "safe"), ("bold", "mild"), ("risky", "safe")),
+    "bandit": (("left", "right"), ("red", "blue"), ("left", "right")),
+    "delay": (("sooner", "later"), ("now", "wait"), ("sooner", "later")),
+}
 
 # Strong links: a trait SD moves the parameter by about three population SDs on its unbounded
 # scale, so a small model can learn the mapping from the interview's numbers.
@@ -110,7 +119,7 @@ def normative_sessions(study: SyntheticStudy, n: int, *, seed: int,
 
 def as_participants(records: Sequence[SessionRecord], study: str):
     """Psych-201 participants (the loader's records) from synthetic sessions."""
-    from ..data import SourceRef, participant_from_record
+    from ..data import participant_from_record
 
     return [participant_from_record(r.to_psych201(), study=study, source=f"<synthetic {study}>", line=i + 1)
             for i, r in enumerate(records)]

@@ -237,7 +237,9 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [d.summary() for d in primary(self.decompositions).values()]
+        # Labelled decompositions (the default job's arms) say which arm they are.
+        parts = [(f"[{label}]\n" if ": " in label else "") + d.summary()
+                 for label, d in primary(self.decompositions).items()]
         parts += derangement_spread(self.decompositions)
         parts += [c.summary() for c in self.comparisons.values()]
         parts += [f"{m}: {b.summary()}" for m, b in self.metadata_benefits.items()]

@@ -346,10 +346,11 @@ def _verdict(d, label: str | None = None) -> str:
     eq = d.equivalence()
     if ind.p is not None and ind.p < 0.05 and ind.value > 0:
         verdict = "individual-level information: the own persona predicts better than someone else's"
+    elif eq is not None and eq.total_indistinguishable:
+        # Checked before equivalence: a model that ignores the prefix is "equivalent" trivially.
+        verdict = "the persona changes nothing measurable (the model may ignore it, so equivalence would show nothing)"
     elif eq is not None and eq.equivalent:
         verdict = f"no individual-level information as large as {d.sesoi} (equivalence shown)"
-    elif eq is not None and eq.total_indistinguishable:
-        verdict = "the persona changes nothing measurable (the model may ignore it)"
     else:
         verdict = "inconclusive: neither an individual effect nor equivalence shown"
     return (f"{label or d.model} ({d.matched} vs {d.control}): total {p.total.value:+.4f} nats, individual "
