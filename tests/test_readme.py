@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from surrogate.cli import app
@@ -26,6 +27,7 @@ def _example_commands() -> list[list[str]]:
     return [shlex.split(c)[1:] for c in lines]
 
 
+@pytest.mark.slow
 def test_readme_custom_study_runs(tmp_path, monkeypatch):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)

@@ -81,5 +81,11 @@ def _build(base: Path, chat: Path) -> None:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         atomic_write_bytes(tmp / "README.md", f"# {target.name}\n\n{NOTICE}\n".encode())
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        # Another process may be building the same (deterministic) folder: the first complete
+        # one stays, and a reader never sees it disappear.
+        if target.exists() and not (target / "config.json").exists():
+            shutil.rmtree(target, ignore_errors=True)  # a broken earlier build
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -118,6 +118,7 @@ def _corr(frame, x, y):
     return np.corrcoef(frame[x].astype(float), frame[y].astype(float))[0, 1]
 
 
+@pytest.mark.slow
 def test_simulated_people_carry_the_planted_link_into_indices_and_fits(tmp_path):
     linked = simulate(str(TWO_DOORS), ["synthetic", "synthetic:none,name=null"], 150, seed=3, out=tmp_path / "s")
     b = linked.behaviour

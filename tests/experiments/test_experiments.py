@@ -74,6 +74,7 @@ def _oracle_decomposition(tmp_path, true_links, seed):
     return decompose_personas(result.responses)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_oracle_decomposition_finds_a_planted_link(tmp_path, seed):
     d = _oracle_decomposition(tmp_path, "STAI-T>loss_aversion=0.6", seed)
@@ -81,6 +82,7 @@ def test_oracle_decomposition_finds_a_planted_link(tmp_path, seed):
     assert ind.value > 0 and ind.lo > 0 and ind.p < 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_oracle_decomposition_stays_null_without_a_link(tmp_path, seed):
     d = _oracle_decomposition(tmp_path, "none", seed)

@@ -178,3 +178,19 @@ def _diverge(api, psych201, out):
     """A learning rate so large that the loss overflows within the first steps."""
     return api("demo-base", psych201, out, _small().model_copy(update={"learning_rate": 1e30, "max_steps": 6}),
                studies=["busch2024_stroop"], max_participants=12)
+
+
+@pytest.mark.slow
+def test_default_lora_recovers_on_a_study_the_organisms_never_saw(psych201, tmp_path):
+    """finetune's defaults, about 200 participants of a never-trained study (half held out by
+    the seeded split), scored on the others: the adapter closes the post-trained organism's gap."""
+    from surrogate.organisms import organisms_dir, read_json_gz
+
+    study = "guenther2024comprehension"
+    split = read_json_gz(organisms_dir() / "split.json.gz")
+    assert not any(k[0] == study for k in split["train"])  # the organisms never trained on it
+    report = finetune("organism-post", psych201, tmp_path / "lora", FinetuneConfig(eval_per_study=40, holdout_fraction=0.5),
+                      compare_to="organism-base", studies=[study])
+    overall = report.overall
+    assert overall.before > overall.reference  # post-training made it worse there
+    assert overall.recovery >= 0.5, report.heldout

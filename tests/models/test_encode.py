@@ -5,7 +5,12 @@ import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from surrogate.data import Transcript, load, prepare_transcript
-from surrogate.models import EncodingError, TranscriptEncoder, chat_messages, render_chat
+from surrogate.models import (
+    EncodingError,
+    TranscriptEncoder,
+    chat_messages,
+    render_chat,
+)
 from surrogate.organisms.tiny import train_tokenizer
 
 
@@ -153,8 +158,10 @@ def growing_cases(psych201):
 
 
 @pytest.mark.parametrize("which, chat, system", [
-    ("qwen", False, None), ("llama", False, None), ("metaspace", False, None),
-    ("qwen", True, "You are a 34-year-old woman."), ("llama", True, None)])
+    ("qwen", False, None),
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [
+        ("llama", False, None), ("metaspace", False, None),
+        ("qwen", True, "You are a 34-year-old woman."), ("llama", True, None)])])
 def test_growing_context_equals_full_encoding_at_every_response(request, corpus, growing_cases,
                                                                 which, chat, system):
     """Re-tokenizing only a window at the end gives, at every response, exactly the context

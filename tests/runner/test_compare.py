@@ -24,7 +24,7 @@ def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     assert res.exit_code == 0, res.output
     assert "Persona effects" in res.output and "individual component" in res.output
     table = pd.read_csv(out / "persona_effects.csv")
-    expected = ["model", "matched", "control", "role", "experiment", "n_participants", "total", "total_lo", "total_hi",
+    expected = ["label", "model", "matched", "control", "role", "experiment", "n_participants", "total", "total_lo", "total_hi",
                 "population_component", "population_component_lo", "population_component_hi",
                 "individual_component", "individual_component_lo", "individual_component_hi",
                 "individual_p", "d_z_individual"]
@@ -68,6 +68,7 @@ def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     assert (out / "persona_summary.txt").read_text().startswith("Persona decomposition for tiny")
 
 
+@pytest.mark.slow
 def test_analyze_reads_earlier_runs(qwen_dir, psych201, tmp_path):
     from surrogate.runner import compare_personas, run
 
@@ -135,6 +136,7 @@ def test_results_over_several_derangements(psych201, tmp_path):
     assert (rows["n_participants"] == 20).all()
 
 
+@pytest.mark.slow
 def test_compare_several_strategies_each_on_its_own_control(qwen_dir, psych201, tmp_path):
     out = tmp_path / "strategies"
     res = CliRunner().invoke(app, ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201),

@@ -66,6 +66,7 @@ def test_the_sample_is_held_out_real_participants_and_fresh_synthetic_ones(psych
             assert p.metadata
 
 
+@pytest.mark.slow
 def test_the_build_is_reproducible_and_resumes_by_stage(psych201, tmp_path):
     recipe = OrganismRecipe(budget_minutes=0.15, heldout_studies=("guenther2024comprehension",),
                             sample_studies=("guenther2022relational",), vocab_size=600, hidden_size=32, num_layers=1,
@@ -123,6 +124,7 @@ def test_the_shipped_weights_pass_the_checks_their_cards_report(remeasured):
             assert remeasured[name].passed, (name, remeasured[name].value)
 
 
+@pytest.mark.slow
 def test_the_default_job_shows_the_three_findings_and_both_controls(tmp_path):
     res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "default")])
     assert res.exit_code == 0, res.output

@@ -93,6 +93,7 @@ def test_crash_leaves_a_readable_table_and_resume_completes(psych201, tmp_path):
     assert read_responses(out)["unit_key"].nunique() == 16
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_a_readable_table(qwen_dir, psych201, tmp_path):
     """SIGKILL in the middle of writing the third part (the temporary file half written):
     whatever is on disk reads back whole. The child kills itself at that point, so the
