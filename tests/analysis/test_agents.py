@@ -30,6 +30,7 @@ def test_a_strong_difference_and_a_strong_match_are_found():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_agent_tests_hold_their_level_and_have_power():
     """300 datasets of 40 people and 40 agents without any relation: each test rejects at
     about 5% (binomial SE 1.3 points). Power at 80 + 80 (40 datasets each; measured 0.975 for

@@ -13,6 +13,7 @@ from surrogate.runner.calibration import (PLANNER_CHECKS, SCENARIOS, _true_plan,
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", ["individual 0.025, persona SD 0.2", "heterogeneity tau 0.2, K=10"])
 def test_predicted_power_matches_simulated_power(name):
     """With the design's variance components the planner predicts the power of the pooled

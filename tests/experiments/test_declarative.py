@@ -142,9 +142,10 @@ def test_simulated_people_carry_the_planted_link_into_indices_and_fits(tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("exp, param, index, sign", [
     (RestlessBandit(n_trials=60), "inverse_temperature", "switch_rate", -1),
-    (MixedLotteries(n_trials=60), "loss_aversion", "loss_acceptance", -1),
-    (IntertemporalChoice(n_trials=60), "discount_rate", "log_discount_threshold", 1),
-    (IntertemporalChoice(n_trials=60), "discount_rate", "later_rate", -1),
+    *(pytest.param(*case, marks=pytest.mark.long) for case in [
+        (MixedLotteries(n_trials=60), "loss_aversion", "loss_acceptance", -1),
+        (IntertemporalChoice(n_trials=60), "discount_rate", "log_discount_threshold", 1),
+        (IntertemporalChoice(n_trials=60), "discount_rate", "later_rate", -1)]),
 ])
 def test_each_paradigms_index_recovers_a_planted_link_and_not_a_null_one(exp, param, index, sign):
     """40 simulated studies of 60 people each: a planted link (slope 1 on the parameter's

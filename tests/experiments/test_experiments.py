@@ -75,6 +75,7 @@ def _oracle_decomposition(tmp_path, true_links, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("seed", [0, 1])
 def test_oracle_decomposition_finds_a_planted_link(tmp_path, seed):
     d = _oracle_decomposition(tmp_path, "STAI-T>loss_aversion=0.6", seed)
@@ -83,6 +84,7 @@ def test_oracle_decomposition_finds_a_planted_link(tmp_path, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("seed", [0, 1])
 def test_oracle_decomposition_stays_null_without_a_link(tmp_path, seed):
     d = _oracle_decomposition(tmp_path, "none", seed)

@@ -31,6 +31,7 @@ def trained(psych201, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_lora_run_resumes_from_its_checkpoint(trained):
     out, after_kill, report = trained
     assert after_kill == {"returned": None, "checkpoint": True, "adapter": False}
@@ -39,6 +40,7 @@ def test_a_killed_lora_run_resumes_from_its_checkpoint(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_split_is_written_and_disjoint(trained):
     out, _, report = trained
     split = json.loads((out / "split.json").read_text())
@@ -48,6 +50,7 @@ def test_the_split_is_written_and_disjoint(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_lora_recovers_most_of_the_post_trained_gap(trained):
     overall = trained[2].overall
     assert overall.before > overall.reference  # the post-trained organism is worse than the base
@@ -56,6 +59,7 @@ def test_lora_recovers_most_of_the_post_trained_gap(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_adapter_scores_anywhere_a_model_goes(trained, psych201, tmp_path):
     out = trained[0]
     split = json.loads((out / "split.json").read_text())
@@ -81,6 +85,7 @@ def test_the_adapter_scores_anywhere_a_model_goes(trained, psych201, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_finished_run_is_not_retrained(trained, psych201):
     out, _, report = trained
     again = finetune("organism-post", psych201, out, CONFIG, **KW)
@@ -181,6 +186,7 @@ def _diverge(api, psych201, out):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_default_lora_recovers_on_a_study_the_organisms_never_saw(psych201, tmp_path):
     """finetune's defaults, about 200 participants of a never-trained study (half held out by
     the seeded split), scored on the others: the adapter closes the post-trained organism's gap."""

@@ -85,8 +85,11 @@ FAMILIES = ["qwen_dir", "llama_dir", "qwen2_dir", "olmo3_dir", "qwen3_5_dir", "q
 
 COMBOS = {"plain": (False, False), "persona": (True, False), "chat": (False, True), "chat+persona": (True, True)}
 # The families added last run plain and chat + persona (which covers persona and template);
-# the rest every combination. (Keeps CI well inside its time limit.)
-CASES = [pytest.param(f, *COMBOS[c], id=f"{c}-{f}") for f in FAMILIES for c in COMBOS
+# the rest every combination, the intermediate ones (persona alone, chat alone) in the long
+# tier so that CI stays inside its time limit.
+CASES = [pytest.param(f, *COMBOS[c], id=f"{c}-{f}",
+                      marks=[pytest.mark.long] if c in ("persona", "chat") else [])
+         for f in FAMILIES for c in COMBOS
          if f not in ("qwen2_dir", "olmo3_dir", "qwen3_5_dir") or c in ("plain", "chat+persona")]
 
 

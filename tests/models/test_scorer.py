@@ -41,6 +41,7 @@ def test_matches_brute_force(qwen_backend, requests):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_batching_does_not_change_scores(qwen_backend, requests):
     budget = qwen_backend.batch_tokens
     try:

@@ -115,6 +115,7 @@ def remeasured(psych201):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_shipped_weights_pass_the_checks_their_cards_report(remeasured):
     """Every check the card reports as passed passes again on the shipped weights."""
     card = {c["name"]: c["passed"] for c in _build()["evaluation"]["checks"]}
@@ -125,6 +126,7 @@ def test_the_shipped_weights_pass_the_checks_their_cards_report(remeasured):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI runs the default job itself first
 def test_the_default_job_shows_the_three_findings_and_both_controls(tmp_path):
     res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "default")])
     assert res.exit_code == 0, res.output
