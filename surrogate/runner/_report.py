@@ -132,7 +132,6 @@ def report(
 ) -> Report:
     """Analyse the runs (unless `analysis` is given) and write out/report.html, out/figures/
     (PNG and PDF) and out/tables/ (every figure's table, and analyze's CSVs)."""
-    import matplotlib.pyplot as plt
 
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
@@ -206,21 +205,7 @@ def report(
                      "and after each adapter, and of the reference model; recovery = (before − after) / "
                      "(before − reference).", figures.lora_recovery(lora_reps)))
 
-    written: list[ReportFigure] = []
-    for name, fig_title, caption, result in made:
-        if result is None:
-            continue
-        fig, table = result
-        png, pdf, csv = out / "figures" / f"{name}.png", out / "figures" / f"{name}.pdf", out / "tables" / f"{name}.csv"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=150)
-        atomic_write_bytes(png, buf.getvalue())
-        buf = io.BytesIO()
-        fig.savefig(buf, format="pdf")
-        atomic_write_bytes(pdf, buf.getvalue())
-        plt.close(fig)
-        atomic_write_bytes(csv, table.to_csv(index=False).encode())
-        written.append(ReportFigure(name, fig_title, caption, png, pdf, csv))
+    written = _write_figures(made, out)
 
     calibration = pd.read_csv(CALIBRATION) if CALIBRATION.exists() else pd.DataFrame()
     body = [f"<h1>{html.escape(title)}</h1>"]
