@@ -201,7 +201,10 @@ Matched = Annotated[str, typer.Option(help="The matched persona strategy, or a c
                                       "compare them, each against its own shuffled control.")]
 Control = Annotated[Optional[str], typer.Option(help="The control (default: the matched strategy's own shuffled "
                                                 "control, shuffled-X; population-X is biased by persona completeness).")]
-By = Annotated[str, typer.Option(help="Experiment unit: study or experiment.")]
+By = Annotated[str, typer.Option(help="study: experiments pooled by study, each session (study, experiment, "
+                                  "participant id) a participant (Psych-201 numbers participants per experiment) | "
+                                  "experiment | study-person: as study, an id repeated across a study's experiments "
+                                  "one person (sessions clustered).")]
 Weight = Annotated[str, typer.Option(help="participant: each participant counts once; response: the per-response "
                                      "scale, each swap cycle weighted by its members' mean number of responses.")]
 Sesoi = Annotated[str, typer.Option(help="Smallest individual effect of interest for the equivalence test: a per cent "
@@ -364,6 +367,10 @@ def plan(
     pair: Annotated[Optional[list[str]], typer.Option(help="BASE,POST model labels: plan misalignment for this "
                                                       "pair (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write plan.csv (power over designs) and plan.txt here.")] = None,
+    usable: Annotated[Optional[float], typer.Option(help="Share of recruited participants who will enter the "
+                                                    "individual component (metadata and a swap partner); default: "
+                                                    "the pilot's.")] = None,
+    by: By = "study",
 ) -> None:
     """How many participants and experiments a question needs, from a pilot's variance components."""
     from .runner import plan as job
@@ -376,7 +383,7 @@ def plan(
                 raise ValueError(f"--pair {item!r}: expected BASE,POST (model labels)")
             pairs.append((base, post))
         result = job(run_dirs, model=model, effect=effect, d=d, power=power, sesoi=sesoi, matched=matched,
-                     pairs=pairs, out=out)
+                     pairs=pairs, out=out, usable_share=usable, by=by)
     _result(result.summary())
     _print_table(result.table(), f"Power over designs (effect {effect}; misalignment d = {d:g})")
 

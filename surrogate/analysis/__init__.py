@@ -17,10 +17,11 @@ _NAMES = {
     "._plan": ["ExperimentVariance", "PairPlan", "PersonaPlan", "Plan", "plan", "plan_pair", "plan_personas"],
     "._misalignment": ["Misalignment", "ModelPair", "paper_misalignment_d", "post_training_misalignment",
                        "read_categories", "read_pairs"],
-    "._personas": ["Equivalence", "StrategyComparison", "compare_strategies", "MetadataBenefit",
+    "._personas": ["BY", "check_by", "Equivalence", "StrategyComparison", "compare_strategies", "MetadataBenefit",
                    "PersonaDecomposition", "decompose_personas", "metadata_benefit", "participant_means",
-                   "persona_table"],
+                   "persona_table", "Verdict", "Multiplicity", "with_multiplicity"],
     "._stats": ["Estimate", "cohens_d"],
+    "._trend": ["Trend", "TrendPair", "generation_trend", "size_trend"],
     "._agents": ["AgentComparison", "compare_agents", "correlation", "index_columns"],
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names}

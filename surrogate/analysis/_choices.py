@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
+from ._personas import unit_column
 from ._stats import CONFIDENCE, Estimate
 
 
@@ -214,7 +215,9 @@ def choice_prediction(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> ChoicePrediction:
-    """Fit, population-level match and individual-level tracking of closed-set choices."""
+    """Fit, population-level match and individual-level tracking of closed-set choices, per
+    experiment unit (`by`); the participants are sessions (study, experiment, participant)."""
+    by = unit_column(by)
     frame = choices[choices["persona"] == persona]
     if model is not None:
         frame = frame[frame["model"] == model]
@@ -281,6 +284,7 @@ def paper_accuracy(responses: pd.DataFrame, *, by: str = "study") -> pd.DataFram
     rows = responses[(responses["n_tokens"] == 1) & responses["top1"].notna()]
     if rows.empty:
         return pd.DataFrame()
+    by = unit_column(by)
     keys = ["model", "persona"]
     per = rows.groupby([*keys, by])["top1"].agg(accuracy="mean", n_responses="size").reset_index()
     per = per.rename(columns={by: "experiment"})

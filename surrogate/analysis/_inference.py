@@ -97,19 +97,22 @@ class Pooled(BaseModel):
     k: int
 
 
-def pool(values: Sequence[float], ses: Sequence[float], n_participants: int) -> Pooled | None:
-    """Meta-analysis (statsmodels, Paule-Mandel tau^2) of per-experiment effects and SEs."""
+def pool(values: Sequence[float], ses: Sequence[float], n_participants: int,
+         dfs: Sequence[float | None] | None = None) -> Pooled | None:
+    """Meta-analysis (statsmodels, Paule-Mandel tau^2) of per-experiment effects and SEs
+    (`dfs`: each estimate's own t degrees of freedom, used when there is one experiment)."""
     from statsmodels.stats.meta_analysis import combine_effects
 
     v = np.asarray(values, dtype=float)
     se = np.asarray(ses, dtype=float)
+    df = np.asarray([math.inf if x is None else x for x in (dfs if dfs is not None else [None] * len(v))], dtype=float)
     ok = np.isfinite(v) & np.isfinite(se) & (se > 0)
-    v, se = v[ok], se[ok]
+    v, se, df = v[ok], se[ok], df[ok]
     k = len(v)
     if k == 0:
         return None
-    if k == 1:
-        est = t_estimate(float(v[0]), float(se[0]), math.inf, n_participants)
+    if k == 1:  # the experiment's own estimate, with its own t reference
+        est = t_estimate(float(v[0]), float(se[0]), float(df[0]), n_participants)
         return Pooled(random=est, fixed=est, tau2=math.nan, i2=math.nan, pi_lo=math.nan, pi_hi=math.nan, k=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,6 +132,50 @@ def pool(values: Sequence[float], ses: Sequence[float], n_participants: int) -> 
         pi_lo = pi_hi = math.nan
     # I^2 = (Q - df) / Q, truncated at 0 as usual (statsmodels leaves it negative)
     return Pooled(random=random, fixed=fixed, tau2=tau2, i2=max(0.0, float(res.i2)), pi_lo=pi_lo, pi_hi=pi_hi, k=k)
+
+
+def paule_mandel(values: np.ndarray, variances: np.ndarray, iterations: int = 60) -> np.ndarray:
+    """Paule-Mandel tau^2 for many meta-analyses at once (rows: draws, columns: experiments),
+    the estimator `pool` uses through statsmodels (`method_re="iterated"`), vectorised for the
+    planner's simulations: the tau^2 >= 0 at which the generalised Q equals K - 1."""
+    y = np.atleast_2d(np.asarray(values, dtype=float))
+    v = np.atleast_2d(np.asarray(variances, dtype=float))
+    k = y.shape[1]
+
+    def q(t2: np.ndarray) -> np.ndarray:
+        w = 1 / (v + t2[:, None])
+        mu = np.sum(w * y, axis=1) / np.sum(w, axis=1)
+        return np.sum(w * (y - mu[:, None]) ** 2, axis=1)
+
+    lo = np.zeros(len(y))
+    positive = q(lo) > k - 1
+    hi = np.where(positive, np.maximum(np.var(y, axis=1) * 10, 1e-12), 0.0)
+    for _ in range(200):  # grow the bracket until Q(hi) <= K - 1
+        grow = positive & (q(hi) > k - 1)
+        if not grow.any():
+            break
+        hi = np.where(grow, hi * 10, hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        above = q(mid) > k - 1
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.where(positive, (lo + hi) / 2, 0.0)
+
+
+def equivalence_rule(mean: np.ndarray, se: np.ndarray, df: float, k: int, tau2: np.ndarray, margin: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled equivalence rule, vectorised: TOST p of |effect| < margin for the pooled
+    mean with this SE and t on `df` degrees of freedom, and whether the prediction interval
+    for a new experiment (t on K - 2 df, tau^2 + SE^2) lies inside +-margin (always True for
+    K < 3, where none is defined and the claim is about these experiments only). The
+    decomposition's verdict and the planner's equivalence power both use this function."""
+    mean, se, tau2 = (np.asarray(x, dtype=float) for x in (mean, se, tau2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.maximum(stats.t.sf((mean + margin) / se, df), stats.t.cdf((mean - margin) / se, df))
+    if k < 3:
+        return p, np.ones(np.shape(mean), dtype=bool)
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, k - 2) * np.sqrt(tau2 + se**2)
+    return p, (-margin < mean - half) & (mean + half < margin)
 
 
 def adjust(pvalues: Sequence[float | None], method: str) -> list[float]:

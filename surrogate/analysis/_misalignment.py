@@ -6,11 +6,12 @@ model's minus the base model's NLL (positive: the post-trained model predicts pe
 length), with a participant-bootstrap interval; and `cohens_d`, surrogate's per-participant
 paired d with a delta-method interval. Each is averaged across experiments, and by domain.
 
-Whether misalignment changes across generations (or sizes) is a question about pairs: each
-pair differs for reasons of its own, so the trend is estimated in two stages, one d per
-pair, then a regression of the pairs' d on the covariate within families (family fixed
-effects), t on n_pairs - n_families - 1 degrees of freedom. The number of pairs is the
-sample size.
+Whether misalignment changes across generations (or sizes) is a question about the grid of
+pairs, whose unit of replication is the generation: pairs of one generation share its recipe
+(see `_trend`). One d per pair (its mean over the experiments every pair has), then the
+generation trend on cells (family x generation) and the size trend within cells, each with
+cluster-robust small-sample inference, or "not testable" where the design has too few
+generations.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._personas import paired_means
+from ._personas import SESSION, check_by, paired_means, person_means, unit_column
 from ._inference import mean_estimate
 from ._stats import CONFIDENCE, Estimate, cohens_d
+from ._trend import Trend, TrendPair, generation_trend, size_trend
 
 
 class ModelPair(BaseModel):
@@ -112,24 +114,6 @@ class PairMisalignment(BaseModel):
     paper_by_domain: dict[str, float] = {}
 
 
-class Trend(BaseModel):
-    """Does misalignment change with a pair property (generation within a family, log10
-    size)? Two stages: each pair's d (its mean over the experiments every pair in the trend
-    has), regressed on the property with family fixed effects; t on n_pairs - n_families - 1
-    df. Families whose pairs share one value of the property cannot inform the slope and are
-    left out (counted)."""
-
-    model_config = ConfigDict(frozen=True)
-    covariate: str
-    d: str = "d_paper"  # which effect size: d_paper (the paper's) or cohens_d (per participant)
-    slope: Estimate
-    n_pairs: int
-    n_families: int = 1
-    n_experiments: int
-    df: float = math.nan
-    left_out: list[str] = []
-
-
 class Misalignment(BaseModel):
     """Results of `post_training_misalignment`, one entry per pair."""
 
@@ -140,9 +124,10 @@ class Misalignment(BaseModel):
 
     def trend_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"covariate": t.covariate, "d": t.d, "slope": t.slope.value, "lo": t.slope.lo,
-                              "hi": t.slope.hi, "p": t.slope.p, "n_pairs": t.n_pairs, "n_families": t.n_families,
-                              "df": t.df, "n_experiments": t.n_experiments,
-                              "left_out": ";".join(t.left_out)} for t in self.trends])
+                              "hi": t.slope.hi, "p": t.slope.p, "status": t.status, "n_pairs": t.n_pairs,
+                              "n_families": t.n_families, "n_cells": t.n_cells, "df": t.df,
+                              "n_experiments": t.n_experiments, "left_out": ";".join(t.left_out),
+                              "method": t.method} for t in self.trends])
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -180,11 +165,16 @@ class Misalignment(BaseModel):
             for dom, est in pm.by_domain.items():
                 lines.append(f"      {dom:<26} paper's d {pm.paper_by_domain.get(dom, math.nan):+.4f}; per-participant {est}")
         for t in self.trends:
-            lines.append(f"  trend of {t.d} per unit of {t.covariate}: {t.slope} ({t.n_pairs} pairs in {t.n_families} "
-                         f"famil{'y' if t.n_families == 1 else 'ies'}, {t.df:g} df; one d per pair over "
-                         f"{t.n_experiments} experiments, family fixed effects)")
+            per = "generation step within a family" if t.covariate == "generation" else "tenfold parameters"
+            where = (f"{t.n_pairs} pairs in {t.n_cells} generation(s) of {t.n_families} "
+                     f"famil{'y' if t.n_families == 1 else 'ies'}, one d per pair over {t.n_experiments} experiments")
+            if t.status != "ok":
+                lines.append(f"  trend of {t.d} per {per}: {t.status} ({where})")
+            else:
+                lines.append(f"  trend of {t.d} per {per}: {t.slope} ({where}; {t.df:.3g} df: {t.method})")
             if t.left_out:
-                lines.append(f"      left out (a single {t.covariate} in their family): {', '.join(t.left_out)}")
+                what = "a single generation" if t.covariate == "generation" else "a single size"
+                lines.append(f"      left out ({what}): {', '.join(t.left_out)}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -192,6 +182,7 @@ class Misalignment(BaseModel):
 def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: str = "study") -> dict[str, float]:
     """plot.py: per experiment, (mean_post - mean_base) / sqrt((sd_base^2 + sd_post^2) / 2)
     over all response rows (SD ddof=1), for experiments both models have."""
+    by = unit_column(by)
     d = responses[responses["nll"].notna()]
     b = d[d["model"] == base].groupby(by)["nll"]
     p = d[d["model"] == post].groupby(by)["nll"]
@@ -210,10 +201,13 @@ def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str 
     if n_boot <= 0:
         return {}, (math.nan, math.nan)
     d = responses[responses["nll"].notna() & responses["model"].isin([base, post])]
+    # The resampled unit: a session (ids repeat across experiments), or a person.
+    who = ["study", "participant"] if by == "study-person" else SESSION
+    d = d.assign(who=d.groupby(who, sort=False).ngroup())
     rng = np.random.default_rng(seed)
     per_exp: dict[str, np.ndarray] = {}
-    for exp, g in d.groupby(by, sort=True):
-        stats = g.assign(sq=g["nll"] ** 2).groupby(["participant", "model"])[["nll", "sq"]].agg(["sum", "count"])
+    for exp, g in d.groupby(unit_column(by), sort=True):
+        stats = g.assign(sq=g["nll"] ** 2).groupby(["who", "model"])[["nll", "sq"]].agg(["sum", "count"])
         people = sorted({p for p, _ in stats.index})
         if len(people) < 2 or set(g["model"]) != {base, post}:
             continue
@@ -273,6 +267,7 @@ def post_training_misalignment(
     its interval, the paper's d (all response rows) with a participant-bootstrap interval,
     and the means over experiments (equal weights) overall and by domain; then the trends
     over generations and sizes across pairs."""
+    check_by(by)
     frame = responses[responses["persona"] == persona]
     results = []
     for pair in pairs:
@@ -281,6 +276,8 @@ def post_training_misalignment(
             raise ValueError(f"pair {pair.base} -> {pair.post_trained}: no {persona!r} rows for "
                              f"{sorted({pair.base, pair.post_trained} - have)}; models in the table: {sorted(have)}")
         means = paired_means(frame, "model", [pair.base, pair.post_trained], by=by)
+        if by == "study-person":
+            means = person_means(means, [pair.base, pair.post_trained])
         per, counts = {}, {}
         for unit, g in means.groupby("unit", sort=True):
             if len(g) >= 2:
@@ -317,61 +314,35 @@ def _as_number(text: str) -> float | None:
         return None
 
 
-def _pair_covariate(pair: ModelPair, covariate: str) -> float | None:
-    if covariate == "generation":
-        return _as_number(pair.generation)
-    return math.log10(pair.size_b) if pair.size_b else None
-
-
 def misalignment_trends(results: list[PairMisalignment]) -> tuple[list[Trend], list[str]]:
-    """Per covariate the pairs give (numeric `generation`, `size_b` as log10 billions) and
-    per effect size (d_paper, cohens_d): the two-stage trend (see Trend), where at least one
-    family has two values of the covariate and the residual df are at least 1."""
-    import statsmodels.api as sm
-
+    """The generation trend (pairs with a family and a numeric generation) and the size
+    trend (pairs with size_b), each for d_paper and cohens_d, on one d per pair: its mean
+    over the experiments every pair of the trend has. See `_trend` for the tests."""
     trends, notes = [], []
-    for cov in ("generation", "log10_size_b"):
-        with_cov = [pm for pm in results if _pair_covariate(pm.pair, cov) is not None]
+    for cov, wanted in (("generation", lambda pm: _as_number(pm.pair.generation) is not None),
+                        ("log10_size_b", lambda pm: bool(pm.pair.size_b))):
+        with_cov = [pm for pm in results if wanted(pm)]
         if len(with_cov) < 3:
             continue
-        # One d per pair over the experiments every pair in the trend has, so that pairs are
-        # compared on the same experiments.
         common = set.intersection(*(set(pm.per_experiment) & set(pm.d_paper) for pm in with_cov))
         dropped = set().union(*(set(pm.per_experiment) for pm in with_cov)) - common
-        if len(common) < 1:
+        if not common:
             notes.append(f"{cov} trend: the pairs share no experiment, so their d cannot be compared")
             continue
         if dropped:
             notes.append(f"{cov} trend: {len(dropped)} experiment(s) not scored for every pair left out of it "
                          f"({', '.join(sorted(dropped)[:5])}{', ...' if len(dropped) > 5 else ''})")
-        families: dict[str, list[PairMisalignment]] = defaultdict(list)
-        for pm in with_cov:
-            families[pm.pair.family or "(no family)"].append(pm)
-        informative = {f: v for f, v in families.items() if len({_pair_covariate(p.pair, cov) for p in v}) >= 2}
-        left_out = sorted(f for f in families if f not in informative)
-        used = [pm for v in informative.values() for pm in v]
-        n_fam = len(informative)
-        df = len(used) - n_fam - 1
-        if n_fam == 0 or df < 1:
-            notes.append(f"{cov} trend: not estimable ({len(used)} pairs in {n_fam} famil"
-                         f"{'y' if n_fam == 1 else 'ies'} with two or more values; needs n_pairs - n_families >= 2)")
-            continue
         for which in ("d_paper", "cohens_d"):
-            if which == "d_paper":
-                y = np.array([np.mean([pm.d_paper[e] for e in common]) for pm in used])
-            else:
-                y = np.array([np.mean([pm.per_experiment[e].value for e in common]) for pm in used])
-            if not np.isfinite(y).all():
+            pairs = []
+            for pm in with_cov:
+                d = [pm.d_paper[e] if which == "d_paper" else pm.per_experiment[e].value for e in sorted(common)]
+                pairs.append(TrendPair(label=pm.pair.label, family=pm.pair.family or "(no family)",
+                                       generation=_as_number(pm.pair.generation),
+                                       post_training=pm.pair.post_training or "(untyped)",
+                                       log10_size_b=math.log10(pm.pair.size_b) if pm.pair.size_b else None,
+                                       d=float(np.mean(d))))
+            if not all(np.isfinite(p.d) for p in pairs):
                 continue
-            x = np.array([_pair_covariate(pm.pair, cov) for pm in used], dtype=float)
-            fams = sorted(informative)
-            dummies = np.array([[float((pm.pair.family or "(no family)") == f) for f in fams] for pm in used])
-            design = np.column_stack([x, dummies])  # a family intercept each, no global intercept
-            fit = sm.OLS(y, design).fit()
-            se = float(fit.bse[0])
-            from ._inference import t_estimate
-
-            slope = t_estimate(float(fit.params[0]), se, df, len(used))
-            trends.append(Trend(covariate=cov, d=which, slope=slope, n_pairs=len(used), n_families=n_fam,
-                                n_experiments=len(common), df=float(df), left_out=left_out))
+            test = generation_trend if cov == "generation" else size_trend
+            trends.append(test(pairs, d=which, n_experiments=len(common)))
     return trends, notes

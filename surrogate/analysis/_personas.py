@@ -34,6 +34,7 @@ interval for a new experiment.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
@@ -59,6 +60,8 @@ from ._inference import (
 )
 from ._stats import Estimate, cohens_d
 
+ALPHA = 0.05
+
 COMPONENTS = ("total", "population_component", "individual_component")
 EXTRA = ("prefix_component", "population_information", "individual_content")
 Weight = Literal["participant", "response"]
@@ -66,18 +69,55 @@ ESTIMANDS = {
     "participant": "mean over participants of their mean per-response effect",
     "response": "per-response mean, each swap cycle weighted by its members' mean number of responses",
 }
+# What `by` pools over and what a participant is. A participant is one session, (study,
+# experiment, participant id): Psych-201 numbers participants per experiment, so the same id
+# in two experiments of a study is two people (guenther2024associations' participant 1 is 29
+# in experiment 1 and 20 in experiment 2). `study-person` is for data whose ids name one
+# person across a study's experiments: that person's sessions are clustered (one unit of
+# independence), not counted as independent.
+BY = {
+    "study": "experiments pooled by study; each session (study, experiment, participant id) a participant",
+    "experiment": "each experiment on its own; each session a participant",
+    "study-person": "experiments pooled by study; a participant id repeated across a study's experiments is one "
+                    "person, whose sessions are clustered",
+}
+SESSION = ["study", "experiment", "participant"]
+_SEP = "\x1f"
+
+
+def check_by(by: str) -> str:
+    if by not in BY:
+        raise ValueError(f"--by {by!r}: expected one of {', '.join(BY)}")
+    return by
+
+
+def unit_column(by: str) -> str:
+    """The column whose values are the experiment units of `by`."""
+    return "experiment" if check_by(by) == "experiment" else "study"
 
 
 def _keys(by: str) -> list[str]:
-    return list(dict.fromkeys([by, "experiment", "participant"]))
+    return list(dict.fromkeys([unit_column(by), *SESSION]))
+
+
+def session_key(study, experiment, participant) -> str:
+    """One participant's identity in a table (ids repeat across experiments)."""
+    return _SEP.join((str(study), str(experiment), str(participant)))
+
+
+def shown(key: str) -> str:
+    """A session key as people read it: experiment/participant."""
+    _, experiment, participant = key.split(_SEP)
+    return f"{experiment}/{participant}"
 
 
 def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str = "study") -> pd.DataFrame:
-    """One row per participant, one column per level of `column` (persona strategies, or
-    models), each the mean NLL over the responses scored under every level, so that cut or
-    unscored responses never make the levels compare different responses. `unit` is the
-    experiment unit (`by`); `n_responses` the responses compared; `tokens` the mean tokens
-    per response under the first level (where the table records them)."""
+    """One row per participant (session), one column per level of `column` (persona
+    strategies, or models), each the mean NLL over the responses scored under every level, so
+    that cut or unscored responses never make the levels compare different responses. `unit`
+    is the experiment unit (`by`); `key` the session's identity; `n_responses` the responses
+    compared; `tokens` the mean tokens per response under the first level (where the table
+    records them)."""
     frame = frame[frame[column].isin(levels) & frame["nll"].notna()]
     missing = set(levels) - set(frame[column].unique())
     if missing:
@@ -96,8 +136,23 @@ def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str
         means["tokens"] = math.nan
     means.columns.name = None
     means = means.reset_index()
-    means.insert(0, "unit", means[by].astype(str))
+    means.insert(0, "unit", means[unit_column(by)].astype(str))
+    means.insert(1, "key", [session_key(*k) for k in means[SESSION].itertuples(index=False, name=None)])
     return means
+
+
+def person_means(means: pd.DataFrame, levels: list[str]) -> pd.DataFrame:
+    """paired_means rows combined per person (study, participant id) over their sessions:
+    each level's mean over all the person's compared responses (for `by="study-person"`)."""
+    w = means["n_responses"].astype(float)
+    weighted = means[levels].mul(w, axis=0).assign(n_responses=w, tokens_w=means["tokens"] * w)
+    g = weighted.groupby([means["unit"], means["study"], means["participant"]], sort=True)
+    out = g.sum()
+    out[levels] = out[levels].div(out["n_responses"], axis=0)
+    out["tokens"] = out.pop("tokens_w") / out["n_responses"]
+    out = out.reset_index()
+    out["key"] = [session_key(s, "*", p) for s, p in zip(out["study"], out["participant"])]
+    return out
 
 
 def _one_model(responses: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, str]:
@@ -130,8 +185,10 @@ def persona_table(responses: pd.DataFrame, *, model: str | None = None, none: st
                   extra: Sequence[str] = ()) -> pd.DataFrame:
     """participant_means for none, control, matched (and `extra` strategies), plus
     `has_metadata` (the matched persona used at least one field; True where the table does
-    not record fields) and `donor` (whose persona the control was; None where not recorded
-    or where the participant was not paired), `donor:<name>` for each extra strategy."""
+    not record fields), `donor` (whose persona the control was, by participant id; None where
+    not recorded or where the participant was not paired) and `donor_key` (the donor's full
+    identity, see `resolve_donors`), and `donor:<name>` / `donor_key:<name>` for each extra
+    strategy."""
     frame, _ = _one_model(responses, model)
     means = paired_means(frame, "persona", list(dict.fromkeys([none, control, matched, *extra])), by=by)
     keys = _keys(by)
@@ -142,22 +199,52 @@ def persona_table(responses: pd.DataFrame, *, model: str | None = None, none: st
     else:
         means["has_metadata"] = True
     for name, column in [(control, "donor"), *((e, f"donor:{e}") for e in extra)]:
+        donors = experiments = [None] * len(means)
         if "persona_donor" in frame:
-            donors = _first_per_participant(frame, name, "persona_donor", by).reindex(idx)
-            means[column] = [_donor_text(d) for d in donors]
-        else:
-            means[column] = None
+            donors = [_donor_text(d) for d in _first_per_participant(frame, name, "persona_donor", by).reindex(idx)]
+        if "persona_donor_experiment" in frame:
+            experiments = [_donor_text(d) for d in
+                           _first_per_participant(frame, name, "persona_donor_experiment", by).reindex(idx)]
+        means[column] = donors
+        means[column.replace("donor", "donor_key", 1)] = resolve_donors(means, donors, experiments)
     return means
 
 
-def derangement_cycles(g: pd.DataFrame, column: str = "donor") -> list[np.ndarray] | None:
-    """The cycles of the control's derangement within one experiment (index arrays into g),
-    from each row's donor; only cycles whose every member is in g. None when the table does
-    not say whose persona each control was, or a participant received their own."""
+def resolve_donors(means: pd.DataFrame, donors: Sequence[str | None], experiments: Sequence[str | None]
+                   ) -> list[str | None]:
+    """Each row's donor as a session key. Tables record the donor's experiment; older ones
+    only its id, which is looked up in the recipient's own experiment first (swaps are drawn
+    within experiments), then among the study's other experiments where it is unique (an
+    experiment of one participant is paired within its study). None: no donor, the population
+    control, or an id that cannot be told apart."""
+    where: dict[tuple[str, str], list[str]] = defaultdict(list)
+    own = set(means["key"])
+    for study, experiment, participant in means[SESSION].astype(str).itertuples(index=False, name=None):
+        where[(study, participant)].append(experiment)
+    out: list[str | None] = []
+    for (study, experiment), donor, donor_exp in zip(means[["study", "experiment"]].astype(str).itertuples(
+            index=False, name=None), donors, experiments):
+        if donor is None or donor == "population":
+            out.append(None)
+        elif donor_exp is not None:
+            out.append(session_key(study, donor_exp, donor))
+        elif session_key(study, experiment, donor) in own:
+            out.append(session_key(study, experiment, donor))
+        else:
+            found = where.get((study, donor), [])
+            out.append(session_key(study, found[0], donor) if len(found) == 1 else None)
+    return out
+
+
+def derangement_cycles(g: pd.DataFrame, column: str = "donor_key") -> list[np.ndarray] | None:
+    """The cycles of the control's derangement within one experiment unit (index arrays into
+    g), from each row's donor (session keys); only cycles whose every member is in g. None
+    when the table does not say whose persona each control was, or a participant received
+    their own."""
     if g[column].isna().any():
         return None
-    pid = g["participant"].astype(str).tolist()
-    donor = g[column].astype(str).tolist()
+    pid = g["key"].tolist()
+    donor = g[column].tolist()
     if any(p == d for p, d in zip(pid, donor)):
         return None
     row_of = {p: i for i, p in enumerate(pid)}
@@ -176,11 +263,12 @@ def derangement_cycles(g: pd.DataFrame, column: str = "donor") -> list[np.ndarra
     return cycles
 
 
-def linked_units(g: pd.DataFrame, columns: Sequence[str]) -> list[np.ndarray]:
+def linked_units(g: pd.DataFrame, columns: Sequence[str], *, same_person: bool = False) -> list[np.ndarray]:
     """Independent units for contrasts that involve several swap controls: the connected
     components of the graph joining each participant to each of its donors (the swap cycles
-    themselves when the controls share one pairing, as `surrogate run` draws them)."""
-    pid = g["participant"].astype(str).tolist()
+    themselves when the controls share one pairing, as `surrogate run` draws them); with
+    `same_person`, also the sessions of one person (study, participant id)."""
+    pid = g["key"].tolist()
     row_of = {p: i for i, p in enumerate(pid)}
     parent = list(range(len(pid)))
 
@@ -192,13 +280,23 @@ def linked_units(g: pd.DataFrame, columns: Sequence[str]) -> list[np.ndarray]:
 
     for column in columns:
         for i, d in enumerate(g[column]):
-            j = row_of.get(str(d)) if d is not None else None
+            j = row_of.get(d) if isinstance(d, str) else None
             if j is not None:
                 parent[find(i)] = find(j)
+    if same_person:
+        for idx in _person_groups(g):
+            for j in idx[1:]:
+                parent[find(j)] = find(idx[0])
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(pid)):
         groups[find(i)].append(i)
     return [np.array(v) for v in groups.values()]
+
+
+def _person_groups(g: pd.DataFrame) -> list[np.ndarray]:
+    """Row indices of each person (study, participant id) in g."""
+    codes = g.groupby(["study", "participant"], sort=False).ngroup().to_numpy()
+    return [np.flatnonzero(codes == c) for c in np.unique(codes)]
 
 
 class ComponentRow(BaseModel):
@@ -273,7 +371,11 @@ class _Columns(BaseModel):
 
 
 def _experiment_row(name: str, g: pd.DataFrame, n_without: int, n_unpaired: int, cols: _Columns,
-                    units: list[np.ndarray] | None, weight: str) -> ComponentRow:
+                    units: list[np.ndarray] | None, weight: str, people: list[np.ndarray] | None = None
+                    ) -> ComponentRow:
+    """One experiment unit's decomposition. `units`: the independent units of contrasts with
+    a swap control (swap cycles); `people`: those of the others (each participant, or each
+    person's sessions under `by="study-person"`)."""
     n = len(g)
     common = dict(experiment=name, n_participants=n, n_without_metadata=n_without, n_unpaired=n_unpaired)
     if n == 0:
@@ -292,7 +394,7 @@ def _experiment_row(name: str, g: pd.DataFrame, n_without: int, n_unpaired: int,
             status=f"too few participants (< {MIN_PARTICIPANTS})", total=_nan_estimate(mean(N - M), n),
             population_component=_nan_estimate(mean(N - S), n), individual_component=_nan_estimate(mean(S - M), n),
             none_nll=none_nll, tokens=tokens, **common)
-    single = _singletons(n)
+    single = people if people is not None else _singletons(n)
     total = cluster_mean_estimate(N - M, single, w)
     population = cluster_mean_estimate(N - S, single, w)
     individual = cluster_mean_estimate(S - M, cycles, w)
@@ -320,7 +422,8 @@ def _pooled_rows(rows: list[ComponentRow], n_without: int, n_unpaired: int, per_
     names = [c for c in (*COMPONENTS, *EXTRA) if ok and all(getattr(r, c) is not None for r in ok)]
 
     def pooled_on(get) -> dict[str, Pooled | None]:
-        return {c: pool([get(r, c).value for r in ok], [get(r, c).se or math.nan for r in ok], n) for c in names}
+        return {c: pool([get(r, c).value for r in ok], [get(r, c).se or math.nan for r in ok], n,
+                        [get(r, c).df for r in ok]) for c in names}
 
     raw = pooled_on(lambda r, c: getattr(r, c))
     if not ok or any(raw[c] is None for c in COMPONENTS):
@@ -331,11 +434,16 @@ def _pooled_rows(rows: list[ComponentRow], n_without: int, n_unpaired: int, per_
 
     def row(label: str, status: str, pooled: dict[str, Pooled | None], attr: str, scale: str, keep: bool) -> ComponentRow:
         ests = {c: getattr(p, attr) for c, p in pooled.items() if p is not None}
+        if attr == "fixed":
+            # Descriptive only: its z test weights experiments by SEs estimated on a few swap
+            # cycles each and rejected 18% of true nulls with 12 participants per experiment.
+            ests = {c: _nan_estimate(e.value, e.n) for c, e in ests.items()}
         return ComponentRow(experiment=label, status=status, pooling=pooled if keep else {}, scale=scale,
                             **{c: ests.get(c) for c in names}, **common)
 
     out = [row("pooled", f"random effect {what}", raw, "random", "nats", True),
-           row("pooled_fixed", f"fixed effect {what}", raw, "fixed", "nats", False)]
+           row("pooled_fixed", f"fixed effect {what} (descriptive: no interval or test)", raw, "fixed", "nats",
+               False)]
     rel = pooled_on(lambda r, c: r.relative[c])
     if all(rel[c] is not None for c in COMPONENTS):
         out.append(row("pooled_relative", f"random effect {what}, % of the no-persona NLL", rel, "random", "%", True))
@@ -348,8 +456,10 @@ def _pooled_rows(rows: list[ComponentRow], n_without: int, n_unpaired: int, per_
 
 
 class Equivalence(BaseModel):
-    """The pooled equivalence claim for the individual component: TOST against +-SESOI on
-    the scale the SESOI is given in, and the prediction interval inside +-SESOI."""
+    """The pooled equivalence claim for the individual component, on the verdict's row (the
+    scale the SESOI is given in): TOST against +-SESOI and, with three or more experiments,
+    the prediction interval inside +-SESOI (a claim about experiments like these); with fewer
+    there is no prediction interval and the claim is about these experiments only."""
 
     model_config = ConfigDict(frozen=True)
     row: str
@@ -357,24 +467,57 @@ class Equivalence(BaseModel):
     tost_p: float
     prediction_inside: bool | None  # None: not defined (fewer than 3 experiments)
     equivalent: bool
-    total_indistinguishable: bool  # the persona may be ignored altogether
+    total_indistinguishable: bool  # neither the total nor the population component differs from 0
+
+    @property
+    def scope(self) -> str:
+        return "these experiments" if self.prediction_inside is None else "experiments like these"
 
     def text(self, sesoi: Sesoi) -> str:
         lines = [f"equivalence (|individual| < {sesoi}, on the {self.row} row): TOST p = {fmt_p(self.tost_p)}"]
         if self.prediction_inside is None:
-            lines.append("prediction interval not defined with fewer than 3 experiments, so no claim about "
-                         "experiments beyond these")
+            lines.append("prediction interval not defined with fewer than 3 experiments, so the claim is about "
+                         "these experiments only")
         else:
             lines.append("prediction interval " + ("inside" if self.prediction_inside else "not inside")
                          + f" +-{sesoi}")
-        verdict = ("equivalent: no individual effect as large as the SESOI" if self.equivalent
+        verdict = (f"equivalent in {self.scope}: no individual effect as large as the SESOI" if self.equivalent
                    else "equivalence not shown")
         out = "; ".join(lines) + f" -> {verdict}"
         if self.total_indistinguishable:
-            out += ("\n      note: the total persona benefit itself is indistinguishable from 0, so the model may "
-                    "ignore the prefix; equivalence then does not show that the metadata carries no individual "
-                    "information")
+            out += ("\n      note: neither the total persona benefit nor its population component differs from 0, so "
+                    "the model may ignore the prefix; equivalence then does not show that the metadata carries no "
+                    "individual information")
         return out
+
+
+VerdictKind = Literal["individual", "negative", "equivalent", "no evidence", "not estimable"]
+
+
+class Verdict(BaseModel):
+    """What one decomposition shows about individual-level information, in one line, read
+    from the scale-free row where the SESOI is relative (the default) so that an experiment
+    at 30x another's NLL does not decide it: `individual` (the own persona predicts better
+    than someone else's, p < .05 after any multiplicity adjustment), `negative` (it predicts
+    worse), `equivalent` (no individual effect as large as the SESOI: TOST and, with three or
+    more experiments, the prediction interval), `no evidence` (neither shown: inconclusive,
+    which is not absence), `not estimable`."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: VerdictKind
+    row: str
+    p: float | None  # the individual component's p the verdict used (adjusted where several were tested)
+    text: str
+
+
+class Multiplicity(BaseModel):
+    """Holm's adjustment of the verdict rows' individual-component p-values over a family of
+    tests: the matched strategies decomposed for one model (their primary pairings)."""
+
+    model_config = ConfigDict(frozen=True)
+    method: str = "holm"
+    family: list[str]
+    p_adjusted: float
 
 
 class PersonaDecomposition(BaseModel):
@@ -390,6 +533,7 @@ class PersonaDecomposition(BaseModel):
     weight: Weight = "participant"
     form: str | None = None
     notes: list[str] = []
+    multiplicity: Multiplicity | None = None
 
     @property
     def pooled(self) -> ComponentRow:
@@ -408,9 +552,17 @@ class PersonaDecomposition(BaseModel):
             return self.sesoi.value if row.scale == wanted else math.nan
         return self.sesoi.margin(row.none_nll, row.tokens)
 
+    @property
+    def verdict_label(self) -> str:
+        """The pooled row the verdict and the equivalence test read: the scale of the SESOI
+        (per cent of each experiment's NLL by default, so experiments count alike)."""
+        return {"%": "pooled_relative", "nats": "pooled", "nats/token": "pooled_per_token"}[self.sesoi.unit]
+
+    def verdict_row(self) -> ComponentRow | None:
+        return self.pooled_row(self.verdict_label)
+
     def equivalence(self) -> Equivalence | None:
-        label = {"%": "pooled_relative", "nats": "pooled", "nats/token": "pooled_per_token"}[self.sesoi.unit]
-        row = self.pooled_row(label)
+        row = self.verdict_row()
         if row is None:
             return None
         ind = row.individual_component
@@ -420,10 +572,44 @@ class PersonaDecomposition(BaseModel):
         inside = None
         if pooled is not None and pooled.k >= 3 and np.isfinite(pooled.pi_lo):
             inside = bool(-margin < pooled.pi_lo and pooled.pi_hi < margin)
-        total = self.pooled.total
-        return Equivalence(row=label, margin=margin, tost_p=p, prediction_inside=inside,
-                           equivalent=bool(np.isfinite(p) and p < 0.05 and inside is True),
-                           total_indistinguishable=total.p is None or total.p >= 0.05)
+        quiet = all(e.p is None or e.p >= ALPHA for e in (row.total, row.population_component))
+        return Equivalence(row=row.experiment, margin=margin, tost_p=p, prediction_inside=inside,
+                           equivalent=bool(np.isfinite(p) and p < ALPHA and inside is not False),
+                           total_indistinguishable=quiet)
+
+    def verdict(self) -> Verdict:
+        """One line on individual-level information (see Verdict)."""
+        row = self.verdict_row()
+        label = self.verdict_label
+        if row is None or not np.isfinite(row.individual_component.value):
+            return Verdict(kind="not estimable", row=label, p=None,
+                           text="not estimable: " + ("; ".join(f"{r.experiment}: {r.status}" for r in self.rows
+                                                               if r.status != "ok") or "no pooled row"))
+        ind, pop = row.individual_component, row.population_component
+        p = self.multiplicity.p_adjusted if self.multiplicity is not None else ind.p
+        unit = "%" if row.scale == "%" else f" {row.scale}"
+        shown_ind = f"individual {_fmt(ind, unit)}, p {fmt_p(p)}" + (
+            f" (Holm over {len(self.multiplicity.family)} strategies)" if self.multiplicity is not None else "")
+        population = (f"; the persona also acts at the population level (population {_fmt(pop, unit)}, p "
+                      f"{fmt_p(pop.p)})" if pop.p is not None and pop.p < ALPHA else "")
+        eq = self.equivalence()
+        if p is not None and p < ALPHA and ind.value > 0:
+            kind, text = "individual", f"individual-level information: the own persona predicts better than someone " \
+                                       f"else's ({shown_ind}){population}"
+        elif p is not None and p < ALPHA and ind.value < 0:
+            kind, text = "negative", f"a negative individual component: the own persona predicts worse than " \
+                                     f"someone else's ({shown_ind}){population}"
+        elif eq is not None and eq.equivalent:
+            kind = "equivalent"
+            text = (f"no individual-level information as large as {self.sesoi} (equivalence shown in {eq.scope}: TOST "
+                    f"p {fmt_p(eq.tost_p)}; {shown_ind}){population}")
+            if eq.total_indistinguishable:
+                text += "; but the persona changes nothing measurable at all, so the model may ignore it"
+        else:
+            kind = "no evidence"
+            text = (f"no evidence of individual-level information, and no equivalence to 0 either: inconclusive "
+                    f"({shown_ind}; TOST p {fmt_p(eq.tost_p) if eq else 'not defined'}){population}")
+        return Verdict(kind=kind, row=label, p=p, text=text)
 
     def to_frame(self) -> pd.DataFrame:
         """The persona_effects.csv table: one row per experiment plus `pooled` (random effects),
@@ -431,6 +617,7 @@ class PersonaDecomposition(BaseModel):
         records = []
         exp_rows = self.rows
         adjusted = {m: adjust([r.individual_component.p for r in exp_rows], m) for m in ("holm", "fdr_bh")}
+        verdict = self.verdict() if self.pooled_rows else None
         for i, row in enumerate([*exp_rows, *self.pooled_rows]):
             rec = {"experiment": row.experiment, "n_participants": row.n_participants}
             for name in COMPONENTS:
@@ -448,7 +635,10 @@ class PersonaDecomposition(BaseModel):
                     "weight": self.weight, "estimand": ESTIMANDS[self.weight],
                     "none_nll": row.none_nll, "tokens_per_response": row.tokens,
                     "individual_mde": minimum_detectable_effect(ind),
-                    "d_z_total": row.d_z_total, "d_z_population": row.d_z_population}
+                    "d_z_total": row.d_z_total, "d_z_population": row.d_z_population,
+                    # The verdict's row: its kind and the p it used (Holm over strategies where several).
+                    "verdict": verdict.kind if verdict and row.experiment == verdict.row else "",
+                    "verdict_p": verdict.p if verdict and row.experiment == verdict.row else math.nan}
             for name in EXTRA:
                 est = getattr(row, name)
                 if est is not None:
@@ -491,7 +681,11 @@ class PersonaDecomposition(BaseModel):
             if eq is not None:
                 lines.append("    " + eq.text(self.sesoi) + f"; minimum detectable effect "
                              f"{minimum_detectable_effect(p.individual_component):.4f} nats")
-            lines.append(f"    fixed effect (these experiments): individual {self.pooled_rows[1].individual_component}")
+            fixed = self.pooled_row("pooled_fixed")
+            if fixed is not None and pi.k > 1:
+                lines.append(f"    inverse-variance weighted mean of these experiments (descriptive, no test): individual "
+                             f"{fixed.individual_component.value:+.4f}")
+            lines.append(f"    verdict: {self.verdict().text}")
         else:
             lines.append("  no experiment could be estimated (see the statuses below)")
         for r in self.rows:
@@ -501,6 +695,30 @@ class PersonaDecomposition(BaseModel):
                 lines.append(f"  {r.experiment}: {r.status}" + (f" ({', '.join(left)} left out)" if left else ""))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _fmt(est: Estimate, unit: str) -> str:
+    ci = f" [{est.lo:+.3g}{unit}, {est.hi:+.3g}{unit}]" if np.isfinite(est.lo) else ""
+    return f"{est.value:+.3g}{unit}{ci}"
+
+
+def with_multiplicity(decompositions: dict[str, "PersonaDecomposition"]) -> dict[str, "PersonaDecomposition"]:
+    """Holm-adjust the verdict p-values of the primary decompositions of each model over its
+    matched strategies (a family of tests per model); single tests are left as they are."""
+    by_model: dict[str, list[str]] = defaultdict(list)
+    for key, d in decompositions.items():
+        row = d.verdict_row()
+        if row is not None and row.individual_component.p is not None and not re.search(r"\.\d+$", d.control):
+            by_model[d.model].append(key)
+    out = dict(decompositions)
+    for keys in by_model.values():
+        if len(keys) < 2:
+            continue
+        ps = [decompositions[k].verdict_row().individual_component.p for k in keys]
+        family = [decompositions[k].matched for k in keys]
+        for k, q in zip(keys, adjust(ps, "holm")):
+            out[k] = decompositions[k].model_copy(update={"multiplicity": Multiplicity(family=family, p_adjusted=q)})
+    return out
 
 
 def _pct(est: Estimate) -> str:
@@ -520,11 +738,11 @@ def _heterogeneity(pi: Pooled) -> str:
 
 
 def _dropped(core: pd.DataFrame, narrower: pd.DataFrame) -> dict[str, list[str]]:
-    """Per experiment, the participants of `core` missing from `narrower`."""
+    """Per experiment unit, the participants of `core` missing from `narrower`."""
     out = {}
+    have = set(narrower["key"])
     for unit, g in core.groupby("unit"):
-        have = set(narrower.loc[narrower["unit"] == unit, "participant"].astype(str))
-        gone = sorted(set(g["participant"].astype(str)) - have)
+        gone = sorted(shown(k) for k in g["key"] if k not in have)
         if gone:
             out[str(unit)] = gone
     return out
@@ -608,15 +826,23 @@ def decompose_personas(
             cols = cols.model_copy(update={"placebo": None, "form": None})
         else:
             table = with_extra
-    everyone = frame[frame["persona"] == none].groupby(by)["participant"].unique()
-    missing = {str(u): sorted(set(map(str, v)) - set(core.loc[core["unit"] == str(u), "participant"].astype(str)))
-               for u, v in everyone.items()}
-    missing = {u: v for u, v in missing.items() if v}
+    unit_of = unit_column(by)
+    nones = frame[frame["persona"] == none].drop_duplicates(SESSION)
+    entered = set(core["key"])
+    missing: dict[str, list[str]] = defaultdict(list)
+    for u, *ident in nones[[unit_of, *SESSION]].itertuples(index=False, name=None):
+        if session_key(*ident) not in entered:
+            missing[str(u)].append(shown(session_key(*ident)))
     if missing:
         notes.append(f"participants with no-persona rows but without {matched!r} or {cols.control!r} rows are not in "
                      f"the decomposition: {_describe(missing)}")
     has_donor_column = "persona_donor" in frame
     swap = has_donor_column and table["donor"].map(lambda d: d is not None and d != "population").any()
+    unresolved = int((table["donor"].notna() & (table["donor"] != "population") & table["donor_key"].isna()).sum())
+    if unresolved:
+        notes.append(f"{unresolved} participant(s) received a persona whose owner the table does not identify (a "
+                     "donor id found in several experiments and no donor experiment recorded): left out as unpaired")
+    person = by == "study-person"
     rows = []
     total_without = total_unpaired = 0
     for unit, g in table.groupby("unit", sort=True):
@@ -627,19 +853,22 @@ def decompose_personas(
         if swap:
             # Participants without a swap partner (alone in a stratum) or outside a closed
             # cycle have no valid control: they leave before the estimate, and are counted.
-            paired = kept[kept["donor"].notna()].reset_index(drop=True)
+            paired = kept[kept["donor_key"].notna()].reset_index(drop=True)
             cycles = derangement_cycles(paired) or []
             members = np.concatenate(cycles) if cycles else np.array([], dtype=int)
             n_unpaired = len(kept) - len(members)
             kept = paired.iloc[np.sort(members)].reset_index(drop=True)
-            donor_columns = ["donor"] + ([f"donor:{cols.form}"] if cols.form else [])
-            if cols.form is not None and kept[f"donor:{cols.form}"].isna().any():
+            donor_columns = ["donor_key"] + ([f"donor_key:{cols.form}"] if cols.form else [])
+            if cols.form is not None and kept[f"donor_key:{cols.form}"].isna().any():
                 raise ValueError(f"{unit}: some participants have {cols.control!r} but no {cols.form!r} donor; "
                                  "score both controls in one run so they share a pairing")
-            units = linked_units(kept, donor_columns)
+            units = linked_units(kept, donor_columns, same_person=person)
+        elif person:
+            units = _person_groups(kept)
         total_without += n_without
         total_unpaired += n_unpaired
-        rows.append(_experiment_row(str(unit), kept, n_without, n_unpaired, cols, units, weight))
+        rows.append(_experiment_row(str(unit), kept, n_without, n_unpaired, cols, units, weight,
+                                    people=_person_groups(kept) if person else None))
     scales = [r.none_nll for r in rows if r.status == "ok" and np.isfinite(r.none_nll) and r.none_nll > 0]
     if len(scales) >= 2 and max(scales) / min(scales) > 5:
         notes.append(f"the experiments' no-persona NLL ranges from {min(scales):.3g} to {max(scales):.3g} nats per "
@@ -669,6 +898,8 @@ class StrategyDifference(BaseModel):
     b: str
     rows: list[ComponentRow]
     pooled: ComponentRow | None
+    # The pooled individual difference's p, Holm-adjusted over every pair of strategies compared.
+    individual_p_holm: float | None = None
 
 
 class StrategyComparison(BaseModel):
@@ -691,6 +922,9 @@ class StrategyComparison(BaseModel):
             for c in COMPONENTS:
                 e = getattr(p, c)
                 rec |= {c: e.value, f"{c}_lo": e.lo, f"{c}_hi": e.hi, f"{c}_p": e.p}
+            verdict = d.verdict()
+            rec |= {"verdict": verdict.kind, "verdict_row": verdict.row, "verdict_p": verdict.p,
+                    "verdict_p_method": "holm" if d.multiplicity is not None else "none"}
             rows.append(rec)
         frame = pd.DataFrame(rows)
         if not frame.empty:
@@ -703,7 +937,8 @@ class StrategyComparison(BaseModel):
         for diff in self.differences:
             for r in [*diff.rows, *([diff.pooled] if diff.pooled else [])]:
                 rec = {"model": self.model, "a": diff.a, "b": diff.b, "experiment": r.experiment,
-                       "status": r.status, "n_participants": r.n_participants}
+                       "status": r.status, "n_participants": r.n_participants,
+                       "individual_p_holm": diff.individual_p_holm if r is diff.pooled else math.nan}
                 for c in COMPONENTS:
                     e = getattr(r, c)
                     rec |= {c: e.value, f"{c}_lo": e.lo, f"{c}_hi": e.hi, f"{c}_p": e.p}
@@ -712,7 +947,7 @@ class StrategyComparison(BaseModel):
 
     def summary(self) -> str:
         lines = [f"Persona strategies compared for {self.model} (each against its own shuffled control, one "
-                 "pairing; pooled over experiments; > 0: lowers NLL):"]
+                 "pairing; pooled over experiments; > 0: lowers NLL; verdicts Holm-adjusted over the strategies):"]
         rank = self.ranking()
         for _, r in rank.sort_values("individual_component", ascending=False).iterrows():
             lines.append(f"  {r['strategy']:<16} total {r['total']:+.4f}  population {r['population_component']:+.4f}"
@@ -723,14 +958,17 @@ class StrategyComparison(BaseModel):
                 lines.append(f"  {diff.a} - {diff.b}: no experiment with enough participants in both")
                 continue
             p = diff.pooled
-            lines.append(f"  {diff.a} - {diff.b}: total {p.total}; individual {p.individual_component}")
+            holm = (f" (Holm-adjusted over {len(self.differences)} comparisons: p {fmt_p(diff.individual_p_holm)})"
+                    if len(self.differences) > 1 else "")
+            lines.append(f"  {diff.a} - {diff.b}: total {p.total}; individual {p.individual_component}{holm}")
         return "\n".join(lines)
 
 
-def _difference_row(name: str, ga: pd.DataFrame, gb: pd.DataFrame, ca: _Columns, cb: _Columns, weight: str
-                    ) -> ComponentRow:
-    both = ga.add_suffix("@a").rename(columns={"participant@a": "participant"}).merge(
-        gb.add_suffix("@b").rename(columns={"participant@b": "participant"}), on="participant")
+def _difference_row(name: str, ga: pd.DataFrame, gb: pd.DataFrame, ca: _Columns, cb: _Columns, weight: str,
+                    person: bool = False) -> ComponentRow:
+    ident = ["key", "study", "participant"]
+    both = ga.add_suffix("@a").rename(columns={f"{c}@a": c for c in ident}).merge(
+        gb.add_suffix("@b").drop(columns=[f"{c}@b" for c in ident[1:]]).rename(columns={"key@b": "key"}), on="key")
     n = len(both)
     nan = _nan_estimate(math.nan, n)
     if n < MIN_PARTICIPANTS:
@@ -739,11 +977,11 @@ def _difference_row(name: str, ga: pd.DataFrame, gb: pd.DataFrame, ca: _Columns,
     get = lambda col, side: both[f"{col}@{side}"].to_numpy(dtype=float)  # noqa: E731
     Na, Ma, Sa = get(ca.none, "a"), get(ca.matched, "a"), get(ca.control, "a")
     Nb, Mb, Sb = get(cb.none, "b"), get(cb.matched, "b"), get(cb.control, "b")
-    view = pd.DataFrame({"participant": both["participant"], "da": both["donor@a"], "db": both["donor@b"]})
-    units = linked_units(view, ["da", "db"])
+    units = linked_units(both.rename(columns={"donor_key@a": "da", "donor_key@b": "db"}), ["da", "db"],
+                         same_person=person)
     resp = np.minimum(both["n_responses@a"].to_numpy(), both["n_responses@b"].to_numpy())
     w = _weights(resp, units, weight)
-    single = _singletons(n)
+    single = _person_groups(both) if person else _singletons(n)
     total = cluster_mean_estimate((Na - Ma) - (Nb - Mb), single, w)
     population = cluster_mean_estimate((Na - Sa) - (Nb - Sb), single, w)
     individual = cluster_mean_estimate((Sa - Ma) - (Sb - Mb), units, w)
@@ -772,7 +1010,7 @@ def compare_strategies(
         decs[m] = decompose_personas(frame, matched=m, none=none, by=by, sesoi=sesoi, weight=weight)
         cols = _Columns(none=none, matched=m, control=decs[m].control)
         t = persona_table(frame, none=none, matched=m, control=cols.control, by=by)
-        t = t[t["has_metadata"] & t["donor"].notna()]
+        t = t[t["has_metadata"] & t["donor_key"].notna()]
         tables[m], columns[m] = t, cols
     diffs = []
     for i, a in enumerate(matched):
@@ -781,7 +1019,8 @@ def compare_strategies(
             for unit in sorted(set(tables[a]["unit"]) & set(tables[b]["unit"])):
                 ga = tables[a][tables[a]["unit"] == unit]
                 gb = tables[b][tables[b]["unit"] == unit]
-                rows.append(_difference_row(str(unit), ga, gb, columns[a], columns[b], weight))
+                rows.append(_difference_row(str(unit), ga, gb, columns[a], columns[b], weight,
+                                            person=by == "study-person"))
             ok = [r for r in rows if r.status == "ok"]
             pooled = None
             if ok:
@@ -793,7 +1032,9 @@ def compare_strategies(
                                           n_participants=n, n_without_metadata=0, pooling=pp,
                                           **{c: pp[c].random for c in COMPONENTS})
             diffs.append(StrategyDifference(a=a, b=b, rows=rows, pooled=pooled))
-    return StrategyComparison(model=model_name, decompositions=decs, differences=diffs)
+    holm = adjust([d.pooled.individual_component.p if d.pooled else None for d in diffs], "holm")
+    diffs = [d.model_copy(update={"individual_p_holm": None if not np.isfinite(q) else q}) for d, q in zip(diffs, holm)]
+    return StrategyComparison(model=model_name, decompositions=with_multiplicity(decs), differences=diffs)
 
 
 class MetadataBenefit(BaseModel):
@@ -832,6 +1073,7 @@ def paper_metadata_d(frame: pd.DataFrame, *, none: str, persona: str, by: str = 
     """plot_meta.py: per experiment, (mean_none - mean_meta) / sqrt((sd_none^2 + sd_meta^2)/2)
     over all response rows, population SDs (ddof=0); the meta condition only for participants
     whose persona used a field; two studies excluded."""
+    by = unit_column(by)
     d = frame[frame["nll"].notna() & ~frame[by].isin(META_EXCLUDE)]
     a = d[d["persona"] == none]
     m = d[d["persona"] == persona]
@@ -851,6 +1093,8 @@ def metadata_benefit(responses: pd.DataFrame, *, model: str | None = None, none:
     frame, _ = _one_model(responses, model)
     table = persona_table(frame, none=none, matched=persona, control=persona, by=by)
     table = table[table["has_metadata"]]
+    if by == "study-person":
+        table = person_means(table, list(dict.fromkeys([none, persona])))
     per, counts = {}, {}
     for u, g in table.groupby("unit"):
         if len(g) >= 2 and str(u) not in META_EXCLUDE:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._personas import SESSION, unit_column
+
 # Okabe & Ito (2008): safe for deuteranopia, protanopia and tritanopia.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 COMPONENT_COLOURS = {"total": "#000000", "population_component": "#0072B2", "individual_component": "#D55E00"}
@@ -40,7 +42,8 @@ def model_nll(responses: pd.DataFrame, *, persona: str = "none", by: str = "stud
     d = responses[(responses["persona"] == persona) & responses["nll"].notna()]
     if d.empty:
         return pd.DataFrame(columns=["model", "mean_nll", "se", "n_experiments"])
-    per = d.groupby(["model", by, "participant"])["nll"].mean().groupby(["model", by]).mean()
+    by = unit_column(by)
+    per = d.groupby(["model", *dict.fromkeys([by, *SESSION])])["nll"].mean().groupby(["model", by]).mean()
     from scipy import stats
 
     out = per.groupby("model").agg(mean_nll="mean", sd="std", n_experiments="count").reset_index()
@@ -116,7 +119,7 @@ def nll_by_study(responses: pd.DataFrame, *, persona: str = "none") -> tuple[Fig
     d = responses[(responses["persona"] == persona) & responses["nll"].notna()]
     if d.empty:
         return None
-    per = d.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean()
+    per = d.groupby(["model", *SESSION])["nll"].mean().groupby(["study", "model"]).mean()
     table = per.rename("nll").reset_index()
     table["relative"] = 100 * (table["nll"] / table.groupby("study")["nll"].transform("mean") - 1)
     models = sorted(table["model"].unique())

@@ -27,13 +27,16 @@ from ._persona import PAPER_FIELDS, Persona, paper_order, question_for
 
 class Conditioning(BaseModel):
     """What a strategy gives one participant: text before the transcript and/or a system
-    message, the persona fields it used, and whose persona it was (None: their own)."""
+    message, the persona fields it used, and whose persona it was (None: their own): the
+    donor's participant id and experiment (participant ids repeat across the experiments of
+    some studies, so the id alone does not say who)."""
 
     model_config = ConfigDict(frozen=True)
     prefix: str = ""
     system: str | None = None
     fields: tuple[str, ...] = ()
     donor: str | None = None
+    donor_experiment: str | None = None
 
 
 @runtime_checkable
@@ -287,32 +290,46 @@ class Stratify(BaseModel):
     def __str__(self) -> str:
         return self.field if self.bins is None else f"{self.field}:{self.bins}"
 
-    def levels(self, people: Sequence[Participant]) -> list[str]:
+    def lacking(self, people: Sequence[Participant]) -> list[Participant]:
+        """Participants without the field: they have no level, so nobody to swap with."""
+        return [p for p in people if p.metadata.get(self.field) is None]
+
+    def levels(self, people: Sequence[Participant]) -> list[str | None]:
+        """Each participant's level; None for a participant who lacks the field (never a
+        level of its own: such participants stay unpaired and are counted)."""
         values = [p.metadata.get(self.field) for p in people]
         if self.bins is None:
-            return [str(v) for v in values]
-        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(numbers) != len(values):
-            bad = next(p for p, v in zip(people, values) if v is None or isinstance(v, (str, bool, list)))
-            raise ValueError(f"--stratify {self}: participant {bad.participant} ({bad.study}) has no numeric "
-                             f"{self.field!r} ({bad.metadata.get(self.field)!r}); bins need a number for everyone")
-        # Equal-count bins by rank (ties broken by order), so every bin holds n/K participants.
-        ranks = np.argsort(np.argsort(np.asarray(numbers, dtype=float), kind="stable"), kind="stable")
-        return [f"bin{int(r * self.bins // len(numbers)) + 1}of{self.bins}" for r in ranks]
+            return [None if v is None else str(v) for v in values]
+        present = [(i, v) for i, v in enumerate(values) if v is not None]
+        bad = next(((i, v) for i, v in present if not isinstance(v, (int, float)) or isinstance(v, bool)), None)
+        if bad is not None:
+            p = people[bad[0]]
+            raise ValueError(f"--stratify {self}: participant {p.participant} ({p.study}, {p.experiment}) has a "
+                             f"non-numeric {self.field!r} ({bad[1]!r}); bins need numbers")
+        out: list[str | None] = [None] * len(values)
+        if present:
+            # Equal-count bins by rank (ties broken by order), so every bin holds n/K participants.
+            numbers = np.asarray([v for _, v in present], dtype=float)
+            ranks = np.argsort(np.argsort(numbers, kind="stable"), kind="stable")
+            for (i, _), r in zip(present, ranks):
+                out[i] = f"bin{int(r * self.bins // len(present)) + 1}of{self.bins}"
+        return out
 
 
 def swap_pairing(participants: Sequence[Participant], eligible: Sequence[bool], *, seed: int = 0,
                  stratify: Stratify | None = None, replicate: int = 0) -> list[int | None]:
     """Whose persona each participant receives (an index), or None: the seeded swaps of
     `Shuffled`, drawn per experiment (and per stratum) among the eligible participants only.
-    Participants alone in their stratum stay unpaired (None), as do the ineligible."""
+    Participants alone in their stratum stay unpaired (None), as do the ineligible and, under
+    `stratify`, those who lack its field."""
     donor: list[int | None] = [None] * len(participants)
     for idx in _groups(participants):
         members = [i for i in idx if eligible[i]]
         strata: dict[str, list[int]] = defaultdict(list)
-        levels = stratify.levels([participants[i] for i in members]) if stratify else [None] * len(members)
+        levels = stratify.levels([participants[i] for i in members]) if stratify else ["all"] * len(members)
         for i, level in zip(members, levels):
-            strata[str(level)].append(i)
+            if level is not None:
+                strata[level].append(i)
         for level, group in sorted(strata.items()):
             if len(group) < 2:
                 continue  # nobody to swap with: unpaired, excluded by the analysis and counted there
@@ -366,7 +383,8 @@ class Shuffled:
                              f"fields present: {', '.join(present) or 'none'}")
         donors = swap_pairing(participants, eligible, seed=self.seed, stratify=self.stratify,
                               replicate=self.replicate)
-        return [Conditioning() if d is None else own[d].model_copy(update={"donor": participants[d].participant})
+        return [Conditioning() if d is None else own[d].model_copy(
+                    update={"donor": participants[d].participant, "donor_experiment": participants[d].experiment})
                 for d in donors]
 
 

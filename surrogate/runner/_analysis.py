@@ -20,6 +20,7 @@ from ..analysis import (
     PersonaDecomposition,
     Sesoi,
     StrategyComparison,
+    check_by,
     choice_prediction,
     compare_strategies,
     decompose_personas,
@@ -28,6 +29,7 @@ from ..analysis import (
     post_training_misalignment,
     read_categories,
     read_pairs,
+    with_multiplicity,
 )
 from ..personas import control_renders, matched_control
 from ._store import atomic_write_bytes, read_choices, read_responses
@@ -155,7 +157,9 @@ def _decompose_all(responses: pd.DataFrame, matched: list[str], control: str | N
         if len(usable) > 1:
             comparisons[model] = compare_strategies(responses, usable, model=model,
                                                     **{k: v for k, v in kw.items() if k in ("by", "sesoi", "weight")})
-    return decompositions, comparisons, notes
+    # Several matched strategies for one model are a family of tests: their verdicts are
+    # Holm-adjusted over it.
+    return with_multiplicity(decompositions), comparisons, notes
 
 
 def _write_comparisons(out: Path, comparisons: dict[str, StrategyComparison]) -> None:
@@ -186,8 +190,7 @@ def compare_personas(
 
     matched_list = split_names(matched)
     sesoi = Sesoi.parse(sesoi)
-    if by not in ("study", "experiment"):
-        raise ValueError(f"--by {by!r}: expected study or experiment")
+    check_by(by)
     if weight not in ("participant", "response"):
         raise ValueError(f"--weight {weight!r}: expected participant or response")
     if control is not None and len(matched_list) > 1:
@@ -276,8 +279,7 @@ def analyze(
     (default: <first run folder>/analysis)."""
     if not run_dirs:
         raise ValueError("give at least one run folder")
-    if by not in ("study", "experiment"):
-        raise ValueError(f"--by {by!r}: expected study or experiment")
+    check_by(by)
     if n_boot < 0:
         raise ValueError(f"--n-boot {n_boot}: expected 0 (no bootstrap intervals) or more resamples")
     if weight not in ("participant", "response"):
@@ -383,8 +385,9 @@ def _choice_analyses(result: Analysis, choices: pd.DataFrame, control: str | Non
                                 f"{', '.join(worse)} (pseudo-R2 < 0: its probabilities are confidently wrong)")
     # Individual tracking of choices, labels randomised or not: the persona decomposition
     # on the choice NLL (matched vs shuffled persona), persona metadata from the responses.
-    units = responses.drop_duplicates("unit_key").set_index("unit_key")[["persona_fields", "persona_donor"]]
-    choice_nll = choices.drop(columns=[c for c in ("persona_fields", "persona_donor") if c in choices]) \
+    persona_columns = [c for c in ("persona_fields", "persona_donor", "persona_donor_experiment") if c in responses]
+    units = responses.drop_duplicates("unit_key").set_index("unit_key")[persona_columns]
+    choice_nll = choices.drop(columns=[c for c in persona_columns if c in choices]) \
         .join(units, on="unit_key").assign(nll=lambda f: f["nll_choice"])
     for model in sorted(choice_nll["model"].unique()):
         have = set(choice_nll.loc[choice_nll["model"] == model, "persona"].unique())
@@ -398,7 +401,8 @@ def _choice_analyses(result: Analysis, choices: pd.DataFrame, control: str | Non
 
 def plan(run_dirs: Sequence[str | Path], *, model: str | None = None, effect: str = "1%", d: float = 0.2,
          power: float = 0.8, sesoi: Sesoi | str | float = DEFAULT_SESOI, matched: str = "interview",
-         pairs: Sequence[tuple[str, str]] = (), by: str = "study", out: str | Path | None = None):
+         pairs: Sequence[tuple[str, str]] = (), by: str = "study", out: str | Path | None = None,
+         usable_share: float | None = None):
     """`surrogate plan`: design questions answered from pilot runs (see surrogate.analysis.plan)."""
     from ..analysis import plan as make_plan
 
@@ -407,7 +411,7 @@ def plan(run_dirs: Sequence[str | Path], *, model: str | None = None, effect: st
         raise ValueError(f"the pilot holds several models ({sorted(responses['model'].unique())}); choose one with "
                          "--model")
     result = make_plan(responses, model=model, matched=matched, effect=effect, d=d, power=power, sesoi=sesoi,
-                       pairs=pairs, by=by)
+                       pairs=pairs, by=by, usable_share=usable_share)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,13 @@ from .. import __version__
 from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents, response_rows
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
 from ..models import ChoiceBackend, ModelSpec, ScoreResult, ScorerBackend
-from ..personas import PersonaStrategy, resolve_strategies
+from ..personas import PersonaStrategy, Shuffled, Stratify, resolve_strategies
 from ._store import (CHOICES, IDENTITY, RESPONSES, PartStore, UnitIndex, atomic_write_bytes, atomic_write_json,
                      writer_lock)
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
-           "unit_key", "top1"]
+           "unit_key", "top1", "persona_donor_experiment"]
 CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model", "persona", "options",
                   "chosen", "probs", "p_chosen", "correct", "nll_choice", "nll_uniform", "condition",
                   "unit_key"]
@@ -223,7 +223,8 @@ def _score(backend: ScorerBackend, units: Sequence[Unit]) -> Iterator[tuple[Unit
 def unit_rows(unit: Unit, result: ScoreResult, model: str, chat: bool) -> list[dict[str, Any]]:
     """The agent's response rows plus what the run records about the unit."""
     extra = {"chat": chat, "persona_fields": ",".join(unit.conditioning.fields),
-             "persona_donor": unit.conditioning.donor, "unit_key": unit.key}
+             "persona_donor": unit.conditioning.donor, "unit_key": unit.key,
+             "persona_donor_experiment": unit.conditioning.donor_experiment}
     return [row | extra for row in response_rows(unit.agent, result, model)]
 
 
@@ -349,6 +350,15 @@ def _execute(config, dataset, backends, out: Path, *, progress, log, trained) ->
         choices=None if option_sets is None else {
             "participants_with_options": len(option_sets.options),
             "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)})
+    if config.stratify is not None and any(isinstance(s, Shuffled) for s in strategies):
+        stratify = Stratify.parse(config.stratify)
+        lacking = stratify.lacking(dataset.participants)
+        if lacking:
+            note = (f"--stratify {stratify}: {len(lacking)} participant(s) lack {stratify.field!r} (e.g. "
+                    f"{', '.join(f'{p.experiment}/{p.participant}' for p in lacking[:3])}) and get no shuffled "
+                    "persona: they are unpaired, and the decomposition leaves them out and counts them")
+            info.notes.append(note)
+            log(f"warning: {note}")
     info_name = "run.json" if config.shard is None else f"run-shard-{config.shard_label}.json"
     write_info = lambda: atomic_write_json(out / info_name, info.model_dump(mode="json"))  # noqa: E731
     write_info()

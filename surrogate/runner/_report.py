@@ -318,28 +318,13 @@ def nll_table(responses: pd.DataFrame) -> pd.DataFrame:
     d = responses[(responses["persona"] == "none") & responses["nll"].notna()]
     if d.empty:
         d = responses[responses["nll"].notna()]
-    per = d.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean()
+    per = d.groupby(["model", "study", "experiment", "participant"])["nll"].mean().groupby(["study", "model"]).mean()
     return per.unstack("model").reset_index().rename_axis(columns=None)
 
 
 def _verdict(d, label: str | None = None) -> str:
-    """One line for one decomposition: what the individual component shows."""
-    from ..analysis import fmt_p
-
-    p = d.pooled
-    ind = p.individual_component
-    eq = d.equivalence()
-    if ind.p is not None and ind.p < 0.05 and ind.value > 0:
-        verdict = "individual-level information: the own persona predicts better than someone else's"
-    elif eq is not None and eq.total_indistinguishable:
-        # Checked before equivalence: a model that ignores the prefix is "equivalent" trivially.
-        verdict = "the persona changes nothing measurable (the model may ignore it, so equivalence would show nothing)"
-    elif eq is not None and eq.equivalent:
-        verdict = f"no individual-level information as large as {d.sesoi} (equivalence shown)"
-    else:
-        verdict = "inconclusive: neither an individual effect nor equivalence shown"
-    return (f"{label or d.model} ({d.matched} vs {d.control}): total {p.total.value:+.4f} nats, individual "
-            f"{ind.value:+.4f} [{ind.lo:+.4f}, {ind.hi:+.4f}], p {fmt_p(ind.p)}: {verdict}")
+    """One line for one decomposition: what the individual component shows (its Verdict)."""
+    return f"{label or d.model} ({d.matched} vs {d.control}): {d.verdict().text}"
 
 
 def headline(analysis: Analysis) -> list[str]:

@@ -30,7 +30,8 @@ def _schemas():
     responses = pa.schema([("study", text), ("experiment", text), ("participant", text), ("response_index", whole),
                            ("response_text", text), ("model", text), ("persona", text), ("nll", number),
                            ("n_tokens", whole), ("truncated", flag), ("chat", flag), ("persona_fields", text),
-                           ("persona_donor", text), ("unit_key", text), ("top1", number)])
+                           ("persona_donor", text), ("unit_key", text), ("top1", number),
+                           ("persona_donor_experiment", text)])
     choices = pa.schema([("study", text), ("experiment", text), ("participant", text), ("response_index", whole),
                          ("model", text), ("persona", text), ("options", pa.list_(text)), ("chosen", text),
                          ("probs", pa.list_(number)), ("p_chosen", number), ("correct", number),

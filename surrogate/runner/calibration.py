@@ -29,7 +29,8 @@ variation in misalignment and a planted trend over generations, through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -176,6 +177,63 @@ def simulate_table(s: Scenario, seed: int) -> pd.DataFrame:
                 "model": "m", "persona": persona, "nll": nll, "n_tokens": 2,
                 "persona_fields": fields[pid], "persona_donor": donors_col[pid]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def simulate_sessions(participants: Sequence[Participant], personas: Sequence[str], *, seed: int,
+                      ind: float | dict[str, float] = 0.0, persona_sd: float = 0.2, pop: float = 0.05,
+                      responses: int = 10, noise_sd: float = 0.5, stratify: str | None = None,
+                      record_donor_experiment: bool = True) -> pd.DataFrame:
+    """The per-response table `surrogate run --persona ...` writes for real participants
+    (their studies, experiments, ids and metadata, and the conditioning the named strategies
+    render for them, swaps and donors included), with NLLs drawn from the generative model
+    above instead of a language model: known truth on the real data's shape. `ind`: the
+    individual benefit of the own persona, one value or per matched strategy; each strategy's
+    personas have effects of their own (SD persona_sd) on whoever receives them.
+    `record_donor_experiment=False` writes the table as runs before the donor's experiment was
+    recorded."""
+    from ..personas import control_renders, resolve_strategies
+
+    rng = np.random.default_rng(seed)
+    strategies = resolve_strategies(list(personas), seed=seed, stratify=stratify)
+    keys = [p.key for p in participants]
+    row_of = {k: i for i, k in enumerate(keys)}
+    n = len(participants)
+    base = rng.normal(3.0, 0.5, n)
+    difficulty = rng.normal(0, 1.0, (n, responses))
+    persona_effect: dict[str, np.ndarray] = {}
+    frames = []
+    for strategy in strategies:
+        name = strategy.name
+        renders = control_renders(name)
+        root = renders[1] if renders is not None else name
+        if root not in persona_effect:
+            persona_effect[root] = rng.normal(0, persona_sd, n)
+        delta = ind.get(root, 0.0) if isinstance(ind, dict) else ind
+        effect = np.zeros(n)
+        conds = strategy.render(participants)
+        for i, c in enumerate(conds):
+            if not c.fields or name == "none":
+                continue
+            if c.donor is not None and c.donor != "population":
+                owner = row_of[(participants[i].study, c.donor_experiment, c.donor)]
+                effect[i] = pop + persona_effect[root][owner]
+            elif c.donor == "population":
+                effect[i] = pop
+            else:
+                effect[i] = pop + persona_effect[root][i] + delta
+        nll = base[:, None] + difficulty - effect[:, None] + rng.normal(0, noise_sd, (n, responses))
+        frames.append(pd.DataFrame({
+            "study": np.repeat([p.study for p in participants], responses),
+            "experiment": np.repeat([p.experiment for p in participants], responses),
+            "participant": np.repeat([p.participant for p in participants], responses),
+            "response_index": np.tile(np.arange(responses), n), "model": "m", "persona": name,
+            "nll": nll.reshape(-1), "n_tokens": 2,
+            "persona_fields": np.repeat([",".join(c.fields) for c in conds], responses),
+            "persona_donor": np.repeat(np.array([c.donor for c in conds], dtype=object), responses),
+            "persona_donor_experiment": np.repeat(np.array([c.donor_experiment for c in conds], dtype=object),
+                                                  responses)}))
+    table = pd.concat(frames, ignore_index=True)
+    return table if record_donor_experiment else table.drop(columns="persona_donor_experiment")
 
 
 @dataclass
@@ -391,45 +449,112 @@ def simulate_strategies(s: Scenario, seed: int, *, ind_b: float, format_b: float
 # --- misalignment across generations ----------------------------------------------------
 
 @dataclass(frozen=True)
+class GridPair:
+    """One pair's place in a grid: which cell (family, generation) it is in, its type, size
+    and base (pairs may share a base)."""
+
+    family: str
+    generation: str
+    post_training: str
+    size_b: float
+    base: str
+
+
+def simple_grid(families: int, generations: int, sizes: int) -> tuple[GridPair, ...]:
+    """families x generations x sizes pairs, one type, each with its own base."""
+    return tuple(GridPair(f"fam{f}", str(g), "instruction-tuned", float(2 ** s), f"f{f}-g{g}-s{s}-base")
+                 for f in range(families) for g in range(1, generations + 1) for s in range(sizes))
+
+
+def paper_grid() -> tuple[GridPair, ...]:
+    """The paper's grid (analysis/data/paper_pairs.toml): two families, seven generations,
+    five post-training types, 33 bases for 52 pairs."""
+    from ..analysis import read_pairs
+
+    return tuple(GridPair(p.family, p.generation, p.post_training, float(p.size_b or 1.0), p.base)
+                 for p in read_pairs("paper"))
+
+
+@dataclass(frozen=True)
 class PairScenario:
-    """Base / post-trained pairs in families across generations, each pair with its own
-    misalignment (pair_sd) around the family's, plus a planted trend per generation."""
+    """Base / post-trained pairs on a grid (`simple_grid(families, generations, sizes)`, or
+    `grid`), each pair's misalignment (d scale) in experiment e:
+
+        mean_d + family + recipe(cell) + type + base + size_slope(cell) * log10 size
+        + pair * uneven[step] + trend * step + size_trend * log10 size + experiment_e + residual
+
+    recipe: per (family, generation) cell, shared by its pairs; base: shared by the pairs of
+    one base; uneven: the pair SD's multiplier per generation step (noise that differs between
+    generations); size_slope: a cell's own size effect."""
 
     name: str
     families: int = 2
     generations: int = 3
+    sizes: int = 1
+    grid: tuple[GridPair, ...] = ()
     experiments: int = 19
     participants: int = 12
     responses: int = 5
     mean_d: float = 0.3
     pair_sd: float = 0.3
     family_sd: float = 0.3
+    recipe_sd: float = 0.0
+    base_sd: float = 0.0
+    type_sd: float = 0.0
+    size_slope_sd: float = 0.0
+    uneven: tuple[float, ...] = ()
     experiment_sd: float = 0.2
     residual_sd: float = 0.1
     trend: float = 0.0
+    size_trend: float = 0.0
+
+    def pairs(self) -> tuple[GridPair, ...]:
+        return self.grid or simple_grid(self.families, self.generations, self.sizes)
+
+
+def _generation_steps(grid: Sequence[GridPair]) -> list[int]:
+    gens: dict[str, set[float]] = {}
+    for g in grid:
+        gens.setdefault(g.family, set()).add(float(g.generation))
+    order = {f: {v: i for i, v in enumerate(sorted(vs))} for f, vs in gens.items()}
+    return [order[g.family][float(g.generation)] for g in grid]
 
 
 def simulate_pairs(s: PairScenario, seed: int):
-    """A responses table of 2 x families x generations models (persona none) and the pairs
-    file entries (with family and generation), with per-response NLL SD 1, so a mean shift
-    of d is a Cohen's d of about d."""
+    """A responses table (persona none) of every base and post-trained model of the grid, and
+    the pairs file entries (family, generation, type, size), per-response NLL SD 1, so a mean
+    shift of d is a paper's d of about d. Pairs that share a base share its rows."""
     from ..analysis import ModelPair
 
     rng = np.random.default_rng(seed)
-    pairs, shifts = [], {}
-    exp_effect = rng.normal(0, s.experiment_sd, s.experiments)
-    for f in range(s.families):
-        fam = rng.normal(0, s.family_sd)
-        for gen in range(1, s.generations + 1):
-            pair = ModelPair(base=f"f{f}-g{gen}-base", post_trained=f"f{f}-g{gen}-post", family=f"fam{f}",
-                             generation=str(gen), size_b=float(2 ** gen))
-            u = rng.normal(0, s.pair_sd)
-            shifts[pair] = s.mean_d + fam + u + s.trend * gen + exp_effect + rng.normal(0, s.residual_sd, s.experiments)
-            pairs.append(pair)
-    n, r, E = s.participants, s.responses, s.experiments
-    models = [m for pair in shifts for m in (pair.base, pair.post_trained)]
+    grid = s.pairs()
+    steps = _generation_steps(grid)
+    E = s.experiments
+    exp_effect = rng.normal(0, s.experiment_sd, E)
+    draws: dict[tuple, float] = {}
+
+    def effect(kind: str, key, sd: float) -> float:
+        if (kind, key) not in draws:
+            draws[(kind, key)] = rng.normal(0, sd) if sd else 0.0
+        return draws[(kind, key)]
+
+    pairs, shifts = [], []
+    for i, (g, step) in enumerate(zip(grid, steps)):
+        cell = (g.family, g.generation)
+        size = math.log10(g.size_b)
+        scale = s.uneven[min(step, len(s.uneven) - 1)] if s.uneven else 1.0
+        level = (s.mean_d + effect("family", g.family, s.family_sd) + effect("recipe", cell, s.recipe_sd)
+                 + effect("type", g.post_training, s.type_sd) + effect("base", g.base, s.base_sd)
+                 + effect("size", cell, s.size_slope_sd) * size + rng.normal(0, s.pair_sd * scale)
+                 + s.trend * step + s.size_trend * size)
+        shifts.append(level + exp_effect + rng.normal(0, s.residual_sd, E))
+        pairs.append(ModelPair(base=g.base, post_trained=f"{g.family}-{g.generation}-{i}-post", family=g.family,
+                               generation=g.generation, post_training=g.post_training, size_b=g.size_b))
+    bases = list(dict.fromkeys(g.base for g in grid))
+    models = bases + [p.post_trained for p in pairs]
+    shift = np.vstack([np.zeros((len(bases), E)), np.array(shifts)])
+    n, r = s.participants, s.responses
     a = rng.normal(0, 0.6, (E, n))  # participant baselines, shared by every model
-    shift = np.stack([np.stack([np.zeros(E), sh]) for sh in shifts.values()]).reshape(len(models), E)
     # models x experiments x participants x responses
     nll = 5 + a[None, :, :, None] + shift[:, :, None, None] + rng.normal(0, 0.8, (len(models), E, n, r))
     idx = np.indices(nll.shape).reshape(4, -1)
@@ -441,8 +566,9 @@ def simulate_pairs(s: PairScenario, seed: int):
 
 
 def replicate_trend(s: PairScenario, reps: int, *, seed: int = 0) -> dict[str, dict[str, Tally]]:
-    """Per (covariate, d): rejection of a zero slope and coverage of the true slope, through
-    `post_training_misalignment` exactly as `analyze --pairs` calls it."""
+    """Per (covariate, d): rejection of a zero slope (p < .05), and coverage of 0 where the
+    planted trend is 0, through `post_training_misalignment` exactly as `analyze --pairs`
+    calls it. Designs that cannot support a test count as "not testable"."""
     from ..analysis import post_training_misalignment
 
     out: dict[str, dict[str, Tally]] = {}
@@ -450,14 +576,14 @@ def replicate_trend(s: PairScenario, reps: int, *, seed: int = 0) -> dict[str, d
         table, pairs = simulate_pairs(s, seed * 100_003 + k)
         result = post_training_misalignment(table, pairs, n_boot=0)
         for t in result.trends:
-            if t.covariate != "generation":
+            tally = out.setdefault(f"{t.covariate} ({t.d})", {"reject": Tally(), "cover": Tally(),
+                                                             "not testable": Tally()})
+            tally["not testable"].add(t.status != "ok")
+            if t.status != "ok":
                 continue
-            tally = out.setdefault(f"{t.covariate} ({t.d})", {"reject": Tally(), "cover": Tally()})
             tally["reject"].add(t.slope.p is not None and t.slope.p < 0.05)
-            # The planted trend is per generation in mean-shift units; on the d scales it is
-            # the same shift over a per-response SD of 1 (d_paper) or over the SD of
-            # participant means (cohens_d), so coverage is checked where it is 0.
-            if s.trend == 0:
+            planted = s.trend if t.covariate == "generation" else s.size_trend
+            if planted == 0:
                 tally["cover"].add(t.slope.lo <= 0 <= t.slope.hi)
     return out
 
@@ -465,9 +591,25 @@ def replicate_trend(s: PairScenario, reps: int, *, seed: int = 0) -> dict[str, d
 PAIR_SCENARIOS = {
     "pairs: no trend, pair SD 0.3": PairScenario("pairs: no trend, pair SD 0.3"),
     "pairs: no trend, pair SD 0.1": PairScenario("pairs: no trend, pair SD 0.1", pair_sd=0.1),
-    "pairs: no trend, no pair variation": PairScenario("pairs: no trend, no pair variation", pair_sd=0.0),
     "pairs: trend 0.3 per generation, pair SD 0.1": PairScenario("pairs: trend 0.3 per generation, pair SD 0.1",
                                                                  pair_sd=0.1, trend=0.3),
+    "grid 3x3x3: recipe SD 0.2, no trend": PairScenario(
+        "grid 3x3x3: recipe SD 0.2, no trend", families=3, sizes=3, pair_sd=0.1, recipe_sd=0.2),
+    "grid 3x3x3: recipe SD 0.15, no trend": PairScenario(
+        "grid 3x3x3: recipe SD 0.15, no trend", families=3, sizes=3, pair_sd=0.1, recipe_sd=0.15),
+    "grid 3x3x3: uneven noise (x1, x1, x3), no trend": PairScenario(
+        "grid 3x3x3: uneven noise (x1, x1, x3), no trend", families=3, sizes=3, pair_sd=0.1, uneven=(1, 1, 3)),
+    "grid 3x3x3: recipe SD 0.2, trend 0.3": PairScenario(
+        "grid 3x3x3: recipe SD 0.2, trend 0.3", families=3, sizes=3, pair_sd=0.1, recipe_sd=0.2, trend=0.3),
+    "paper grid: recipe SD 0.2, shared bases, types, no trend": PairScenario(
+        "paper grid: recipe SD 0.2, shared bases, types, no trend", grid=paper_grid(), pair_sd=0.1,
+        recipe_sd=0.2, base_sd=0.1, type_sd=0.1),
+    "paper grid: uneven noise, size slopes per cell, no trend": PairScenario(
+        "paper grid: uneven noise, size slopes per cell, no trend", grid=paper_grid(), pair_sd=0.1,
+        recipe_sd=0.05, base_sd=0.1, type_sd=0.1, uneven=(1, 1, 2, 3), size_slope_sd=0.1),
+    "paper grid: recipe SD 0.2, trend 0.3, size trend 0.2": PairScenario(
+        "paper grid: recipe SD 0.2, trend 0.3, size trend 0.2", grid=paper_grid(), pair_sd=0.1, recipe_sd=0.2,
+        base_sd=0.1, type_sd=0.1, trend=0.3, size_trend=0.2),
 }
 
 
@@ -511,21 +653,23 @@ def replicate_choices(reps: int, *, seed: int = 0) -> dict[str, Tally]:
 
 # --- the study planner against simulation ----------------------------------------------
 
-def _true_plan(s: Scenario, effect: float):
-    """The planner's model filled with the scenario's true variance components."""
-    from ..analysis import Sesoi
-    from ..analysis import ExperimentVariance, PersonaPlan
+def _true_plan(s: Scenario, effect: float = 0.0, sesoi: str = "1%"):
+    """The planner's model filled with the scenario's true variance components (the
+    no-persona NLL is 3 nats per response at scale 1)."""
+    from ..analysis import ExperimentVariance, PersonaPlan, Sesoi
 
     rng = np.random.default_rng(7)
     m = _counts(s, 200_000, rng).astype(float)
     inv_m = float(np.mean(1 / m))
-    n_meta = round(s.participants * (1 - s.share_without_metadata))
-    experiments = [ExperimentVariance(experiment=f"exp{e}", n=n_meta, responses=1 / inv_m, none_nll=3.0,
-                                      sigma2_response=2 * s.noise_sd**2, sigma2_participant=s.ind_sd**2,
+    usable = 1 - s.share_without_metadata
+    n_meta = round(s.participants * usable)
+    experiments = [ExperimentVariance(experiment=f"exp{e}", n=n_meta, recruited=s.participants, responses=1 / inv_m,
+                                      none_nll=3.0, sigma2_response=2 * s.noise_sd**2, sigma2_participant=s.ind_sd**2,
                                       sigma2_persona=s.persona_sd**2, estimate=effect)
                    for e in range(s.experiments)]
     return PersonaPlan(model="m", matched="interview", control="shuffled", experiments=experiments,
-                       tau2=s.tau**2, sesoi=Sesoi(value=1.0, unit="%"))
+                       sesoi=Sesoi.parse(sesoi), usable_share=usable,
+                       tau2={"nats": s.tau**2, "%": (s.tau / 0.03) ** 2})
 
 
 PLANNER_CHECKS = {  # scenario (the pilot's design, and the design whose power is predicted), effect
@@ -541,23 +685,71 @@ PLANNER_CHECKS = {  # scenario (the pilot's design, and the design whose power i
 def check_planner(name: str, effect: float, reps: int, pilots: int, *, seed: int = 0) -> dict[str, float]:
     """Simulated power of the pooled individual test at the scenario's design with the
     effect planted, against the planner's prediction from the true components and from
-    `pilots` independent pilot tables of the same design (median, 10th and 90th percentile)."""
+    `pilots` independent pilot tables of the same design (median, 10th and 90th percentile),
+    participants counted as recruited."""
     from ..analysis import plan_personas
 
     s = SCENARIOS[name]
     simulated = replicate(replace(s, ind=effect), reps, seed=seed, rows="pooled")["individual_component"]["reject"]
-    n_meta = round(s.participants * (1 - s.share_without_metadata))
     predictions, covered = [], []
     for k in range(pilots):
         pilot = plan_personas(simulate_table(s, seed * 100_003 + 50_000 + k))
-        n = int(np.mean([e.n for e in pilot.experiments]))
-        predictions.append(pilot.power(effect, n, s.experiments))
-        lo, hi = pilot.power_range(effect, n, s.experiments)
+        predictions.append(pilot.power(effect, s.participants, s.experiments))
+        lo, hi = pilot.power_range(effect, s.participants, s.experiments)
         covered.append(lo <= simulated.rate <= hi)
     return {"simulated": simulated.rate, "mcse": simulated.mcse,
-            "true_components": _true_plan(s, effect).power(effect, n_meta, s.experiments),
+            "true_components": _true_plan(s, effect).power(effect, s.participants, s.experiments),
             "pilot_median": float(np.median(predictions)), "pilot_p10": float(np.percentile(predictions, 10)),
             "pilot_p90": float(np.percentile(predictions, 90)), "range_covers": float(np.mean(covered))}
+
+
+EQUIVALENCE_CHECKS = {  # scenario (no individual effect), SESOI: power of the verdict's equivalence claim
+    "null, persona SD 0.1": "1%",
+    "null, persona SD 0.3": "1.5%",
+    "heterogeneity tau 0.2, K=10": "20%",
+    "half without metadata, individual 0.03": "1.5%",
+    "small n=40": "2%",
+    "heterogeneity tau 0.2, K=3": "30%",
+}
+
+
+def check_equivalence_planner(name: str, sesoi: str, reps: int, pilots: int, *, seed: int = 0) -> dict[str, float]:
+    """The share of simulated studies (true individual effect 0) whose decomposition claims
+    equivalence (`equivalence().equivalent`, the verdict's rule) against the planner's
+    simulated equivalence power from the true components and from pilots of the design."""
+    from ..analysis import plan_personas
+
+    s = replace(SCENARIOS[name], ind=0.0)
+    hits = Tally()
+    for k in range(reps):
+        eq = decompose_personas(simulate_table(s, seed * 100_003 + k), sesoi=sesoi, weight=s.weight).equivalence()
+        hits.add(eq is not None and eq.equivalent)
+    predictions, unreachable = [], []
+    for k in range(pilots):
+        pilot = plan_personas(simulate_table(s, seed * 100_003 + 70_000 + k), sesoi=sesoi)
+        predictions.append(pilot.equivalence_power(s.participants, s.experiments))
+        unreachable.append(pilot.participants_for_equivalence(0.8, s.experiments) is None)
+    return {"simulated": hits.rate, "mcse": hits.mcse,
+            "true_components": _true_plan(s, sesoi=sesoi).equivalence_power(s.participants, s.experiments),
+            "pilot_median": float(np.median(predictions)), "pilot_p10": float(np.percentile(predictions, 10)),
+            "pilot_p90": float(np.percentile(predictions, 90)), "pilot_unreachable": float(np.mean(unreachable))}
+
+
+def check_recruitment(name: str, effect: float, reps: int, *, seed: int = 0, target: float = 0.8) -> dict[str, float]:
+    """Recruit what a pilot's plan recommends for `target` power (participants counted as
+    recruited, some of whom lack metadata) and simulate the study at that design: the power
+    achieved."""
+    from ..analysis import plan_personas
+
+    s = SCENARIOS[name]
+    pilot = plan_personas(simulate_table(s, seed * 100_003 + 90_000))
+    truth_plan = _true_plan(s, effect)
+    need = truth_plan.participants_for(effect, target, s.experiments)
+    achieved = replicate(replace(s, ind=effect, participants=need), reps, seed=seed,
+                         rows="pooled")["individual_component"]["reject"]
+    return {"recommended": float(need), "pilot_recommends": float(pilot.participants_for(effect, target,
+                                                                                          s.experiments) or math.nan),
+            "usable_share": truth_plan.usable_share, "achieved": achieved.rate, "mcse": achieved.mcse}
 
 
 # --- agents against people ---------------------------------------------------------------

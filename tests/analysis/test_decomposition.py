@@ -250,10 +250,15 @@ def test_relative_sesoi_and_its_pooled_claim():
     flat = decompose_personas(simulate_table(Scenario("x", experiments=4, participants=200, responses=60), 8),
                               sesoi="2%")
     assert flat.equivalence().total_indistinguishable and "may ignore the prefix" in flat.summary()
+    assert flat.verdict().kind == "equivalent" and "may ignore it" in flat.verdict().text
     two = decompose_personas(simulate_table(Scenario("x", experiments=2, participants=200, responses=60), 8),
                              sesoi="2%")
-    assert two.equivalence().prediction_inside is None and not two.equivalence().equivalent
-    assert "not defined with fewer than 3" in two.summary()
+    # Two experiments: no prediction interval, so equivalence (where TOST shows it) is claimed for
+    # these experiments only.
+    eq2 = two.equivalence()
+    assert eq2.prediction_inside is None and eq2.scope == "these experiments"
+    assert eq2.equivalent == (eq2.tost_p < 0.05)
+    assert "not defined with fewer than 3" in two.summary() and "these experiments only" in two.summary()
 
 
 @pytest.mark.slow

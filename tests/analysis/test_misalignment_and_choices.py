@@ -149,7 +149,8 @@ def test_tvd_p_value_is_uniform_for_a_correct_model():
 
 def test_misalignment_trend_across_generations():
     """Misalignment planted to grow by 0.2 per generation is recovered by the trend model
-    (one family, four pairs: 2 df)."""
+    (one family, four generations of one pair each: 2 df between generations, fewer after the
+    Bell-McCaffrey correction)."""
     frames, pairs = [], []
     for gen in (1, 2, 3, 4):
         f = _two_models({e: 0.2 * gen for e in "abcdef"}, n=200, seed=gen)
@@ -160,8 +161,11 @@ def test_misalignment_trend_across_generations():
     trend = {(t.covariate, t.d): t for t in result.trends}
     gen = trend[("generation", "d_paper")]
     assert gen.slope.lo <= 0.2 <= gen.slope.hi
-    assert gen.slope.p < 0.01 and gen.n_experiments == 6 and gen.n_pairs == 4 and gen.df == 2
-    assert ("log10_size_b", "cohens_d") in trend
+    assert gen.slope.p < 0.01 and gen.n_experiments == 6 and gen.n_pairs == 4 and gen.n_cells == 4
+    assert gen.status == "ok" and 1 < gen.df <= 2
+    # Sizes differ only between generations here, so no size trend can be told from a recipe's.
+    size = trend[("log10_size_b", "cohens_d")]
+    assert size.status.startswith("not testable") and size.slope.p is None
 
 
 @pytest.mark.slow
@@ -205,10 +209,10 @@ def test_trend_is_within_family_and_counts_pairs():
     single = ModelPair(base=pairs[0].base, post_trained=pairs[0].post_trained, family="lonely", generation="9")
     result = post_training_misalignment(table, [*pairs, single], n_boot=0)
     trend = next(t for t in result.trends if t.covariate == "generation" and t.d == "d_paper")
-    assert trend.n_pairs == 6 and trend.n_families == 2 and trend.df == 3 and trend.left_out == ["lonely"]
-    assert "6 pairs in 2 families, 3 df" in result.summary()
-    # Pooled across families, the family differences would pass as a generation effect: a
-    # trend fitted here equals the within-family OLS slope.
+    assert trend.n_pairs == 6 and trend.n_families == 2 and trend.n_cells == 6 and trend.left_out == ["lonely"]
+    assert "6 pairs in 6 generation(s) of 2 families" in result.summary()
+    # Pooled across families, the family differences would pass as a generation effect: with
+    # one pair per generation the trend equals the within-family OLS slope per step.
     per_pair = {pm.pair.post_trained: pm.mean_paper for pm in result.pairs[:6]}
     x = np.array([float(p.generation) for p in pairs])
     y = np.array([per_pair[p.post_trained] for p in pairs])
@@ -217,6 +221,44 @@ def test_trend_is_within_family_and_counts_pairs():
     yc = np.concatenate([y[fam == f] - y[fam == f].mean() for f in ("fam0", "fam1")])
     assert trend.slope.value == pytest.approx(float(xc @ yc / (xc @ xc)), abs=1e-9)
     assert misalignment_trends(result.pairs[:2])[0] == []  # two pairs cannot give a trend
+
+
+def test_pairs_of_one_generation_are_one_unit():
+    """The unit of replication of a generation trend is the generation: pairs that share a
+    generation's recipe add no degrees of freedom between generations, and a design with too
+    few generations gets no p-value."""
+    from surrogate.analysis import TrendPair, generation_trend
+
+    def grid(per_cell: int, generations=(1, 2, 3), families=("a", "b")):
+        rng = np.random.default_rng(0)
+        return [TrendPair(label=f"{f}{g}{i}", family=f, generation=g, post_training="it", log10_size_b=i,
+                          d=0.1 * g + rng.normal(0, 0.05)) for f in families for g in generations
+                for i in range(per_cell)]
+
+    one, many = generation_trend(grid(1), d="d", n_experiments=1), generation_trend(grid(8), d="d", n_experiments=1)
+    assert one.n_cells == many.n_cells == 6 and many.n_pairs == 48
+    assert many.df <= 3 + 1e-9 and one.df <= 3 + 1e-9  # never more than cells - families - 1
+    few = generation_trend(grid(8, generations=(1, 2)), d="d", n_experiments=1)
+    assert few.status.startswith("not testable") and few.slope.p is None and "recipe" in few.status
+    assert generation_trend(grid(8, families=("a",)), d="d", n_experiments=1).status.startswith("not testable")
+
+
+def test_cr2_matches_a_hand_computation_with_one_unit_per_cluster():
+    """CR2 with singleton clusters is HC2: sum of x_i^2 e_i^2 / (1 - h_ii) in the sandwich."""
+    from surrogate.analysis._trend import cr2_test
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=12)
+    X = np.column_stack([x, np.ones(12)])
+    y = 0.3 * x + rng.normal(size=12)
+    value, se, df = cr2_test(X, y, list(range(12)))
+    bread = np.linalg.inv(X.T @ X)
+    beta = bread @ X.T @ y
+    e = y - X @ beta
+    h = np.einsum("ij,jk,ik->i", X, bread, X)
+    meat = (X * (e**2 / (1 - h))[:, None]).T @ X
+    assert value == pytest.approx(beta[0]) and se == pytest.approx(np.sqrt((bread @ meat @ bread)[0, 0]))
+    assert 1 < df < 10
 
 
 def test_pairs_toml_accepts_numbers(tmp_path):

@@ -30,7 +30,9 @@ def test_pilot_estimates_recover_the_components():
     pilot = plan_personas(simulate_table(s, 3))
     for e in pilot.experiments:
         assert e.sigma2_response == pytest.approx(2 * s.noise_sd**2, rel=0.1)
-        assert e.n == 60 and e.responses == 30
+        assert e.n == 60 and e.recruited == 60 and e.responses == 30
+    assert pilot.usable_share == 1.0
+    assert all(t >= 0 for t in pilot.tau2.values())  # truncated at 0
     # At the pilot's own design the planner's SE is the estimator's own SE.
     from surrogate.analysis import decompose_personas
 
@@ -41,6 +43,55 @@ def test_pilot_estimates_recover_the_components():
     het = _true_plan(SCENARIOS["heterogeneity tau 0.2, K=3"], 0.05)
     assert het.participants_for(0.05, 0.8, k=3) is None  # tau = 0.2 over 3 experiments: unreachable
     assert het.experiments_for(0.05, 100, 0.8) is not None
+
+
+def test_participants_are_counted_as_recruited():
+    """Half the pilot lacks metadata: the planner recommends twice the usable participants."""
+    s = SCENARIOS["half without metadata, individual 0.03"]
+    pilot = plan_personas(simulate_table(s, 4))
+    assert pilot.usable_share == pytest.approx(sum(e.n for e in pilot.experiments) / (60 * s.experiments))
+    assert 0.4 < pilot.usable_share < 0.6
+    everyone = pilot.model_copy(update={"usable_share": 1.0})
+    assert pilot.power(0.03, 120) == pytest.approx(everyone.power(0.03, 120 * pilot.usable_share))
+    need, need_all = pilot.participants_for(0.03), everyone.participants_for(0.03)
+    assert abs(need * pilot.usable_share - need_all) <= 2
+    with pytest.raises(ValueError, match="--usable"):
+        plan_personas(simulate_table(s, 4), usable_share=1.5)
+
+
+def test_equivalence_power_simulates_the_verdicts_rule():
+    """Certain where the SE is tiny and tau is 0; impossible where tau alone puts the
+    prediction interval outside the margin (with three or more experiments), whatever n."""
+    from surrogate.analysis import Sesoi
+
+    s = SCENARIOS["null, persona SD 0.1"]
+    plan = _true_plan(s, sesoi="1%")
+    assert plan.equivalence_power(10_000, 6) > 0.99
+    assert plan.equivalence_power(20, 6) < plan.equivalence_power(200, 6)
+    wide = plan.model_copy(update={"tau2": {"%": 4.0, "nats": 0.0036}})  # tau = 2% > the 1% margin
+    assert wide.equivalence_power(100_000, 6) < 0.01  # only where tau^2 is underestimated by chance
+    assert wide.participants_for_equivalence(0.8, 6) is None
+    # Two experiments: no prediction interval, TOST alone (a claim about these experiments),
+    # on 1 df.
+    assert plan.equivalence_power(100_000, 2) > 0.9 and plan.equivalence_power(60, 2) < 0.3
+    nats = plan.model_copy(update={"sesoi": Sesoi.parse("0.03")})  # 0.03 nats = 1% of 3 nats
+    assert nats.equivalence_power(200, 6) == pytest.approx(plan.equivalence_power(200, 6), abs=0.02)
+
+
+def test_vectorised_paule_mandel_is_statsmodels():
+    import warnings
+
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    from surrogate.analysis._inference import paule_mandel
+
+    rng = np.random.default_rng(0)
+    y, v = rng.normal(0, 1, (40, 6)), rng.uniform(0.1, 2, (40, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [combine_effects(a, b, method_re="iterated").tau2 for a, b in zip(y, v)]
+    np.testing.assert_allclose(paule_mandel(y, v), expected, atol=1e-5)
+    assert (paule_mandel(y, v) > 0).any() and (paule_mandel(y, v) == 0).any()
 
 
 def test_plan_answers_from_a_pilot_folder(tmp_path):

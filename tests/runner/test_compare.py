@@ -163,3 +163,31 @@ def test_compare_several_strategies_each_on_its_own_control(qwen_dir, psych201, 
                                    "--chat", "off", "--study", "thoma2025problearn", "--max-participants", "10",
                                    "--matched", "narrative", "--control", "shuffled", "--out", str(out)])
     assert res.exit_code == 2 and "shuffled-narrative" in res.output
+
+
+def test_a_stratify_field_some_lack_is_counted_not_a_stratum(tmp_path):
+    """--stratify on a field 4 of 12 participants lack: they get no shuffled persona, the run
+    says how many, and the decomposition leaves them out and counts them as unpaired."""
+    import json
+
+    from surrogate.analysis import decompose_personas
+    from surrogate.models import HashBackend
+    from surrogate.runner import run
+
+    data = tmp_path / "study"
+    data.mkdir()
+    lines = []
+    for i in range(12):
+        rec = {"text": "Choose. You press <<J>>. Again. You press <<K>>.", "experiment": "e", "participant": i,
+               "age": 20 + i}
+        if i >= 4:
+            rec["group"] = "a" if i % 2 else "b"
+        lines.append(json.dumps(rec))
+    (data / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    result = run([HashBackend("m")], data, "none,interview,shuffled", tmp_path / "out", stratify="group")
+    notes = " ".join(result.info.notes)
+    assert "--stratify group: 4 participant(s) lack 'group'" in notes
+    shuffled = result.responses[result.responses.persona == "shuffled"].groupby("participant")["persona_donor"].first()
+    assert shuffled.loc[["0", "1", "2", "3"]].isna().all() and shuffled.drop(["0", "1", "2", "3"]).notna().all()
+    row = decompose_personas(result.responses).rows[0]
+    assert row.n_unpaired == 4 and row.n_participants == 8
