@@ -73,6 +73,7 @@ def writer_lock(out: Path, shard: str) -> Iterator[None]:
     and a clean exit removes the file. The file is never opened through a symbolic link."""
     import errno
     import fcntl
+    import time
 
     path = out / f".writer-{shard}.lock"
     while True:
@@ -84,7 +85,15 @@ def writer_lock(out: Path, shard: str) -> Iterator[None]:
             raise
         f = os.fdopen(fd, "r+")
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A few tries: another writer starting up looks, briefly, at whether this one is alive.
+            for attempt in range(20):
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"

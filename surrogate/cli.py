@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
 
 from .analysis._sesoi import DEFAULT_SESOI
 from .data import TruncationConfig
@@ -64,13 +66,19 @@ def _user_errors():
     try:
         yield
     except RunInterrupted as e:
-        _console().print(f"[bold yellow]{e.message}[/]", highlight=False, markup=True, soft_wrap=True)
+        _console().print(f"[bold yellow]{escape(e.message)}[/]", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(128 + int(e.signal_number)) from None
+    except ValidationError as e:  # a setting the options built: name it as an option, on one line
+        problems = "; ".join(f"--{'.'.join(map(str, err['loc'])).replace('_', '-')}: "
+                             f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
+        _console().print(f"[bold red]error:[/] {escape(problems)}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
     except _USER_ERRORS as e:
-        _console().print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
     except OSError as e:
-        _console().print(f"[bold red]error:[/] {_os_error_text(e)}", highlight=False, markup=True, soft_wrap=True)
+        _console().print(f"[bold red]error:[/] {escape(_os_error_text(e))}", highlight=False, markup=True,
+                         soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -214,6 +222,9 @@ Pairs = Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / p
                                               "post-training misalignment; `paper`: the paper's grid by hub id. "
                                               "Default: pairs.toml in a run folder, if there is one.")]
 Categories = Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as psych201/categories.csv).")]
+SeparateLabels = Annotated[bool, typer.Option("--separate-labels", help="Where one model label names different "
+                                              "models in different folders, read it as LABEL@FOLDER in all but the "
+                                              "first (default: refuse to pool them).")]
 
 
 def _scoring(*, chat, dtype, device, batch_tokens, attention, backend, trust_remote_code, max_participants, study,
@@ -336,11 +347,14 @@ def compare_personas(
 @app.command()
 def analyze(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
-    pairs: Pairs = None, categories: Categories = None, by: By = "study", matched: Matched = "interview",
+    pairs: Pairs = None, categories: Categories = None, by: By = "study",
+    matched: Annotated[Optional[str], typer.Option(help="The matched persona strategy, or a comma list, to decompose "
+                                                   "(default: interview, where it was scored).")] = None,
     control: Control = None, weight: Weight = "participant", sesoi: Sesoi = str(DEFAULT_SESOI),
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis, the paper's d).")] = 2000,
     seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
+    separate_labels: SeparateLabels = False,
 ) -> None:
     """Estimate what earlier runs support: persona decomposition, meta-data benefit,
     post-training misalignment, choice prediction."""
@@ -348,7 +362,7 @@ def analyze(
 
     with _user_errors():
         result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, matched=matched, control=control,
-                     sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed)
+                     sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed, separate_labels=separate_labels)
     _result(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")
@@ -395,15 +409,18 @@ def report(
     pairs: Pairs = None, categories: Categories = None,
     lora: Annotated[Optional[list[Path]], typer.Option(help="LoRA output folders with report.json "
                                                        "(repeatable).")] = None,
-    matched: Matched = "interview", control: Control = None,
+    matched: Annotated[Optional[str], typer.Option(help="The matched persona strategy, or a comma list, to decompose "
+                                                   "(default: interview, where it was scored).")] = None,
+    control: Control = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "surrogate report",
+    separate_labels: SeparateLabels = False,
 ) -> None:
     """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""
     from .runner import report as job
 
     with _user_errors():
         rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], matched=matched,
-                  control=control, title=title, log=_log)
+                  control=control, title=title, separate_labels=separate_labels, log=_log)
     for f in rep.figures:
         _log(f"  {f.title}: {f.png}")
 
@@ -512,10 +529,10 @@ def simulate(
         "--agents", "-a", help="synthetic | synthetic:none | synthetic:TRAIT>PARAM=SLOPE[;...] | "
         "model:PATH[,persona=S][,policy=sample|argmax][,name=N][,adapter=DIR][,chat=][,device=]; repeatable.")] = None,
     persona: Annotated[str, typer.Option(help="The persona strategy of model agents that name none.")] = "none",
-    participants: Annotated[int, typer.Option(help="Participants per agent.")] = 50,
-    trials: Annotated[Optional[int], typer.Option(help="Trials per session (default: the experiment's).")] = None,
+    participants: Annotated[int, typer.Option(min=1, help="Participants per agent.")] = 50,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Trials per session (default: the experiment's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: traits, task randomness, choices.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Model agents played per forward pass.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Model agents played per forward pass.")] = 16,
     people: Annotated[Optional[str], typer.Option(help="A folder of people (simulate or import output): model agent "
                                                   "i takes person i's metadata as its persona.")] = None,
     shard: Shard = None,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._personas import SESSION, check_by, paired_means, person_means, unit_column
+from ._personas import SESSION, check_by, paired_means, person_means, response_matrix, unit_column
 from ._inference import mean_estimate
 from ._stats import CONFIDENCE, Estimate, cohens_d
 from ._trend import Trend, TrendPair, generation_trend, size_trend
@@ -179,16 +179,25 @@ class Misalignment(BaseModel):
         return "\n".join(lines)
 
 
-def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: str = "study") -> dict[str, float]:
+def row_moments(responses: pd.DataFrame, *, by: str = "study") -> pd.DataFrame:
+    """Mean and SD (ddof=1) of the NLL over all response rows, per model and experiment unit:
+    what the paper's d is made of, computed once for a grid of pairs."""
+    d = responses[responses["nll"].notna()]
+    return d.groupby(["model", unit_column(by)])["nll"].agg(["mean", "std"])
+
+
+def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: str = "study",
+                         moments: pd.DataFrame | None = None) -> dict[str, float]:
     """plot.py: per experiment, (mean_post - mean_base) / sqrt((sd_base^2 + sd_post^2) / 2)
     over all response rows (SD ddof=1), for experiments both models have."""
-    by = unit_column(by)
-    d = responses[responses["nll"].notna()]
-    b = d[d["model"] == base].groupby(by)["nll"]
-    p = d[d["model"] == post].groupby(by)["nll"]
-    common = b.mean().index.intersection(p.mean().index)
-    pooled = np.sqrt((b.std().loc[common] ** 2 + p.std().loc[common] ** 2) / 2)
-    per = (p.mean().loc[common] - b.mean().loc[common]) / pooled
+    moments = row_moments(responses, by=by) if moments is None else moments
+    models = moments.index.get_level_values(0)
+    if base not in models or post not in models:
+        return {}
+    b, p = moments.loc[base], moments.loc[post]
+    common = b.index.intersection(p.index)
+    pooled = np.sqrt((b["std"].loc[common] ** 2 + p["std"].loc[common] ** 2) / 2)
+    per = (p["mean"].loc[common] - b["mean"].loc[common]) / pooled
     return {str(k): float(v) for k, v in per.items()}
 
 
@@ -269,13 +278,15 @@ def post_training_misalignment(
     over generations and sizes across pairs."""
     check_by(by)
     frame = responses[responses["persona"] == persona]
+    wide = response_matrix(frame, "model", by=by)
+    moments = row_moments(frame, by=by)
     results = []
     for pair in pairs:
         have = set(frame["model"].unique())
         if not {pair.base, pair.post_trained} <= have:
             raise ValueError(f"pair {pair.base} -> {pair.post_trained}: no {persona!r} rows for "
                              f"{sorted({pair.base, pair.post_trained} - have)}; models in the table: {sorted(have)}")
-        means = paired_means(frame, "model", [pair.base, pair.post_trained], by=by)
+        means = paired_means(frame, "model", [pair.base, pair.post_trained], by=by, wide=wide)
         if by == "study-person":
             means = person_means(means, [pair.base, pair.post_trained])
         per, counts = {}, {}
@@ -284,7 +295,7 @@ def post_training_misalignment(
                 per[str(unit)] = paired_d_estimate(g[pair.post_trained].to_numpy(), g[pair.base].to_numpy())
                 counts[str(unit)] = len(g)
         values = np.array([e.value for e in per.values() if np.isfinite(e.value)])
-        paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by)
+        paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by, moments=moments)
         finite = [v for v in paper.values() if np.isfinite(v)]
         intervals, overall = paper_d_bootstrap(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed)
         by_domain: dict[str, list[float]] = defaultdict(list)

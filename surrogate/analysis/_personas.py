@@ -111,25 +111,37 @@ def shown(key: str) -> str:
     return f"{experiment}/{participant}"
 
 
-def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str = "study") -> pd.DataFrame:
+def response_matrix(frame: pd.DataFrame, column: str, *, by: str = "study") -> pd.DataFrame:
+    """Every scored response (rows: experiment unit, session, response index) under every
+    level of `column` (columns): what paired_means compares, pivoted once so that many
+    pairs of levels (a grid of models) share the work."""
+    frame = frame[frame["nll"].notna()]
+    return frame.pivot_table(index=[*_keys(by), "response_index"], columns=column, values="nll", aggfunc="first")
+
+
+def paired_means(frame: pd.DataFrame, column: str, levels: list[str], *, by: str = "study",
+                 wide: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per participant (session), one column per level of `column` (persona
     strategies, or models), each the mean NLL over the responses scored under every level, so
     that cut or unscored responses never make the levels compare different responses. `unit`
     is the experiment unit (`by`); `key` the session's identity; `n_responses` the responses
     compared; `tokens` the mean tokens per response under the first level (where the table
-    records them)."""
-    frame = frame[frame[column].isin(levels) & frame["nll"].notna()]
-    missing = set(levels) - set(frame[column].unique())
-    if missing:
-        raise ValueError(f"no scored responses for {column} {sorted(missing)}")
+    records them). `wide`: the frame's response_matrix, when the caller has it already."""
     keys = _keys(by)
-    wide = frame.pivot_table(index=[*keys, "response_index"], columns=column, values="nll",
-                             aggfunc="first")
+    if wide is None:
+        frame = frame[frame[column].isin(levels) & frame["nll"].notna()]
+        missing = set(levels) - set(frame[column].unique())
+        if missing:
+            raise ValueError(f"no scored responses for {column} {sorted(missing)}")
+        wide = response_matrix(frame, column, by=by)
+    elif set(levels) - set(wide.columns):
+        raise ValueError(f"no scored responses for {column} {sorted(set(levels) - set(wide.columns))}")
     wide = wide[levels].dropna()
     means = wide.groupby(level=keys).mean()
     means["n_responses"] = wide.groupby(level=keys).size()
     if "n_tokens" in frame:
-        first = frame[frame[column] == levels[0]].set_index([*keys, "response_index"])["n_tokens"]
+        first = frame[(frame[column] == levels[0]) & frame["nll"].notna()].set_index(
+            [*keys, "response_index"])["n_tokens"]
         first = first[~first.index.duplicated()].reindex(wide.index).astype(float)
         means["tokens"] = first.groupby(level=keys).mean()
     else:

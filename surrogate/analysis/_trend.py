@@ -12,8 +12,8 @@ So:
   *cell* (family, generation). Each pair's d is first adjusted for post-training type and
   log size by their effects within cells (so cells of different composition compare), the
   cells' means are regressed on the step with a family intercept each, with working weights
-  1 / (tau^2 + s^2 / n_cell) (tau^2 between cells by Paule-Mandel, s^2 the pooled
-  within-cell variance), and the slope is tested with the cluster-robust CR2 variance and
+  1 / (tau^2 + s_c^2 / n_cell) (tau^2 between cells by Paule-Mandel, s_c^2 the cell's
+  within-cell variance shrunk toward the pooled one), and the slope is tested with the cluster-robust CR2 variance and
   Bell-McCaffrey degrees of freedom (Tipton, 2015), each cell its own cluster: valid when the
   working weights are wrong, as under noise that differs between generations.
 - **log10 size**: sizes vary within cells, so the slope is estimated within cells (a cell
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from ._stats import CONFIDENCE, Estimate
 
 MIN_DF = 2.0
+PRIOR_DF = 2.0
 
 
 class Trend(BaseModel):
@@ -179,7 +180,7 @@ def generation_trend(pairs: Sequence[TrendPair], *, d: str, n_experiments: int) 
     names = sorted(set(cells))
     n_cells, n_fam = len(names), len(informative)
     method = ("cells (family x generation) as units; type- and size-adjusted cell means on the step with family "
-              "intercepts, weights 1/(tau^2 + s^2/n), CR2 variance, Bell-McCaffrey df")
+              "intercepts, weights 1/(tau^2 + s_c^2/n), CR2 variance, Bell-McCaffrey df")
     common = dict(covariate="generation", d=d, n_pairs=len(used), n_families=n_fam, n_cells=n_cells,
                   n_experiments=n_experiments, left_out=left_out, method=method)
     if n_cells - n_fam - 1 < MIN_DF:
@@ -193,14 +194,17 @@ def generation_trend(pairs: Sequence[TrendPair], *, d: str, n_experiments: int) 
     members = {c: np.flatnonzero(np.array(cells) == c) for c in names}
     mean = np.array([adjusted[members[c]].mean() for c in names])
     count = np.array([len(members[c]) for c in names], dtype=float)
-    within_df = sum(len(m) - 1 for m in members.values())
-    s2 = sum(float(np.sum((adjusted[m] - adjusted[m].mean()) ** 2)) for m in members.values()) / within_df \
-        if within_df > 0 else 0.0
+    ss = np.array([float(np.sum((adjusted[members[c]] - mean[i]) ** 2)) for i, c in enumerate(names)])
+    within_df = count - 1
+    s2 = float(ss.sum() / within_df.sum()) if within_df.sum() > 0 else 0.0
     family_of = [c.split("\x1f")[0] for c in names]
     step = np.array([step_of[f][float(c.split("\x1f")[1])] for f, c in zip(family_of, names)], dtype=float)
     X = np.column_stack([step, _dummies(family_of, drop_first=False)])
     if s2 > 0:
-        v = s2 / count
+        # Each cell's own within variance, shrunk toward the pooled one (as if it had PRIOR_DF
+        # more degrees of freedom at the pooled value): noise that differs between generations
+        # is weighted as it is, without trusting a variance from two or three pairs alone.
+        v = (ss + PRIOR_DF * s2) / (within_df + PRIOR_DF) / count
         weights = 1 / (v + paule_mandel(mean, X, v))
     else:
         weights = np.ones(n_cells)

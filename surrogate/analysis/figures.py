@@ -31,8 +31,11 @@ def _plt():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    # Labels, studies and titles are data: drawn as literal text, never parsed as mathtext
+    # (a model label with two '$' in it made the report fail).
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "figure.dpi": 100, "savefig.bbox": "tight"})
+                         "figure.dpi": 100, "savefig.bbox": "tight", "text.parse_math": False,
+                         "text.usetex": False})
     return plt
 
 

@@ -73,23 +73,30 @@ def limits() -> tuple[int, int]:
     return record, file
 
 
-def _jsonl_rows(f: Any, source: str) -> Iterator[_Row]:
+def _jsonl_rows(f: Any, source: str, used: list[int] | None = None) -> Iterator[_Row]:
+    """JSON lines, each bounded, the bytes read counted against the file limit (`used`: a
+    counter shared by the members of one archive)."""
     max_record, max_file = limits()
-    total, i = 0, 0
+    used = [0] if used is None else used
+    i = 0
+
+    def count(n: int) -> None:
+        used[0] += n
+        if used[0] > max_file:
+            raise DataError(source, i, None, f"more than {max_file} bytes uncompressed (SURROGATE_MAX_FILE_BYTES "
+                                             "raises the limit)")
+
     while True:
         line = f.readline(max_record + 1)
         if not line:
             return
         i += 1
-        total += len(line)
-        if total > max_file:
-            raise DataError(source, i, None, f"the file is larger than {max_file} bytes uncompressed "
-                                             "(SURROGATE_MAX_FILE_BYTES raises the limit)")
+        count(len(line))
         if len(line) > max_record and not line.endswith(b"\n"):
             while True:  # skip the rest of the over-long line without holding it
                 more = f.readline(max_record)
-                total += len(more)
-                if not more or more.endswith(b"\n") or total > max_file:
+                count(len(more))
+                if not more or more.endswith(b"\n"):
                     break
             yield _Row(source, i, line[:200].decode("utf-8", errors="replace") + "...",
                        error=f"record longer than {max_record} bytes (SURROGATE_MAX_RECORD_BYTES raises the limit)")
@@ -104,24 +111,32 @@ def _jsonl_rows(f: Any, source: str) -> Iterator[_Row]:
 
 
 def _zip_rows(path: Path) -> Iterator[_Row]:
+    """The .jsonl members of an archive, bounded together: the archive's total uncompressed
+    size (as declared, and as read, whatever its headers say) against the file limit."""
+    import zlib
+
     _, max_file = limits()
-    with zipfile.ZipFile(path) as zf:
-        infos = [i for i in zf.infolist()
-                 if i.filename.endswith(".jsonl") and not i.filename.startswith("__MACOSX/")
-                 and "/._" not in i.filename and not Path(i.filename).name.startswith("._")]
-        if not infos:
-            raise DataError(str(path), None, None, "the archive holds no .jsonl file")
-        for info in infos:
-            if info.file_size > max_file:
-                raise DataError(f"{path}!{info.filename}", None, None,
-                                f"{info.file_size} bytes uncompressed, more than the limit of {max_file} "
-                                "(SURROGATE_MAX_FILE_BYTES raises it)")
-            with zf.open(info) as f:
-                yield from _jsonl_rows(io.BufferedReader(f), f"{path}!{info.filename}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist()
+                     if i.filename.endswith(".jsonl") and not i.filename.startswith("__MACOSX/")
+                     and "/._" not in i.filename and not Path(i.filename).name.startswith("._")]
+            if not infos:
+                raise DataError(str(path), None, None, "the archive holds no .jsonl file")
+            declared = sum(i.file_size for i in infos)
+            if declared > max_file:
+                raise DataError(str(path), None, None, f"{declared} bytes uncompressed, more than the limit of "
+                                                       f"{max_file} (SURROGATE_MAX_FILE_BYTES raises it)")
+            used = [0]
+            for info in infos:
+                with zf.open(info) as f:
+                    yield from _jsonl_rows(io.BufferedReader(f), f"{path}!{info.filename}", used)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise DataError(str(path), None, None, f"not a readable zip archive ({e})") from None
 
 
-def _table_rows(records: Iterable[dict], source: str) -> Iterator[_Row]:
-    for i, rec in enumerate(records, start=1):
+def _table_rows(records: Iterable[dict], source: str, start: int = 1) -> Iterator[_Row]:
+    for i, rec in enumerate(records, start=start):
         yield _Row(source, i, json.dumps(rec, default=str), record=_drop_nulls(rec))
 
 
@@ -131,10 +146,35 @@ def _drop_nulls(rec: dict) -> dict:
 
 
 def _parquet_rows(path: Path) -> Iterator[_Row]:
+    """Rows of a parquet file, bounded before anything is decoded (its declared uncompressed
+    size against the file limit, each row group's against the record limit times its rows),
+    and read a batch at a time, so --max-participants stops early."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    yield from _table_rows(table.to_pylist(), str(path))
+    max_record, max_file = limits()
+    try:
+        pf = pq.ParquetFile(path)
+        meta = pf.metadata
+        size = sum(meta.row_group(k).total_byte_size for k in range(meta.num_row_groups))
+        if size > max_file:
+            raise DataError(str(path), None, None, f"{size} bytes uncompressed, more than the limit of {max_file} "
+                                                   "(SURROGATE_MAX_FILE_BYTES raises it)")
+        line = decoded = 0
+        for batch in pf.iter_batches(batch_size=64):
+            # Decoded sizes, which dictionary-encoded repeats can make far larger than declared.
+            decoded += batch.nbytes
+            if decoded > max_file:
+                raise DataError(str(path), line + 1, None, f"more than {max_file} bytes uncompressed "
+                                                           "(SURROGATE_MAX_FILE_BYTES raises the limit)")
+            if batch.nbytes > max_record * max(batch.num_rows, 1):
+                raise DataError(str(path), line + 1, None, f"rows larger than {max_record} bytes "
+                                                           "(SURROGATE_MAX_RECORD_BYTES raises the limit)")
+            rows = batch.to_pylist()
+            yield from _table_rows(rows, str(path), start=line + 1)
+            line += len(rows)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(str(path), None, None, f"not a readable parquet file ({e})") from None
 
 
 def _file_rows(path: Path) -> Iterator[_Row]:

@@ -111,6 +111,11 @@ def participant_from_record(record: Any, *, study: str, source: str, line: int) 
     if not isinstance(experiment, str) or not experiment:
         raise fail(f"'experiment' must be a non-empty string, got {experiment!r}")
     for key, value in record.items():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise fail(f"a field name holds a lone surrogate ({key[e.start]!r} at character {e.start}), which is not "
+                       "Unicode text; the file was written by a broken encoder") from None
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 try:

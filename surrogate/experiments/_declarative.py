@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .._paths import check_name
 
 from ._base import Feedback, Trial, draw_labels
 from ._cognitive import HyperbolicDiscounter, ProspectTheory, QLearner
@@ -47,10 +49,15 @@ from ._synthetic import TraitLink
 COGNITIVE_MODELS = {"q_learning": QLearner, "prospect_theory": ProspectTheory, "hyperbolic": HyperbolicDiscounter}
 
 
+# Files are checked as written: no type coercion (`trials = true`, `"60"` or `7.0` are not a
+# number of trials), no infinities or NaN.
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
 class FeedbackRule(BaseModel):
     """What follows a choice."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
     kind: Literal["bernoulli", "points", "none"] = "bernoulli"
     probabilities: list[float] | None = Field(None, description="bernoulli: win probability per option.")
     reward: float = Field(1.0, description="bernoulli: the reward of a win.")
@@ -79,18 +86,25 @@ class FeedbackRule(BaseModel):
 class Condition(BaseModel):
     """A between-subject condition: overrides of the feedback rule."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
+    model_config = STRICT
+    name: str = Field(min_length=1)
     probabilities: list[float] | None = None
     means: list[float] | None = None
-    reversal_every: int | None = None
+    reversal_every: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> "Condition":
+        if self.probabilities is not None and not all(0 <= p <= 1 for p in self.probabilities):
+            raise ValueError("probabilities: win probabilities between 0 and 1, one per option")
+        return self
 
 
 class ExperimentSpec(BaseModel):
     """A declarative experiment (see the module's docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1)
+    model_config = STRICT
+    name: str = Field(min_length=1, description="Names the study folder simulate and import write: letters, digits, "
+                                                ". _ - (at most 80).")
     instructions: str = Field(min_length=1, description="Shown first; {options} lists the options.")
     trials: int = Field(ge=1, le=100_000)
     prompt: str = Field("Trial {trial}: you choose", description="The text before each response; {trial} is filled.")
@@ -101,6 +115,11 @@ class ExperimentSpec(BaseModel):
     cognitive_model: Literal["q_learning", "prospect_theory", "hyperbolic"] = "q_learning"
     links: list[TraitLink] = []
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        return check_name(name, "name")
+
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentSpec":
         if (self.options is None) == (self.labels is None):
@@ -108,8 +127,8 @@ class ExperimentSpec(BaseModel):
         n = len(self.options) if self.options is not None else self.labels
         if self.options is not None and len(set(self.options)) != len(self.options):
             raise ValueError("options: must be distinct")
-        if self.options is not None and any("<<" in o or ">>" in o or not o.strip() for o in self.options):
-            raise ValueError("options: must be non-empty and must not contain << or >>")
+        if self.options is not None and any("<<" in o or ">>" in o or "\n" in o or not o.strip() for o in self.options):
+            raise ValueError("options: must be non-empty, on one line, and must not contain << or >>")
         for what, values in (("feedback.probabilities", self.feedback.probabilities),
                              ("feedback.means", self.feedback.means),
                              *((f"conditions[{i}].probabilities", c.probabilities) for i, c in enumerate(self.conditions)),

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._base import Experiment, Feedback, SessionRecord, Trial, with_condition
 from ._cognitive import ParamSpec
@@ -55,9 +55,9 @@ DEFAULT_TRAITS: dict[str, TraitSpec] = {
 class TraitLink(BaseModel):
     """`slope` units of the parameter's unbounded scale per population SD of the trait."""
 
-    model_config = ConfigDict(frozen=True)
-    trait: str
-    param: str
+    model_config = ConfigDict(frozen=True, strict=True, allow_inf_nan=False, extra="forbid")
+    trait: str = Field(min_length=1)
+    param: str = Field(min_length=1)
     slope: float
 
     @classmethod
@@ -67,7 +67,7 @@ class TraitLink(BaseModel):
             left, slope = text.rsplit("=", 1)
             trait, param = left.split(">", 1)
             return cls(trait=trait.strip(), param=param.strip(), slope=float(slope))
-        except ValueError:
+        except (ValueError, ValidationError):
             raise ValueError(f"cannot read trait link {text!r}; expected TRAIT>PARAM=SLOPE") from None
 
 

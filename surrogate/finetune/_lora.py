@@ -32,7 +32,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 class FinetuneConfig(TrainConfig):
     """LoRA, split and evaluation settings (the optimisation settings are TrainConfig's)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     rank: int = Field(16, ge=1, description="LoRA rank r.")
     alpha: float = Field(32.0, gt=0, description="LoRA scaling alpha (update scale alpha / r).")
@@ -257,7 +257,7 @@ def _finetune(model, data, out: Path, config: FinetuneConfig, *, compare_to, stu
                            progress=progress, stop_after=stop_after)
         if not result.complete:
             return None
-        peft_model.save_pretrained(out)
+        _save_adapter(peft_model, out)
         # The checkpoint stays until the report is written: a kill during evaluation resumes there.
         state = {"run_id": run_id, "settings": settings, "stage": "trained", "steps": result.steps,
                  "resumed_from": result.resumed_from, "final_train_loss": result.final_loss,
@@ -286,6 +286,23 @@ def _finetune(model, data, out: Path, config: FinetuneConfig, *, compare_to, stu
     atomic_write_json(out / "finetune.json", {**state, "stage": "complete"})
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return report
+
+
+def _save_adapter(model, out: Path) -> None:
+    """The adapter (config, safetensors weights, model card) saved in a fresh private folder
+    and renamed into `out` file by file: a link planted in `out` under one of those names is
+    replaced, never written through."""
+    import os
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".adapter-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _eval_sample(people: Sequence[Participant], per_study: int | None) -> list[Participant]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class TrainConfig(BaseModel):
     """The optimisation. Defaults suit LoRA on a causal LM."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     learning_rate: float = Field(2e-4, gt=0, allow_inf_nan=False, description="Peak learning rate (AdamW).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training windows.")

@@ -13,7 +13,8 @@ from ._backend import (
 )
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
-from ._loading import LoadError, _quiet_transformers as quiet_transformers, check_device, load_pretrained
+from ._loading import (LoadError, _quiet_transformers as quiet_transformers, check_adapter, check_device, load_pretrained,
+                       weights_digest)
 from ._spec import ChatMode, DType, ModelSpec
 
 
@@ -29,7 +30,7 @@ def load_backend(spec: ModelSpec) -> ScorerBackend:
 
 
 __all__ = [
-    "LoadError", "check_device", "load_pretrained", "quiet_transformers", "IncrementalScorer", "IncrementalSession", "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
+    "LoadError", "check_adapter", "check_device", "load_pretrained", "weights_digest", "quiet_transformers", "IncrementalScorer", "IncrementalSession", "ChoiceBackend", "ChoiceRequest", "ChoiceResult", "ChatMode", "DType", "Encoded", "EncodingError", "HashBackend", "ModelSpec", "ScoreRequest", "ScoreResult",
     "ScorerBackend", "TranscriptEncoder", "chat_messages", "load_backend", "render_chat",
     "score_all",
 ]

@@ -68,32 +68,48 @@ def resolve_attention(attention: str, device: str) -> str:
 
 def _file_digest(path: Path) -> str:
     """sha256 of the whole file, so that any change to any weight changes the result key.
-    Large checkpoints are read once: the digest is cached by (path, size, mtime) in
-    `$SURROGATE_CACHE/digests.json` (written atomically; a stale or unreadable cache is
-    simply recomputed)."""
-    from .._cache import cache_dir
+    Large checkpoints are read once: the digest is cached in `$SURROGATE_CACHE/digests.json`
+    under the file's path, size, device, inode and its modification *and change* times (an
+    in-place write can restore the modification time, never the change time), beside a
+    digest of its first and last blocks that is checked on every use. The cache is replaced
+    atomically, never through a link; a stale or unreadable one is simply recomputed."""
+    from .._cache import atomic_write_bytes, cache_dir
 
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_dev}|{stat.st_ino}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
     store = cache_dir() / "digests.json"
     try:
         known = json.loads(store.read_text())
     except (OSError, ValueError):
         known = {}
-    if key in known:
-        return known[key]
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("ends") == _ends_digest(path, stat.st_size):
+        return entry["sha256"]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
     digest = h.hexdigest()[:16]
     if stat.st_size >= _CACHE_FROM:
-        known[key] = digest
+        known[key] = {"sha256": digest, "ends": _ends_digest(path, stat.st_size)}
         store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_name(f".digests-{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, store)
+        try:
+            atomic_write_bytes(store, json.dumps(known).encode())
+        except OSError:
+            pass  # a cache we cannot write only costs a re-read next time
     return digest
+
+
+def _ends_digest(path: Path, size: int) -> str:
+    """sha256 of a file's first and last blocks: a cheap check that a cached digest still
+    belongs to these bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(_BLOCK))
+        if size > _BLOCK:
+            f.seek(max(size - _BLOCK, _BLOCK))
+            h.update(f.read(_BLOCK))
+    return h.hexdigest()[:16]
 
 
 def weights_digest(folder: Path, commit: str | None = None) -> str:
@@ -135,8 +151,8 @@ def load_pretrained(spec: ModelSpec, *, training: bool = False) -> tuple[Any, An
     # A shipped organism is keyed by its name, not by where the package is installed.
     path = resolve_model(spec.path)
     check_checkpoint(path, spec.revision)
-    if spec.adapter and not Path(spec.adapter).exists():
-        raise FileNotFoundError(f"{spec.adapter}: no such adapter folder")
+    if spec.adapter:
+        check_adapter(Path(spec.adapter))
     mapped = {"device_map": "auto"} if spec.device == "map" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kw)
@@ -188,6 +204,23 @@ def _model_class(path: str, kw: dict[str, Any]) -> Any:
 
     config = AutoConfig.from_pretrained(path, **kw)
     return AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
+
+
+def check_adapter(folder: Path) -> None:
+    """An adapter folder surrogate will load: its config and safetensors weights. Pickled
+    weights (adapter_model.bin) are refused, since unpickling can run code; a planted one is
+    not loaded in its stead."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such adapter folder")
+    if not (folder / "adapter_config.json").is_file():
+        raise LoadError(f"{folder}: no adapter_config.json; is this a LoRA adapter folder?")
+    if not (folder / "adapter_model.safetensors").is_file():
+        extra = " (only adapter_model.bin, pickled weights, which surrogate does not load: they can run code; " \
+                "save the adapter with safetensors)" if (folder / "adapter_model.bin").exists() else ""
+        raise LoadError(f"{folder}: no adapter_model.safetensors{extra}")
+    if (folder / "adapter_model.bin").exists():
+        raise LoadError(f"{folder}: holds adapter_model.bin (pickled weights) beside adapter_model.safetensors; "
+                        "surrogate does not load pickles, and will not guess which file is the adapter: remove it")
 
 
 def _dir_digest(folder: Path) -> str:

@@ -437,9 +437,12 @@ def build_organisms(
     chat = TranscriptEncoder(tokenizer, chat=True)
 
     # 2. Post-training in two doses, and 3. the control: the same windows and steps, different targets.
+    from ..models import weights_digest
+
+    parent = weights_digest(base_dir)  # a stage trained from another base is not this one's
     for name, dose in (("organism-post", 1.0), ("organism-post-light", 0.5), ("organism-control", 0.0)):
         folder = out / name
-        done = _stage_done(folder, recipe)
+        done = _stage_done(folder, recipe, parent)
         if done is None:
             model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).train()
             teacher = None
@@ -455,7 +458,7 @@ def build_organisms(
                            device=device, progress=report(name),
                            loss_fn=distillation_loss(teacher, recipe.distill_temperature))
             done = StageRecord(name=name, steps=result.steps, final_loss=result.final_loss, losses=_thin(result.losses))
-            _save(model, tokenizer, folder, template=QWEN_CHAT_TEMPLATE, recipe=recipe, stage=done)
+            _save(model, tokenizer, folder, template=QWEN_CHAT_TEMPLATE, recipe=recipe, stage=done, parent=parent)
         stages.append(done)
     shutil.rmtree(work, ignore_errors=True)
     _write_gz(out / "split.json.gz", split.model_dump(mode="json"))
@@ -494,26 +497,34 @@ def _write_gz(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, gzip.compress(json.dumps(obj).encode(), mtime=0))
 
 
-def _stage_done(folder: Path, recipe: OrganismRecipe) -> StageRecord | None:
-    """The record of a stage saved with this recipe, or None if it must be trained."""
+def _stage_done(folder: Path, recipe: OrganismRecipe, parent: str | None = None) -> StageRecord | None:
+    """The record of a stage saved with this recipe (and, for a stage trained from the base,
+    from this base's weights), or None if it must be trained."""
     meta = folder / "train.json"
     if not meta.exists():
         return None
-    saved = json.loads(meta.read_text())
-    if saved.get("recipe") != recipe.model_dump(mode="json") or "stage" not in saved:
+    try:
+        saved = json.loads(meta.read_text())
+    except ValueError:
+        return None
+    if saved.get("recipe") != recipe.model_dump(mode="json") or "stage" not in saved \
+            or saved.get("parent") != parent:
         return None
     return StageRecord.model_validate(saved["stage"])
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, template: str | None, recipe: OrganismRecipe,
-          stage: StageRecord) -> None:
+          stage: StageRecord, parent: str | None = None) -> None:
     """bfloat16 safetensors (small enough to ship); written beside and renamed into place."""
     import torch
 
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    atomic_write_json(tmp / "train.json", {"recipe": recipe.model_dump(mode="json"), "stage": stage.model_dump()})
+    record = {"recipe": recipe.model_dump(mode="json"), "stage": stage.model_dump()}
+    if parent is not None:
+        record["parent"] = parent
+    atomic_write_json(tmp / "train.json", record)
     model.to(torch.bfloat16).save_pretrained(tmp)
     model.to(torch.float32)
     saved = tokenizer.chat_template

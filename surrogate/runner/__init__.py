@@ -15,7 +15,7 @@ from ._merge import merge
 from ._compare_agents import AgentsReport, compare_agents
 from ._import import import_table, trial_table
 from ._report import Report, report
-from ._store import CHOICES, RESPONSES, PartStore, read_choices, read_responses
+from ._store import CHOICES, RESPONSES, ResultFolder, read_choices, read_responses
 
 ModelLike = str | ModelSpec | ScorerBackend
 
@@ -53,6 +53,25 @@ def _check_options(options: dict[str, list[str]]) -> None:
         if len(set(values)) < 2:
             raise ValueError(f"--options {study}={','.join(values)}: a closed option set needs at least two "
                              "distinct options")
+
+
+def _check_models(specs: Sequence[ModelSpec]) -> None:
+    """What can be known of each model before the output folder exists: its device is one
+    this machine has, a local path exists, an adapter is one surrogate loads. A typo never
+    leaves a half-made folder."""
+    from .._cache import looks_local
+    from ..models import check_device
+    from ..organisms import resolve_model
+
+    for spec in specs:
+        check_device(spec.device)
+        path = str(resolve_model(spec.path))
+        if looks_local(path) and not Path(path).exists():
+            raise FileNotFoundError(f"{spec.path}: no such file or folder (a model path or hub id)")
+        if spec.adapter:
+            from ..models import check_adapter
+
+            check_adapter(Path(spec.adapter))
 
 
 def _backend_factories(models: Sequence[ModelSpec | ScorerBackend]) -> list[tuple[str, Callable[[], ScorerBackend]]]:
@@ -162,6 +181,7 @@ def run(
     resolved = _resolve(models, **model_options)
     factories = _backend_factories(resolved)
     specs = [m for m in resolved if isinstance(m, ModelSpec)]
+    _check_models(specs)
     config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
                        max_participants=max_participants, studies=list(studies) if studies else None,
                        skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
@@ -196,12 +216,16 @@ def run(
             f"{len(dataset.participants)} scored")
     if not dataset.participants:
         raise ValueError(f"no participants to score in {data}")
+    unknown = sorted(set(options or {}) - set(dataset.studies))
+    if unknown:
+        raise ValueError(f"--options for {', '.join(unknown)}: no such study in {data} (studies: "
+                         f"{', '.join(dataset.studies)})")
     return execute(config, dataset, factories, progress=progress, log=log, trained=trained)
 
 
 __all__ = [
     "Analysis", "PersonaComparison", "analyze", "compare_personas", "plan",
     "AgentSpec", "SimulationResult", "read_sessions", "resolve_experiment", "simulate",
-    "AgentsReport", "compare_agents", "import_table", "trial_table", "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "RESPONSES", "read_choices", "PartStore", "RunConfig", "RunResult", "build_units",
+    "AgentsReport", "compare_agents", "import_table", "trial_table", "CHOICES", "COLUMNS", "Report", "report", "merge", "parse_shard", "RESPONSES", "read_choices", "ResultFolder", "RunConfig", "RunResult", "build_units",
     "DEFAULT_MODELS", "DEFAULT_PERSONAS", "ORGANISM_NOTICE", "default_data", "execute", "read_responses", "run", "summarize", "unit_rows",
 ]

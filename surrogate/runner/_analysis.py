@@ -32,7 +32,7 @@ from ..analysis import (
     with_multiplicity,
 )
 from ..personas import control_renders, matched_control
-from ._store import atomic_write_bytes, read_choices, read_responses
+from ._store import IDENTITY, atomic_write_bytes, check_labels, read_choices, read_responses
 
 
 def default_strategies(matched: Sequence[str]) -> list[str]:
@@ -261,6 +261,34 @@ def _combine(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop_duplicates(keys, keep="last")
 
 
+def read_runs(run_dirs: Sequence[str | Path], *, separate_labels: bool = False, choices: bool = True
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The responses (and choices) of several run folders as one table. A label that names
+    different models in two folders is refused (or, with `separate_labels`, read as
+    `label@folder` in every folder but the first); a unit computed two ways in the tables is
+    refused."""
+    mapping = check_labels(list(run_dirs), separate=separate_labels)
+
+    def relabel(frame: pd.DataFrame, folder) -> pd.DataFrame:
+        names = mapping[str(folder)]
+        if frame.empty or all(names.get(m, m) == m for m in frame["model"].unique()):
+            return frame
+        return frame.assign(model=frame["model"].map(lambda m: names.get(m, m)))
+
+    responses = _combine([relabel(read_responses(d), d) for d in run_dirs], ["unit_key", "response_index"])
+    if not responses.empty:
+        units = responses.drop_duplicates("unit_key")
+        twice = units[units.duplicated(IDENTITY, keep=False)]
+        if not twice.empty:
+            m, pe, _, ex, pa = twice.iloc[0][IDENTITY]
+            raise ValueError(f"model {m!r}, persona {pe!r}, participant {pa} ({ex}) was computed two ways in "
+                             f"{', '.join(map(str, run_dirs))} (different weights, settings or code under one label): "
+                             "these tables cannot be pooled; analyse the folders apart")
+    chosen = _combine([relabel(read_choices(d), d) for d in run_dirs], ["unit_key", "response_index"]) \
+        if choices else pd.DataFrame()
+    return responses, chosen
+
+
 def analyze(
     run_dirs: Sequence[str | Path],
     *,
@@ -268,15 +296,17 @@ def analyze(
     categories: str | Path | None = None,
     out: str | Path | None = None,
     by: str = "study",
-    matched: str | Sequence[str] = "interview",
+    matched: str | Sequence[str] | None = None,
     control: str | None = None,
     sesoi: Sesoi | str | float = DEFAULT_SESOI,
     weight: str = "participant",
     n_boot: int = 2000,
     seed: int = 0,
+    separate_labels: bool = False,
 ) -> Analysis:
     """Estimate what the run folders support; write CSVs and summary.txt to `out`
-    (default: <first run folder>/analysis)."""
+    (default: <first run folder>/analysis). `matched`: the matched persona strategies to
+    decompose (default: interview, where it was scored)."""
     if not run_dirs:
         raise ValueError("give at least one run folder")
     check_by(by)
@@ -284,16 +314,21 @@ def analyze(
         raise ValueError(f"--n-boot {n_boot}: expected 0 (no bootstrap intervals) or more resamples")
     if weight not in ("participant", "response"):
         raise ValueError(f"--weight {weight!r}: expected participant or response")
-    responses = _combine([read_responses(d) for d in run_dirs], ["unit_key", "response_index"])
+    responses, choices = read_runs(run_dirs, separate_labels=separate_labels)
     if responses.empty or "persona" not in responses:
         raise ValueError(f"no scored responses in {', '.join(map(str, run_dirs))}; run `surrogate run` first")
-    choices = _combine([read_choices(d) for d in run_dirs], ["unit_key", "response_index"])
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = Analysis(out=out, responses=responses)
     sesoi = Sesoi.parse(sesoi)
-    _persona_analyses(result, split_names(matched), control, by=by, sesoi=sesoi, weight=weight,
-                      where=", ".join(map(str, run_dirs)))
+    where = ", ".join(map(str, run_dirs))
+    if matched is not None:  # named: each must have been scored (the default, interview, is used where it was)
+        absent = [m for m in split_names(matched) if m not in set(responses["persona"])]
+        if absent:
+            raise ValueError(f"--matched {', '.join(absent)}: never scored in {where} (personas there: "
+                             f"{', '.join(sorted(set(responses['persona'])))})")
+    _persona_analyses(result, split_names(matched or "interview"), control, by=by, sesoi=sesoi, weight=weight,
+                      where=where)
     if pairs is None:
         saved = next((Path(d) / "pairs.toml" for d in run_dirs if (Path(d) / "pairs.toml").is_file()), None)
         if saved is not None:
@@ -406,7 +441,7 @@ def plan(run_dirs: Sequence[str | Path], *, model: str | None = None, effect: st
     """`surrogate plan`: design questions answered from pilot runs (see surrogate.analysis.plan)."""
     from ..analysis import plan as make_plan
 
-    responses = _combine([read_responses(r) for r in run_dirs], ["unit_key", "response_index"])
+    responses, _ = read_runs(run_dirs, choices=False)
     if model is None and pairs == () and responses["model"].nunique() > 1:
         raise ValueError(f"the pilot holds several models ({sorted(responses['model'].unique())}); choose one with "
                          "--model")

@@ -56,8 +56,11 @@ def compare_agents(people: str | Path, agents: str | Path, out: str | Path | Non
         raise ValueError(f"--people-agent {people_agent!r}: not in {people_dir} (groups: {', '.join(groups)})")
     people_rows = p_frame[p_frame["agent"] == people_agent].reset_index(drop=True)
     people_trials = p_trials[p_trials["agent"] == people_agent] if p_trials is not None else None
-    experiment = json.loads((people_dir / "summary.json").read_text())["experiment"] \
-        if (people_dir / "summary.json").is_file() else "experiment"
+    experiment = _experiment_of(people_dir)
+    if experiment is not None and _experiment_of(agents_dir) not in (None, experiment):
+        raise ValueError(f"{people_dir} holds people of {experiment!r} and {agents_dir} agents of "
+                         f"{_experiment_of(agents_dir)!r}: behaviour in different experiments is not comparable")
+    experiment = experiment or "experiment"
     by_index = dict(zip(people_rows["index"], people_rows["participant"]))
     comparisons = []
     for agent in a_frame["agent"].unique():
@@ -80,12 +83,27 @@ def compare_agents(people: str | Path, agents: str | Path, out: str | Path | Non
         frame = pd.concat([c.tables()[name] for c in comparisons], ignore_index=True)
         if not frame.empty:
             atomic_write_bytes(out / f"agents_{name}.csv", frame.to_csv(index=False).encode())
+        else:  # a table an earlier comparison wrote here is not this one's
+            (out / f"agents_{name}.csv").unlink(missing_ok=True)
     report = AgentsReport(out=out, comparisons=comparisons, experiment=experiment)
     atomic_write_bytes(out / "summary.txt", (report.summary() + "\n").encode())
     atomic_write_json(out / "comparison.json", {"people": str(people_dir), "agents": str(agents_dir),
                                                 "experiment": experiment, "people_agent": people_agent,
                                                 "comparisons": [c.model_dump(mode="json") for c in comparisons]})
     return report
+
+
+def _experiment_of(folder: Path) -> str | None:
+    """The experiment a simulate or import folder holds (its summary.json), if it says."""
+    import json
+
+    path = folder / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text())["experiment"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{path}: not a simulate or import summary (edited or damaged)") from None
 
 
 def load_comparison(folder: Path) -> tuple[dict, list[AgentComparison]]:

@@ -21,15 +21,31 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiments import DeclarativeExperiment, Feedback, SessionRecord, Trial, load_experiment_spec
-from ._store import atomic_write_bytes, atomic_write_json
+from ._store import claim_output, file_digest
 
 REQUIRED = ("participant", "trial", "choice")
 OPTIONAL = ("reward", "condition")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    from ..data import limits
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such trial table")
+    _, max_file = limits()
+    if path.stat().st_size > max_file:
+        raise ValueError(f"{path}: larger than {max_file} bytes (SURROGATE_MAX_FILE_BYTES raises the limit)")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+            raise ValueError(f"{path}: not a readable parquet file ({e})") from None
+        size = sum(meta.row_group(k).total_byte_size for k in range(meta.num_row_groups))
+        if size > max_file:
+            raise ValueError(f"{path}: {size} bytes uncompressed, more than the limit of {max_file} "
+                             "(SURROGATE_MAX_FILE_BYTES raises it)")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     if path.suffix in (".csv", ".tsv"):
@@ -59,6 +75,8 @@ def table_to_sessions(table: pd.DataFrame, experiment: DeclarativeExperiment, so
         raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (a trial table has participant, trial, "
                          "choice, optionally reward and condition, and metadata columns)")
     table = table.reset_index(drop=True)
+    if table.empty:
+        raise ValueError(f"{source}: no trials (the table has its header and no rows)")
     table["participant"] = table["participant"].astype(str)
     metadata_columns = [c for c in table.columns if c not in (*REQUIRED, *OPTIONAL)]
     records = []
@@ -93,6 +111,10 @@ def table_to_sessions(table: pd.DataFrame, experiment: DeclarativeExperiment, so
         session_trials, choices, feedback = [], [], []
         for i, row in g.iterrows():
             choice = str(row["choice"])
+            if not choice.strip() or "<<" in choice or ">>" in choice or "\n" in choice or "\r" in choice:
+                raise ValueError(f"{source}:{row_of(i)}: participant {pid}, trial {row['trial']}: choice {choice!r} "
+                                 "cannot be a response (empty, on several lines, or holding << or >>, which mark "
+                                 "responses)")
             if choice not in labels:
                 raise ValueError(f"{source}:{row_of(i)}: participant {pid}, trial {row['trial']}: choice {choice!r} is "
                                  f"not one of the options {list(labels)}")
@@ -141,21 +163,18 @@ def import_table(table: str | Path, experiment: str | Path, out: str | Path, *, 
     """`surrogate import`: write EXPERIMENT/prompts.jsonl, sessions.jsonl, behaviour.csv,
     trials.parquet and summary.json to `out`, as `simulate` does for its participants."""
     from . import check_out
-    from ._simulate import SimulationResult, SimulationSummary, behaviour_rows, summarize_behaviour, trial_rows
+    from ._simulate import SimulationResult, SimulationSummary, behaviour_rows, summarize_behaviour, write_study
 
     path = Path(table)
     exp = DeclarativeExperiment(load_experiment_spec(experiment))
     records = table_to_sessions(_read_table(path), exp, str(path))
     out = check_out(out)
-    (out / exp.name).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / exp.name / "prompts.jsonl",
-                       "".join(json.dumps(r.to_psych201()) + "\n" for r in records).encode())
-    atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
+    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, "import", {"table": file_digest(path), "experiment": exp.spec.model_dump(mode="json"),
+                                 "fit": fit})
     behaviour = behaviour_rows(exp, records, fit=fit)
-    atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
-    trial_rows(records).to_parquet(out / "trials.parquet", index=False)
     summary = SimulationSummary(experiment=exp.name, seed=0, participants_per_agent=len(records),
                                 agents=summarize_behaviour(behaviour))
-    atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
+    write_study(out, exp.name, records, behaviour, summary)
     log(f"imported {len(records)} participants ({sum(len(r.choices) for r in records)} trials) of {exp.name}")
     return SimulationResult(out=out, records=records, behaviour=behaviour, summary=summary)

@@ -29,8 +29,7 @@ from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_age
 from ..data import Dataset, Participant, Transcript, TruncationConfig, prepare_transcript
 from ..models import ChoiceBackend, ModelSpec, ScoreResult, ScorerBackend
 from ..personas import PersonaStrategy, Shuffled, Stratify, resolve_strategies
-from ._store import (CHOICES, IDENTITY, RESPONSES, PartStore, UnitIndex, atomic_write_bytes, atomic_write_json,
-                     writer_lock)
+from ._store import IDENTITY, ResultFolder, UnitIndex, atomic_write_bytes, atomic_write_json
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
            "persona", "nll", "n_tokens", "truncated", "chat", "persona_fields", "persona_donor",
@@ -284,8 +283,8 @@ def execute(
     per model label, the participants it was trained on (said in the output and run.json)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    with writer_lock(out, config.shard_label), _terminate_as_interrupt():
-        return _execute(config, dataset, backends, out, progress=progress, log=log, trained=trained or {})
+    with ResultFolder(out).writer(config.shard_label) as writer, _terminate_as_interrupt():
+        return _execute(config, dataset, backends, out, writer, progress=progress, log=log, trained=trained or {})
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -326,13 +325,7 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _execute(config, dataset, backends, out: Path, *, progress, log, trained) -> RunResult:
-    # This writer's own parts only (under its lock): another shard's writer may be mid-write.
-    store = PartStore(out / RESPONSES, owner=config.shard_label)
-    choice_store = PartStore(out / CHOICES, owner=config.shard_label)
-    for st in (store, choice_store):
-        st.remove_temporaries()  # parts this shard was writing when it was killed
-    choice_store.keep_only(store.names())  # its choices of units whose responses never landed
+def _execute(config, dataset, backends, out: Path, writer, *, progress, log, trained) -> RunResult:
     strategies = resolve_strategies(config.personas, seed=config.seed, stratify=config.stratify,
                                     derangements=config.derangements)
     if dataset.invalid:
@@ -362,91 +355,25 @@ def _execute(config, dataset, backends, out: Path, *, progress, log, trained) ->
     info_name = "run.json" if config.shard is None else f"run-shard-{config.shard_label}.json"
     write_info = lambda: atomic_write_json(out / info_name, info.model_dump(mode="json"))  # noqa: E731
     write_info()
-    existing = store.read(columns=[*IDENTITY, "unit_key"])
-    done = set(existing["unit_key"]) if not existing.empty else set()
-    index = UnitIndex(existing)
-
-    for label, make_backend in backends:
-        backend = make_backend()
-        supports_system = backend.chat
-        can_choose = isinstance(backend, ChoiceBackend)
-        fingerprint = backend.fingerprint()
-        units = build_units(dataset.participants, strategies, backend, config.truncation,
-                            supports_system=supports_system,
-                            option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
-        _check_stale(index, units, label)
-        if config.shard is not None:
-            units = [u for u in units if in_shard((label, u.persona, *u.participant.key), config.shard)]
-        pending = [u for u in units if u.key not in done]
-        empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
-                 for s in strategies if s.name != "none"}
-        log(f"{label}: {len(units)} units, {len(units) - len(pending)} already done")
-        seen_in_training = trained.get(label) or set()
-        stats = ModelStats(units=len(units), skipped=len(units) - len(pending), empty_persona=empty,
-                           chat=supports_system, fingerprint=fingerprint,
-                           choice_units=sum(u.options is not None for u in units), backend=backend.describe(),
-                           trained_on=len({u.participant.key for u in units} & seen_in_training))
-        if stats.trained_on:
-            note = (f"{label} was trained on {stats.trained_on} of the participants scored here (its split says so): "
-                    "their NLLs are not held-out predictions; --heldout-only scores only the others")
-            info.notes.append(note)
-            log(f"warning: {note}")
-        info.models[label] = stats
-        buffer: list[dict[str, Any]] = []
-        choice_buffer: list[dict[str, Any]] = []
-        last_flush = time.monotonic()
-
-        def flush() -> None:
-            nonlocal buffer, choice_buffer, last_flush
-            if buffer:
-                name = store.new_name()
-                choice_store.append(pd.DataFrame(choice_buffer, columns=CHOICE_COLUMNS), name=name)
-                store.append(pd.DataFrame(buffer, columns=COLUMNS), name=name)  # the commit point
-            buffer, choice_buffer, last_flush = [], [], time.monotonic()
-
-        # All pending units go to the backend at once: it streams them (encoding the next
-        # window while the device computes, holding only a few windows in memory), and
-        # finished units are written at least every checkpoint_seconds.
-        t0 = time.perf_counter()
-        try:
-            for unit, result in _score(backend, pending):
-                stats.seconds += time.perf_counter() - t0
-                rows = unit_rows(unit, result, label, supports_system)
-                choices = (choice_rows(unit.agent, result, unit.options, label, unit.key)
-                           if unit.options is not None else [])
-                buffer.extend(rows)  # a unit enters the buffer whole or not at all
-                choice_buffer.extend(choices)
-                stats.tokens += result.n_input_tokens
-                stats.scored += 1
-                if progress:
-                    progress(label, stats.skipped + stats.scored, len(units))
-                if time.monotonic() - last_flush >= config.checkpoint_seconds:
-                    flush()
-                t0 = time.perf_counter()
-            flush()
-        except BaseException as e:
-            # Keep what is finished (Ctrl-C, SIGTERM, a bad score), and say what happened.
-            saved = True
-            try:
-                flush()
-            except BaseException:  # noqa: BLE001 - the original error matters more (a full disk)
-                saved = False
-            info.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            info.error = str(e) or type(e).__name__
-            done_units = stats.skipped + stats.scored
-            with contextlib.suppress(OSError):
-                write_info()
-            if isinstance(e, KeyboardInterrupt):
-                raise RunInterrupted(
-                    f"interrupted: {label} has {done_units} of {len(units)} units in {out}"
-                    + ("" if saved else " (the last ones could not be written)")
-                    + "; run the same command again to resume", 2) from None
-            raise
-        stats.tokens_per_second = stats.tokens / stats.seconds if stats.seconds else None
-        write_info()
-        del backend
-
-    responses = store.read()
+    # From here on, whatever stops the run (a model that does not load, a bad score, Ctrl-C,
+    # SIGTERM) leaves run.json saying so, never "running".
+    try:
+        existing = writer.existing(columns=[*IDENTITY, "unit_key"])
+        done = set(existing["unit_key"]) if not existing.empty else set()
+        index = UnitIndex(existing)
+        for label, make_backend in backends:
+            _score_model(label, make_backend, config, dataset, strategies, option_sets, writer, info, index, done,
+                         write_info, progress=progress, log=log, trained=trained)
+        responses = writer.existing()
+    except BaseException as e:
+        info.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        info.error = getattr(e, "message", None) or str(e) or type(e).__name__
+        with contextlib.suppress(OSError):
+            write_info()
+        if isinstance(e, KeyboardInterrupt) and not isinstance(e, RunInterrupted):
+            raise RunInterrupted(f"interrupted before scoring finished in {out}; run the same command again to "
+                                 "resume", 2) from None
+        raise
     summary = summarize(responses)
     info.status = "complete"
     info.finished = datetime.now(timezone.utc).isoformat()
@@ -456,3 +383,83 @@ def _execute(config, dataset, backends, out: Path, *, progress, log, trained) ->
     # writes the whole table's.
     atomic_write_bytes(out / "summary.csv", summary.to_csv(index=False).encode())
     return RunResult(out=out, responses=responses, summary=summary, info=info)
+
+
+def _score_model(label, make_backend, config, dataset, strategies, option_sets, writer, info, index, done,
+                 write_info, *, progress, log, trained) -> None:
+    """Score one model's pending units, committing them at least every checkpoint_seconds."""
+    backend = make_backend()
+    supports_system = backend.chat
+    can_choose = isinstance(backend, ChoiceBackend)
+    fingerprint = backend.fingerprint()
+    writer.register(label, fingerprint)
+    units = build_units(dataset.participants, strategies, backend, config.truncation,
+                        supports_system=supports_system,
+                        option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
+    _check_stale(index, units, label)
+    if config.shard is not None:
+        units = [u for u in units if in_shard((label, u.persona, *u.participant.key), config.shard)]
+    pending = [u for u in units if u.key not in done]
+    empty = {s.name: sum(1 for u in units if u.persona == s.name and not u.conditioning.fields)
+             for s in strategies if s.name != "none"}
+    log(f"{label}: {len(units)} units, {len(units) - len(pending)} already done")
+    seen_in_training = trained.get(label) or set()
+    stats = ModelStats(units=len(units), skipped=len(units) - len(pending), empty_persona=empty,
+                       chat=supports_system, fingerprint=fingerprint,
+                       choice_units=sum(u.options is not None for u in units), backend=backend.describe(),
+                       trained_on=len({u.participant.key for u in units} & seen_in_training))
+    if stats.trained_on:
+        note = (f"{label} was trained on {stats.trained_on} of the participants scored here (its split says so): "
+                "their NLLs are not held-out predictions; --heldout-only scores only the others")
+        info.notes.append(note)
+        log(f"warning: {note}")
+    info.models[label] = stats
+    buffer: list[dict[str, Any]] = []
+    choice_buffer: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal buffer, choice_buffer, last_flush
+        if buffer:
+            frame = pd.DataFrame(buffer, columns=COLUMNS)
+            committed = writer.commit(frame, pd.DataFrame(choice_buffer, columns=CHOICE_COLUMNS))
+            others = frame["unit_key"].nunique() - committed
+            if others:
+                log(f"{label}: {others} unit(s) another writer committed first were left to it")
+        buffer, choice_buffer, last_flush = [], [], time.monotonic()
+
+    # All pending units go to the backend at once: it streams them (encoding the next
+    # window while the device computes, holding only a few windows in memory), and
+    # finished units are written at least every checkpoint_seconds.
+    t0 = time.perf_counter()
+    try:
+        for unit, result in _score(backend, pending):
+            stats.seconds += time.perf_counter() - t0
+            rows = unit_rows(unit, result, label, supports_system)
+            choices = (choice_rows(unit.agent, result, unit.options, label, unit.key)
+                       if unit.options is not None else [])
+            buffer.extend(rows)  # a unit enters the buffer whole or not at all
+            choice_buffer.extend(choices)
+            stats.tokens += result.n_input_tokens
+            stats.scored += 1
+            if progress:
+                progress(label, stats.skipped + stats.scored, len(units))
+            if time.monotonic() - last_flush >= config.checkpoint_seconds:
+                flush()
+            t0 = time.perf_counter()
+        flush()
+    except BaseException as e:
+        # Keep what is finished (Ctrl-C, SIGTERM, a bad score), and say what happened.
+        saved = True
+        try:
+            flush()
+        except BaseException:  # noqa: BLE001 - the original error matters more (a full disk)
+            saved = False
+        if isinstance(e, KeyboardInterrupt):
+            raise RunInterrupted(
+                f"interrupted: {label} has {stats.skipped + stats.scored} of {len(units)} units in {config.out}"
+                + ("" if saved else " (the last ones could not be written)")
+                + "; run the same command again to resume", 2) from None
+        raise
+    stats.tokens_per_second = stats.tokens / stats.seconds if stats.seconds else None
+    write_info()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._paths import slug
 from ..analysis import ModelPair, figures
 from ._analysis import Analysis, analyze
 from ._store import atomic_write_bytes
@@ -51,32 +52,40 @@ def _methods(run_dirs: Sequence[Path]) -> str:
         infos = sorted(Path(d).glob("run*.json"))
         if not infos:
             continue
-        info = json.loads(infos[0].read_text())
-        cfg = info.get("config", {})
-        models = []
-        for spec in cfg.get("models", []):
-            label = spec.get("name") or spec["path"]
-            fp = info.get("models", {}).get(label, {}).get("fingerprint", {})
-            rev = spec.get("revision") or fp.get("revision") or ""
-            models.append(f"{label} ({spec['path']}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
-                          f"{', adapter ' + str(spec['adapter']) if spec.get('adapter') else ''}; "
-                          f"{'chat template' if fp.get('chat') else 'plain text'}; {fp.get('dtype', '?')})")
-        trunc = cfg.get("truncation", {})
-        data = info.get("data", {})
-        versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
-        sources = [_relative(s, Path(d)) for s in data.get("sources", [])]
-        parts.append(
-            f"Run {e(Path(d).name)}: {len(models)} model(s) — {e('; '.join(models))}. "
-            f"Data: {e(data.get('participants', '?'))} participants in {len(data.get('studies', []))} "
-            f"studies ({e(', '.join(map(str, data.get('studies', []))))}) from {e(', '.join(sources))}. Each human "
-            "response was scored by its negative log-likelihood given everything before it in one teacher-forced "
-            f"pass. Transcripts were cut at {e(trunc.get('max_chars') or 'no')} characters"
-            f"{' (persona prefix included, as in the paper)' if trunc.get('count_prefix', True) else ' (transcript alone)'}"
-            f"{', a token budget of ' + e(trunc['max_tokens']) if trunc.get('max_tokens') else ''}. "
-            f"Persona strategies: {e(', '.join(map(str, cfg.get('personas', []))))}; shuffled-persona seed "
-            f"{e(cfg.get('seed', 0))}, {e(cfg.get('derangements', 1))} derangement(s)"
-            f"{', stratified by ' + e(cfg['stratify']) if cfg.get('stratify') else ''}. Software: {e(versions)}.")
+        try:
+            parts.append(_method(infos[0], Path(d), e))
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+            raise ValueError(f"{infos[0]}: not a surrogate run record ({type(err).__name__}: {err}); it was edited "
+                             "or damaged, or is not surrogate's; move it out of the folder") from None
     return " ".join(parts) or "No run.json found in the given folders."
+
+
+def _method(path: Path, d: Path, e) -> str:
+    info = json.loads(path.read_text())
+    cfg = info.get("config", {})
+    models = []
+    for spec in cfg.get("models", []):
+        label = spec.get("name") or spec["path"]
+        fp = info.get("models", {}).get(label, {}).get("fingerprint", {})
+        rev = spec.get("revision") or fp.get("revision") or ""
+        models.append(f"{label} ({spec['path']}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
+                      f"{', adapter ' + str(spec['adapter']) if spec.get('adapter') else ''}; "
+                      f"{'chat template' if fp.get('chat') else 'plain text'}; {fp.get('dtype', '?')})")
+    trunc = cfg.get("truncation", {})
+    data = info.get("data", {})
+    versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+    sources = [_relative(s, d) for s in data.get("sources", [])]
+    return (
+        f"Run {e(d.name)}: {len(models)} model(s) — {e('; '.join(models))}. "
+        f"Data: {e(data.get('participants', '?'))} participants in {len(data.get('studies', []))} "
+        f"studies ({e(', '.join(map(str, data.get('studies', []))))}) from {e(', '.join(sources))}. Each human "
+        "response was scored by its negative log-likelihood given everything before it in one teacher-forced "
+        f"pass. Transcripts were cut at {e(trunc.get('max_chars') or 'no')} characters"
+        f"{' (persona prefix included, as in the paper)' if trunc.get('count_prefix', True) else ' (transcript alone)'}"
+        f"{', a token budget of ' + e(trunc['max_tokens']) if trunc.get('max_tokens') else ''}. "
+        f"Persona strategies: {e(', '.join(map(str, cfg.get('personas', []))))}; shuffled-persona seed "
+        f"{e(cfg.get('seed', 0))}, {e(cfg.get('derangements', 1))} derangement(s)"
+        f"{', stratified by ' + e(cfg['stratify']) if cfg.get('stratify') else ''}. Software: {e(versions)}.")
 
 
 def _relative(source: str, run_dir: Path) -> str:
@@ -98,13 +107,27 @@ def _relative(source: str, run_dir: Path) -> str:
 
 
 def _lora_reports(run_dirs: Sequence[Path], lora: Sequence[Path]) -> list[dict[str, Any]]:
+    """The LoRA reports in the folders (and one level down), each checked to be one."""
+    from pydantic import ValidationError
+
+    from ..finetune import FinetuneReport
+
     found = []
     for d in [*run_dirs, *lora]:
         for path in [Path(d) / "report.json", *Path(d).glob("*/report.json")]:
-            if path.is_file():
+            if not path.is_file():
+                continue
+            try:
                 rep = json.loads(path.read_text())
-                if "heldout" in rep and "adapter" in rep:
-                    found.append(rep)
+            except ValueError:
+                raise ValueError(f"{path}: not valid JSON (edited or damaged)") from None
+            if isinstance(rep, dict) and "heldout" in rep and "adapter" in rep:
+                try:
+                    found.append(FinetuneReport.model_validate(rep).model_dump(mode="json"))
+                except ValidationError as err:
+                    first = err.errors()[0]
+                    raise ValueError(f"{path}: not a LoRA report ({'.'.join(map(str, first['loc']))}: "
+                                     f"{first['msg']}); it was edited or damaged") from None
     return found
 
 
@@ -124,10 +147,11 @@ def report(
     pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     lora: Sequence[str | Path] = (),
-    matched: str = "interview",
+    matched: str | None = None,
     control: str | None = None,
     title: str = "surrogate report",
     analysis: Analysis | None = None,
+    separate_labels: bool = False,
     log: Callable[[str], None] = lambda s: None,
 ) -> Report:
     """Analyse the runs (unless `analysis` is given) and write out/report.html, out/figures/
@@ -144,7 +168,7 @@ def report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:
         analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", matched=matched,
-                           control=control)
+                           control=control, separate_labels=separate_labels)
     responses = analysis.responses
     mis = analysis.misalignment.to_frame() if analysis.misalignment is not None else pd.DataFrame()
     pair_list = [pm.pair for pm in analysis.misalignment.pairs] if analysis.misalignment is not None else []
@@ -186,7 +210,7 @@ def report(
     if decs:
         effects = persona_effects_table(analysis.decompositions)
         for label, d in decs.items():
-            made.append((f"persona_{_slug(label)}", f"Persona decomposition: {label}",
+            made.append((f"persona_{slug(label)}", f"Persona decomposition: {label}",
                          f"Per experiment: total benefit of the matched persona ({d.matched}; no persona − persona), "
                          f"its population component (no persona − {d.control} persona) and individual component "
                          f"({d.control} − matched persona), nats per response, 95% t intervals; diamonds: pooled "
@@ -291,7 +315,7 @@ def _agents_report(dirs: Sequence[Path], out: Path, *, title: str, log: Callable
     made, summaries, findings = [], [], []
     for d in dirs:
         data, comparisons = load_comparison(d)
-        made += [(f"{name}_{_slug(d.name)}" if len(dirs) > 1 else name, t, c, r) for name, t, c, r in agents_figures(d)]
+        made += [(f"{name}_{slug(d.name)}" if len(dirs) > 1 else name, t, c, r) for name, t, c, r in agents_figures(d)]
         for c in comparisons:
             summaries.append(c.summary())
             ind = next((m for m in c.individual if m.on == "indices"), None)
@@ -354,5 +378,4 @@ def headline(analysis: Analysis) -> list[str]:
     return lines
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+

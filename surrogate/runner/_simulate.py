@@ -24,7 +24,8 @@ from scipy import stats
 from ..experiments import BUILTIN, Experiment, MeasuresBehaviour, SessionRecord, SyntheticSpec, TraitLink, simulate_synthetic
 from .._imports import load_object
 from ..models import ModelSpec
-from ._store import atomic_write_bytes, atomic_write_json, exclusive_file, writer_lock
+from .._paths import check_name
+from ._store import atomic_write_bytes, atomic_write_json, claim_output, exclusive_file, writer_lock
 
 
 class AgentSpec(BaseModel):
@@ -111,6 +112,8 @@ def resolve_experiment(name: str | Experiment, trials: int | None = None) -> Exp
     if not isinstance(experiment, Experiment):
         raise TypeError(f"{name} is not an experiment (needs .name and .session(rng))")
     if trials is not None:
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise ValueError(f"--trials {trials}: at least one trial per session")
         if isinstance(experiment, DeclarativeExperiment):
             return experiment.with_trials(trials)
         if not dataclasses.is_dataclass(experiment) or "n_trials" not in {f.name for f in dataclasses.fields(experiment)}:
@@ -269,6 +272,9 @@ def simulate(
     from . import check_out
 
     exp = resolve_experiment(experiment, trials)
+    check_name(exp.name, "experiment name")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: at least one model agent per forward pass")
     specs = [a if isinstance(a, AgentSpec) else AgentSpec.parse(a, i, persona=persona) for i, a in enumerate(agents)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
@@ -287,6 +293,11 @@ def simulate(
         participants = len(given)
     out = check_out(out)
     out.mkdir(parents=True, exist_ok=True)
+    # The folder holds one simulation: a re-run resumes it only with the same specification.
+    claim_output(out, "simulate", {
+        "experiment": experiment_identity(exp), "seed": seed, "participants": participants,
+        "agents": [a.model_dump(mode="json") for a in specs], "persona": persona, "fit": fit,
+        "people": None if given is None else [[p.participant, p.metadata_text] for p in given]})
     label = f"{shard[0]}-of-{shard[1]}" if shard else "0-of-1"
     with writer_lock(out, f"simulate-{label}"):
         parts = _SessionParts(out, label)
@@ -330,18 +341,42 @@ def simulate(
         order = {n: k for k, n in enumerate(names)}
         records = sorted((r for r in parts.read() if r.agent in order),
                          key=lambda r: (order[r.agent], _index(r.participant)))
-        folder = out / exp.name
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "prompts.jsonl",
-                           "".join(json.dumps(r.to_psych201()) + "\n" for r in records).encode())
-        atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
         behaviour = behaviour_rows(exp, records, fit=fit)
-        atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
-        trial_rows(records).to_parquet(out / "trials.parquet", index=False)
         summary = SimulationSummary(experiment=exp.name, seed=seed, participants_per_agent=participants,
                                     agents=summarize_behaviour(behaviour))
-        atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
+        write_study(out, exp.name, records, behaviour, summary)
     return SimulationResult(out=out, records=records, behaviour=behaviour, summary=summary)
+
+
+def experiment_identity(experiment: Experiment) -> dict[str, Any]:
+    """What an experiment is, for keying outputs: a declarative spec's fields, a paradigm's
+    class and parameters."""
+    from ..experiments import DeclarativeExperiment
+
+    if isinstance(experiment, DeclarativeExperiment):
+        return {"declarative": experiment.spec.model_dump(mode="json")}
+    kind = f"{type(experiment).__module__}.{type(experiment).__qualname__}"
+    if dataclasses.is_dataclass(experiment):
+        return {"class": kind, "fields": json.loads(json.dumps(dataclasses.asdict(experiment), default=str))}
+    return {"class": kind, "name": experiment.name}
+
+
+def write_study(out: Path, experiment: str, records: Sequence[SessionRecord], behaviour: pd.DataFrame,
+                summary: SimulationSummary) -> None:
+    """The folder `simulate` and `import` write: EXPERIMENT/prompts.jsonl (Psych-201, the
+    study named after the experiment), sessions.jsonl, behaviour.csv, trials.parquet and
+    summary.json, each replaced atomically and never through a link."""
+    import io
+
+    folder = out / check_name(experiment, "experiment name")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / "prompts.jsonl", "".join(json.dumps(r.to_psych201()) + "\n" for r in records).encode())
+    atomic_write_bytes(out / "sessions.jsonl", "".join(r.model_dump_json() + "\n" for r in records).encode())
+    atomic_write_bytes(out / "behaviour.csv", behaviour.to_csv(index=False).encode())
+    buffer = io.BytesIO()
+    trial_rows(records).to_parquet(buffer, index=False)
+    atomic_write_bytes(out / "trials.parquet", buffer.getvalue())
+    atomic_write_json(out / "summary.json", summary.model_dump(mode="json"))
 
 
 def read_sessions(folder: str | Path) -> list[SessionRecord]:

@@ -418,32 +418,79 @@ def verdict(s: Scenario, level: str, comp: str, target: float, reject: Tally, co
     return ", ".join(out)
 
 
-def simulate_strategies(s: Scenario, seed: int, *, ind_b: float, format_b: float = 0.0) -> pd.DataFrame:
-    """Two matched strategies on one pairing: `interview` with the scenario's individual
+def simulate_strategies(s: Scenario, seed: int, *, ind_b: float = 0.0, format_b: float = 0.0,
+                        extra: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+    """Several matched strategies on one pairing: `interview` with the scenario's individual
     effect and `narrative` with `ind_b` and a format effect of its own (`format_b`: what the
-    narrative form does for anyone who receives it), each with its shuffled control drawn on
-    the same swaps (as `surrogate run` draws them); narrative personas have their own
-    persona effects (SD persona_sd)."""
+    narrative form does for anyone who receives it), or the strategies of `extra` (name ->
+    (individual effect, format effect)), each with its shuffled control drawn on the same swaps
+    (as `surrogate run` draws them); each strategy's personas have their own persona effects
+    (SD persona_sd)."""
     table = simulate_table(s, seed)
     rng = np.random.default_rng([seed, 1])
     frames = [table]
+    strategies = extra if extra is not None else {"narrative": (ind_b, format_b)}
     for study, g in table.groupby("study", sort=False):
         none = g[g["persona"] == "none"]
         own = g[g["persona"] == "interview"]
         shuffled = g[g["persona"] == "shuffled"]
         people = sorted(none["participant"].unique(), key=int)
-        effect_of = dict(zip(people, rng.normal(0, s.persona_sd, len(people))))  # narrative persona effects
         donor = shuffled.groupby("participant")["persona_donor"].first()
         base = none["nll"].to_numpy()
-        for persona, src in (("narrative", own), ("shuffled-narrative", shuffled)):
-            has = (src["persona_fields"] != "").to_numpy()
-            if persona == "narrative":
-                persona_effect = src["participant"].map(effect_of).to_numpy() + ind_b
-            else:
-                persona_effect = src["participant"].map(lambda p: effect_of.get(donor.get(p), 0.0)).to_numpy()
-            effect = np.where(has, s.pop + format_b + persona_effect, 0.0)
-            frames.append(src.assign(persona=persona, nll=base - effect + rng.normal(0, s.noise_sd, len(src))))
+        for name, (ind, fmt) in strategies.items():
+            effect_of = dict(zip(people, rng.normal(0, s.persona_sd, len(people))))  # this strategy's personas
+            for persona, src in ((name, own), (f"shuffled-{name}", shuffled)):
+                has = (src["persona_fields"] != "").to_numpy()
+                if persona == name:
+                    persona_effect = src["participant"].map(effect_of).to_numpy() + ind
+                else:
+                    persona_effect = src["participant"].map(lambda p: effect_of.get(donor.get(p), 0.0)).to_numpy()
+                effect = np.where(has, s.pop + fmt + persona_effect, 0.0)
+                frames.append(src.assign(persona=persona, nll=base - effect + rng.normal(0, s.noise_sd, len(src))))
     return pd.concat(frames, ignore_index=True)
+
+
+def replicate_verdicts(s: Scenario, reps: int, *, seed: int = 0, sesoi: str = "1%") -> dict[str, Tally]:
+    """How often each verdict kind is given (`PersonaDecomposition.verdict`, the line the
+    report and the default job print), and TOST alone on the verdict's row."""
+    out = {k: Tally() for k in ("individual", "negative", "equivalent", "no evidence", "not estimable",
+                                "individual or negative", "TOST alone")}
+    for k in range(reps):
+        d = decompose_personas(simulate_table(s, seed * 100_003 + k), control=s.control, weight=s.weight,
+                               sesoi=sesoi)
+        v = d.verdict()
+        for kind in ("individual", "negative", "equivalent", "no evidence", "not estimable"):
+            out[kind].add(v.kind == kind)
+        out["individual or negative"].add(v.kind in ("individual", "negative"))
+        eq = d.equivalence()
+        out["TOST alone"].add(eq is not None and eq.tost_p < 0.05)
+    return out
+
+
+FOUR_STRATEGIES = {"narrative": (0.0, 0.05), "demographics": (0.0, 0.0), "questionnaires": (0.0, -0.05)}
+
+
+def replicate_multiplicity(s: Scenario, reps: int, *, seed: int = 0) -> dict[str, Tally]:
+    """Four matched strategies, none with individual information (a global null), each
+    against its own shuffled control on one pairing, through compare_strategies as
+    compare-personas runs it: how often at least one verdict claims an individual effect,
+    with Holm over the strategies and without, and at least one pairwise difference."""
+    from ..analysis import compare_strategies
+
+    out = {k: Tally() for k in ("any verdict, Holm", "any verdict, unadjusted", "any difference, Holm",
+                                "any difference, unadjusted")}
+    names = ["interview", *FOUR_STRATEGIES]
+    for k in range(reps):
+        c = compare_strategies(simulate_strategies(s, seed * 100_003 + k, extra=FOUR_STRATEGIES), names)
+        verdicts = [d.verdict() for d in c.decompositions.values()]
+        raw = [d.verdict_row().individual_component.p for d in c.decompositions.values()]
+        out["any verdict, Holm"].add(any(v.kind in ("individual", "negative") for v in verdicts))
+        out["any verdict, unadjusted"].add(any(p is not None and p < 0.05 for p in raw))
+        diffs = [d for d in c.differences if d.pooled is not None]
+        out["any difference, Holm"].add(any(d.individual_p_holm is not None and d.individual_p_holm < 0.05
+                                            for d in diffs))
+        out["any difference, unadjusted"].add(any((d.pooled.individual_component.p or 1) < 0.05 for d in diffs))
+    return out
 
 
 # --- misalignment across generations ----------------------------------------------------
@@ -825,3 +872,126 @@ def replicate_agents(reps: int, *, agents_like: str = "independent", n: int = 40
         for m in c.individual:
             out.setdefault(f"individual: {m.on}", Tally()).add(m.p < 0.05)
     return out
+
+
+# --- fingerprints of the code paths the bench records measured -------------------------
+
+def _digest(obj) -> str:
+    """A digest of numbers rounded to 6 significant digits (stable across BLAS builds, not
+    across a change of what the code computes)."""
+    import hashlib
+    import json
+
+    def norm(x):
+        if isinstance(x, dict):
+            return {str(k): norm(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(x, (list, tuple)):
+            return [norm(v) for v in x]
+        if isinstance(x, (bool, np.bool_)) or x is None or isinstance(x, str):
+            return x if not isinstance(x, np.bool_) else bool(x)
+        if isinstance(x, (int, float, np.integer, np.floating)):
+            v = float(x)
+            return None if not math.isfinite(v) else float(f"{v:.6g}")
+        return str(x)
+
+    return hashlib.sha256(json.dumps(norm(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _frame_numbers(frame: pd.DataFrame) -> dict:
+    return {c: frame[c].tolist() for c in frame.columns if frame[c].dtype.kind in "fiub"}
+
+
+def _fp_decomposition() -> str:
+    out = {}
+    for name, s in {"plain": Scenario("fp", experiments=3, participants=16, ind=0.05, persona_sd=0.2),
+                    "form": Scenario("fp", experiments=2, participants=12, form_effect=0.03, form_control=True),
+                    "strata": Scenario("fp", experiments=2, participants=24, singletons=4, pop=0.1),
+                    "scales": Scenario("fp", experiments=3, participants=12, scales=(10, 1, 1)),
+                    "response": Scenario("fp", experiments=2, participants=12, unequal_responses=True,
+                                         weight="response")}.items():
+        d = decompose_personas(simulate_table(s, 1), control=s.control, weight=s.weight)
+        out[name] = _frame_numbers(d.to_frame())
+    return _digest(out)
+
+
+def _repeated_ids(n: int = 12) -> list[Participant]:
+    """Two experiments of one study whose participant ids repeat (as in guenther2024's)."""
+    return [Participant(study="s", experiment=f"s/e{e}", participant=str(i), text="",
+                        metadata={"age": 20 + i + e}, metadata_text={"age": str(20 + i + e)},
+                        source=SourceRef(file="<sim>", line=i + 1)) for e in (1, 2) for i in range(n)]
+
+
+def _fp_identity() -> str:
+    from ..analysis import compare_strategies
+
+    table = simulate_sessions(_repeated_ids(), ["none", "interview", "shuffled", "narrative", "shuffled-narrative"],
+                              seed=2, ind=0.05)
+    out = {by: _frame_numbers(decompose_personas(table, by=by).to_frame()) for by in ("study", "study-person")}
+    out["differences"] = _frame_numbers(compare_strategies(table, ["interview", "narrative"]).differences_frame())
+    return _digest(out)
+
+
+def _fp_trend() -> str:
+    from ..analysis import post_training_misalignment
+
+    out = {}
+    for name in ("grid 3x3x3: uneven noise (x1, x1, x3), no trend",
+                 "paper grid: recipe SD 0.2, shared bases, types, no trend"):
+        s = replace(PAIR_SCENARIOS[name], experiments=3, participants=5, responses=2)
+        out[name] = _frame_numbers(post_training_misalignment(*simulate_pairs(s, 3), n_boot=0).trend_frame())
+    return _digest(out)
+
+
+def _fp_planner() -> str:
+    from ..analysis import plan_personas
+
+    pilot = plan_personas(simulate_table(SCENARIOS["half without metadata, individual 0.03"], 5))
+    return _digest({"components": _frame_numbers(pilot.components_frame()),
+                    "power": [pilot.power("1%", n, k) for n in (40, 160) for k in (3, 10)],
+                    "equivalence": [pilot.equivalence_power(n, k, draws=500) for n in (40, 400) for k in (2, 6)],
+                    "need": [pilot.participants_for(0.03), pilot.participants_for_equivalence(0.8, 6)],
+                    "truth": _true_plan(SCENARIOS["heterogeneity tau 0.2, K=10"], 0.1).power(0.1, 60, 10)})
+
+
+def _fp_verdicts() -> str:
+    out = []
+    for name in ("unequal scales (one experiment x30), individual 1.5%", "population 0.1 + individual 0.05",
+                 "null, persona SD 0.1"):
+        v = decompose_personas(simulate_table(replace(SCENARIOS[name], participants=20), 4)).verdict()
+        out.append([v.kind, v.p, v.row])
+    return _digest(out)
+
+
+def _fp_multiplicity() -> str:
+    from ..analysis import compare_strategies
+
+    s = replace(SCENARIOS["null, persona SD 0.1"], experiments=3, participants=12)
+    c = compare_strategies(simulate_strategies(s, 6, extra=FOUR_STRATEGIES), ["interview", *FOUR_STRATEGIES])
+    return _digest({"differences": _frame_numbers(c.differences_frame()), "ranking": _frame_numbers(c.ranking())})
+
+
+def _fp_choices() -> str:
+    from ..analysis import choice_prediction
+
+    c = choice_prediction(simulate_choices(20, 10, randomised_labels=False, correct_model=True, seed=1), n_boot=50)
+    return _digest({k: _frame_numbers(v) for k, v in c.frames().items()})
+
+
+def _fp_agents() -> str:
+    from ..analysis import compare_agents
+
+    people, agents, p_trials, a_trials = agents_tables(12, 12, 1, agents_like="copies")
+    c = compare_agents(people, agents, p_trials, a_trials, n_perm=19, seed=1)
+    return _digest({"indices": [[i.index, i.p] for i in c.indices], "individual": [[m.on, m.p] for m in c.individual]})
+
+
+FINGERPRINTS: dict[str, Callable[[], str]] = {
+    "decomposition": _fp_decomposition, "identity": _fp_identity, "trend": _fp_trend, "planner": _fp_planner,
+    "verdicts": _fp_verdicts, "multiplicity": _fp_multiplicity, "choices": _fp_choices, "agents": _fp_agents,
+}
+
+
+def fingerprint(section: str) -> str:
+    """The digest of what a bench section's code path computes on a few fixed tables: a bench
+    record is valid only while this is unchanged."""
+    return FINGERPRINTS[section]()

@@ -148,7 +148,8 @@ def test_top1_is_the_vocabulary_argmax(qwen_backend, requests):
 
 def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
     """A change in the middle of a large checkpoint changes its key (the old digest read only
-    both ends); digests are cached by path, size and mtime, and recomputed when these change."""
+    both ends); digests are cached by path, size, inode, modification and change time, and
+    recomputed when these change."""
     import json
     import os
 
@@ -164,12 +165,31 @@ def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
     second = _loading._file_digest(f)
     assert second != first
     entries = json.loads((cache_dir() / "digests.json").read_text())
-    assert sorted(entries.values()) == sorted([first, second])
+    assert sorted(e["sha256"] for e in entries.values()) == sorted([first, second])
     # A cached digest is what a later call returns for the unchanged file.
-    key = next(k for k, v in entries.items() if v == second)
-    entries[key] = "from-the-cache"
+    key = next(k for k, v in entries.items() if v["sha256"] == second)
+    entries[key]["sha256"] = "from-the-cache"
     (cache_dir() / "digests.json").write_text(json.dumps(entries))
     assert _loading._file_digest(f) == "from-the-cache"
+    # Weights changed in place with their size and modification time restored: the change
+    # time moved, so the digest is recomputed (it was kept before: mean NLL 10.2 -> 30.2 under
+    # one unit key).
+    stat = f.stat()
+    data[len(data) // 3] ^= 0xFF
+    f.write_bytes(bytes(data))
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert f.stat().st_mtime_ns == stat.st_mtime_ns and f.stat().st_size == stat.st_size
+    third = _loading._file_digest(f)
+    assert third not in (first, second, "from-the-cache")
+    # The cache's temporary is never written through a planted link.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (cache_dir() / f".digests-{pid}.tmp").symlink_to(victim)
+    data[0] ^= 0xFF
+    f.write_bytes(bytes(data))
+    _loading._file_digest(f)
+    assert victim.read_text() == "precious"
 
 
 def test_mistyped_model_folder_is_not_a_hub_id(tmp_path, monkeypatch):

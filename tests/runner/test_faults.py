@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from surrogate.cli import app
 from surrogate.models import HashBackend
 from surrogate.runner import read_choices, read_responses, run
-from surrogate.runner._store import CHOICES, RESPONSES, PartStore
+from surrogate.runner._store import CHOICES, RESPONSES, writer_lock
 
 STUDIES = ["thoma2025problearn", "busch2024_stroop"]
 
@@ -41,41 +41,27 @@ class ChoosingHash(HashBackend):
 # --- data loss and wrong tables -------------------------------------------------------------
 
 def test_a_second_process_starting_never_touches_a_running_writers_files(psych201, tmp_path):
-    """Writer A (shard 0/2) is stopped between writing its choices part and committing its
-    responses part; writer B (shard 1/2) starts, runs and finishes on the same folder; A then
-    finishes. Before the fix, B's start-up cleanup deleted A's temporary (A crashed) or its
-    choices part (A's choices were lost silently)."""
+    """Writer A (shard 0/2) is alive with a part under its temporary name; writer B (shard
+    1/2) starts, runs and finishes on the same folder and leaves A's files alone. Once A is
+    gone, the next writer removes what it left."""
     out = tmp_path / "run"
     kw = dict(studies=STUDIES, max_participants=4, checkpoint_seconds=0)
-    real = PartStore.append
-    paused, resume = threading.Event(), threading.Event()
-    calls = {"n": 0}
-
-    def append(self, frame, name=None):
-        if self.owner == "0-of-2" and self.folder.name == RESPONSES:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                paused.set()  # the choices part is on disk, the responses part not yet committed
-                resume.wait(60)
-        return real(self, frame, name)
-
-    PartStore.append = append
-    errors = []
-    try:
-        a = threading.Thread(target=lambda: _catch(errors, lambda: run([ChoosingHash("h")], psych201, "both", out,
-                                                                       shard="0/2", **kw)))
-        a.start()
-        assert paused.wait(60)
+    out.mkdir()
+    (out / RESPONSES).mkdir()
+    (out / CHOICES).mkdir()
+    planted = [out / table / "_part-0-of-2-000001-0123abcd.parquet.tmp" for table in (RESPONSES, CHOICES)]
+    with writer_lock(out, "0-of-2"):
+        for p in planted:
+            p.write_bytes(b"A is writing this")
         run([ChoosingHash("h")], psych201, "both", out, shard="1/2", **kw)
-        resume.set()
-        a.join(60)
-    finally:
-        PartStore.append = real
-    assert not errors, errors
+        assert all(p.read_bytes() == b"A is writing this" for p in planted)
+    run([ChoosingHash("h")], psych201, "both", out, shard="1/2", **kw)  # A died: its leftovers go
+    assert not any(p.exists() for p in planted)
+    run([ChoosingHash("h")], psych201, "both", out, shard="0/2", **kw)
     responses, choices = read_responses(out), read_choices(out)
     assert responses["unit_key"].nunique() == 16  # 2 studies x 4 people x 2 personas
-    thoma = responses[responses.study == "busch2024_stroop"]["unit_key"].unique()
-    assert set(thoma) <= set(choices["unit_key"])  # every closed-set unit kept its choices
+    stroop = responses[responses.study == "busch2024_stroop"]["unit_key"].unique()
+    assert set(stroop) <= set(choices["unit_key"])  # every closed-set unit kept its choices
 
 
 def _catch(errors, fn):

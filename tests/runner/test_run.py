@@ -135,8 +135,10 @@ def test_changed_model_in_the_same_folder_is_refused(psych201, tmp_path):
         def fingerprint(self):
             return {**super().fingerprint(), "weights": "new"}
 
-    with pytest.raises(ValueError, match="computed differently"):
+    with pytest.raises(ValueError, match="label 'h' already names another model here"):
         run([Changed("h")], psych201, "off", out, studies=STUDIES, max_participants=2)
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed" and "already names another model" in info["error"]
 
 
 def test_changed_group_under_shuffled_personas_is_explained(psych201, tmp_path):
