@@ -1,12 +1,19 @@
-"""Random SIGKILLs of `surrogate run` and `surrogate finetune`, resumed, against an uninterrupted run.
+"""Faults, as a user meets them: random SIGKILLs of `surrogate run`, `merge` and `finetune`,
+resumed, against uninterrupted runs; and the audit's cases, each through the command line in
+a subprocess (two writers with one label, edited and planted parts, weights changed in
+place, resumes of another specification, names that would be paths, planted links, inputs
+past their limits, edited records, nonsense options).
 
-    python bench/faults.py                  # 10 kills of each (about 5 minutes on 2 cores)
+    python bench/faults.py                  # 10 kills of each, then every case (about 10 minutes on 2 cores)
     python bench/faults.py --kills 20 --seed 3
+    python bench/faults.py --only cases     # the audit's cases alone
 
-Each trial starts the command as a subprocess, kills it (SIGKILL: no chance to clean up) after
-a random delay, and starts it again, until it finishes. Then it compares: for `run`, the
-responses table with an uninterrupted run's (every unit once, equal NLLs, nothing missing);
-for `finetune`, the adapter weights with an uninterrupted run's. Prints the figures.
+Each kill trial starts the command as a subprocess, kills it (SIGKILL: no chance to clean
+up) after a random delay, and starts it again, until it finishes. Then it compares: for
+`run`, the responses table with an uninterrupted run's (every unit once, equal NLLs, nothing
+missing, plain pandas included); for `merge`, the merged table; for `finetune`, the adapter
+weights. Each case prints `ok` or `FAILED` with what it saw; the exit code is the number of
+failed cases.
 """
 
 from __future__ import annotations
@@ -94,18 +101,49 @@ def bench_finetune(kills: int, rng: random.Random, tmp: Path) -> None:
           f"report written: {(tmp / 'lora-killed' / 'report.json').exists()}; uninterrupted run {clean_seconds:.0f} s")
 
 
+def bench_merge(kills: int, rng: random.Random, tmp: Path) -> None:
+    """SIGKILLs during `merge` of two shards, then the same merge again: every unit once,
+    for plain pandas too, and no temporary left behind."""
+    import pandas as pd
+
+    from surrogate.runner import read_responses
+
+    for k in range(2):
+        assert _cli([*RUN, "--shard", f"{k}/2"], tmp / "shards").wait() == 0
+    merge = ["merge", str(tmp / "shards")]
+    t0 = time.time()
+    assert _cli(merge, tmp / "merge-clean").wait() == 0
+    clean_seconds = max(time.time() - t0, 1.5)
+    done, starts = _with_kills(merge, tmp / "merge-killed", kills, rng, max_delay=clean_seconds)
+    plain = pd.read_parquet(tmp / "merge-killed" / "responses.parquet")
+    dup = int(plain.duplicated(["unit_key", "response_index"]).sum())
+    same = len(plain) == len(read_responses(tmp / "merge-clean"))
+    temporaries = len(list((tmp / "merge-killed").rglob("_*.tmp")))
+    print(f"merge:    {done} SIGKILLs, {starts} starts; plain pandas rows {len(plain)}, duplicates {dup}; same rows as "
+          f"the uninterrupted merge {same}; temporaries left {temporaries}")
+
+
 def main() -> None:
+    from faults_cases import run_cases
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", choices=["kills", "cases"], default=None)
     a = ap.parse_args()
     rng = random.Random(a.seed)
     tmp = Path(tempfile.mkdtemp(prefix="surrogate-faults-"))
+    failed = 0
     try:
-        bench_run(a.kills, rng, tmp)
-        bench_finetune(a.kills, rng, tmp)
+        if a.only in (None, "kills"):
+            bench_run(a.kills, rng, tmp)
+            bench_merge(a.kills, rng, tmp)
+            bench_finetune(a.kills, rng, tmp)
+        if a.only in (None, "cases"):
+            failed = run_cases(tmp / "cases")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    raise SystemExit(failed)
 
 
 if __name__ == "__main__":

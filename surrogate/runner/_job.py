@@ -179,9 +179,11 @@ def build_units(
     supports_system: bool,
     option_sets=None,
     fingerprint: dict[str, Any] | None = None,
+    label: str = "",
 ) -> list[Unit]:
-    """An agent per participant and strategy, keyed by everything that sets its scores
-    (`fingerprint`: the backend's, if already computed; hashing weights is not free)."""
+    """An agent per participant and strategy, keyed by its model label and everything that
+    sets its scores (`fingerprint`: the backend's, if already computed; hashing weights is
+    not free). The label is part of the key: one model under two labels is two units each."""
     fingerprint = fingerprint if fingerprint is not None else backend.fingerprint()
     units = []
     for strategy in strategies:
@@ -196,7 +198,7 @@ def build_units(
             if options is not None:
                 options = options[: len(transcript.spans)]
             key = _sha({
-                "code": __version__, "backend": fingerprint, "persona": strategy.name,
+                "code": __version__, "label": label, "backend": fingerprint, "persona": strategy.name,
                 "who": p.key, "text": hashlib.sha256(transcript.text.encode()).hexdigest(),
                 "spans": transcript.spans, "system": c.system, "truncation": truncation.model_dump(),
                 "options": options,
@@ -395,7 +397,7 @@ def _score_model(label, make_backend, config, dataset, strategies, option_sets, 
     writer.register(label, fingerprint)
     units = build_units(dataset.participants, strategies, backend, config.truncation,
                         supports_system=supports_system,
-                        option_sets=option_sets if can_choose else None, fingerprint=fingerprint)
+                        option_sets=option_sets if can_choose else None, fingerprint=fingerprint, label=label)
     _check_stale(index, units, label)
     if config.shard is not None:
         units = [u for u in units if in_shard((label, u.persona, *u.participant.key), config.shard)]

@@ -406,3 +406,14 @@ def test_a_signal_between_two_models_leaves_the_run_interrupted(psych201, tmp_pa
             max_participants=2)
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "interrupted" and info["models"]["a"]["scored"] == 2
+
+
+def test_one_model_under_two_labels_is_two_sets_of_units(psych201, tmp_path, qwen_dir):
+    """Units were keyed without their label, so the second label's rows were taken for the
+    first's and dropped from the table."""
+    res = run([f"a={qwen_dir}", f"b={qwen_dir}"], psych201, "none", tmp_path / "r", studies=["thoma2025problearn"],
+              max_participants=2, chat="off")
+    table = read_responses(tmp_path / "r")
+    assert table.groupby("model")["unit_key"].nunique().to_dict() == {"a": 2, "b": 2}
+    a, b = (table[table.model == m].sort_values(["participant", "response_index"]) for m in ("a", "b"))
+    assert (a["nll"].to_numpy() == b["nll"].to_numpy()).all() and res.info.models["b"].scored == 2
