@@ -75,5 +75,6 @@ def write(bench: str, section: str, rows: list[dict], *, fingerprint: str, reps:
     with os.fdopen(fd, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
