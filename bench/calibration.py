@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import _record
-from surrogate.runner import calibration as cal
+from surrogate.testing import calibration as cal
 
 SHORT = {"total": "total", "population_component": "population", "individual_component": "individual",
          "individual_content": "content"}

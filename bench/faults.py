@@ -69,7 +69,7 @@ def _with_kills(args: list[str], out: Path, kills: int, rng: random.Random, max_
 def bench_run(kills: int, rng: random.Random, tmp: Path) -> None:
     import numpy as np
 
-    from surrogate.runner import read_responses
+    from surrogate.store import read_responses
 
     t0 = time.time()
     assert _cli(RUN, tmp / "clean").wait() == 0
@@ -106,7 +106,7 @@ def bench_merge(kills: int, rng: random.Random, tmp: Path) -> None:
     for plain pandas too, and no temporary left behind."""
     import pandas as pd
 
-    from surrogate.runner import read_responses
+    from surrogate.store import read_responses
 
     for k in range(2):
         assert _cli([*RUN, "--shard", f"{k}/2"], tmp / "shards").wait() == 0

@@ -65,7 +65,7 @@ def build_model(preset: str, folder: Path) -> Path:
     """Random weights of the preset's shape; tokenizer trained on Psych-201 text (cached)."""
     if (folder / "config.json").exists():
         return folder
-    from surrogate.organisms.tiny import build_model as build, train_tokenizer
+    from surrogate.testing.tiny import build_model as build, train_tokenizer
 
     shape = dict(PRESETS[preset])
     vocab, pad_vocab = shape.pop("vocab_size"), shape.pop("pad_vocab", None)

@@ -1,39 +1,41 @@
 """surrogate: test language models as stand-ins for human participants.
 
-The Python API mirrors the CLI: `surrogate.run`, `surrogate.compare_personas`,
-`surrogate.analyze`, `surrogate.plan`, `surrogate.simulate`, `surrogate.compare_agents`, `surrogate.import_table` (`surrogate import`), `surrogate.report`, `surrogate.merge`,
-`surrogate.finetune`, `surrogate.build_organisms`, plus `surrogate.load` for data. Submodules are
-imported on first use, so `import surrogate` stays light.
+The Python API mirrors the command line, one function per command and the same argument
+names: `run`, `compare_personas`, `analyze`, `plan`, `report`, `merge`, `simulate`,
+`import_table` (`surrogate import`), `compare_agents`, `finetune`, `build_organisms`; plus
+`load` (data) and `read_responses` / `read_choices` (result tables). They are imported on
+first use, so `import surrogate` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from ._imports import lazy_exports
 
 __version__ = "0.2.0"
 
 _API = {
-    "run": ("surrogate.runner", "run"),
-    "compare_personas": ("surrogate.runner", "compare_personas"),
-    "analyze": ("surrogate.runner", "analyze"),
-    "plan": ("surrogate.runner", "plan"),
-    "simulate": ("surrogate.runner", "simulate"),
-    "compare_agents": ("surrogate.runner", "compare_agents"),
-    "import_table": ("surrogate.runner", "import_table"),
-    "load": ("surrogate.data", "load"),
-    "read_responses": ("surrogate.runner", "read_responses"),
-    "report": ("surrogate.runner", "report"),
-    "merge": ("surrogate.runner", "merge"),
-    "finetune": ("surrogate.finetune", "finetune"),
-    "build_organisms": ("surrogate.organisms", "build_organisms"),
+    "run": ".jobs.run", "compare_personas": ".jobs.compare_personas", "analyze": ".jobs.analyze",
+    "plan": ".jobs.plan", "report": ".jobs.report", "merge": ".jobs.merge", "simulate": ".jobs.simulate",
+    "import_table": ".jobs.import_table", "compare_agents": ".jobs.compare_agents", "finetune": ".jobs.finetune",
+    "build_organisms": ".jobs.organisms", "load": ".data", "read_responses": ".store", "read_choices": ".store",
 }
 
+if TYPE_CHECKING:
+    from .data import load
+    from .jobs.analyze import analyze
+    from .jobs.compare_agents import compare_agents
+    from .jobs.compare_personas import compare_personas
+    from .jobs.finetune import finetune
+    from .jobs.import_table import import_table
+    from .jobs.merge import merge
+    from .jobs.organisms import build_organisms
+    from .jobs.plan import plan
+    from .jobs.report import report
+    from .jobs.run import run
+    from .jobs.simulate import simulate
+    from .store import read_choices, read_responses
+
 __all__ = ["__version__", *_API]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        module, attr = _API[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'surrogate' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _API)

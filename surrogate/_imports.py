@@ -1,4 +1,5 @@
-"""`module:attribute` or `path/to/file.py:attribute`, for user-defined parts (no registry)."""
+"""Importing: `module:attribute` or `path/to/file.py:attribute` for user-defined parts (no
+registry), and the one lazy-export scheme surrogate's packages use (`lazy_exports`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,24 @@ import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+
+
+def lazy_exports(package: str, names: dict[str, str]):
+    """A package's `__getattr__` and `__dir__` that import `name` from `names[name]` (a module
+    relative to the package) on first use and keep it, so that importing the package stays
+    light while every public name resolves. Packages list the same names under
+    `typing.TYPE_CHECKING` for type checkers and IDEs."""
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            value = getattr(importlib.import_module(names[name], package), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(names) | set(vars(sys.modules[package])))
+
+    return __getattr__, __dir__
 
 
 def load_object(spec: str) -> Any:

@@ -19,9 +19,9 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from .analysis._sesoi import DEFAULT_SESOI
+from .analysis import DEFAULT_SESOI
 from .data import TruncationConfig
-from .finetune._lora import FinetuneConfig
+from .training import FinetuneConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -61,7 +61,7 @@ def _console():
 
 @contextmanager
 def _user_errors():
-    from .runner._job import RunInterrupted
+    from .jobs.run import RunInterrupted
 
     try:
         yield
@@ -257,7 +257,7 @@ def run(
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/default",
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas."""
-    from .runner import run as run_job
+    from .jobs.run import run as run_job
 
     default_job = not model and data is None
     with _user_errors(), _progress() as progress:
@@ -289,7 +289,7 @@ def _show_default_job(result) -> None:
         _print_table(frame[["pair", "experiment", "n", "d_paper", "d_paper_lo", "d_paper_hi", "cohens_d"]],
                      "Post-training misalignment (the paper's d with a participant-bootstrap 95% CI; surrogate's "
                      "per-participant d; > 0: the post-trained model predicts people worse)")
-    from .runner._analysis import primary
+    from .jobs._decompositions import primary
 
     for label, dec in primary(analysis.decompositions).items():
         t = dec.to_frame()
@@ -298,7 +298,7 @@ def _show_default_job(result) -> None:
                         "individual_component", "individual_p"]],
                      f"Persona decomposition, {label} (nats per response; > 0: the persona helps)")
     _result(analysis.summary())
-    from .runner._report import headline
+    from .jobs.report import headline
 
     _result("Findings, one line each (the persona arms: real people, then the positive and the null control):\n"
             + "\n".join(f"- {line}" for line in headline(analysis)))
@@ -323,7 +323,7 @@ def compare_personas(
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/personas",
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
-    from .runner import compare_personas as job
+    from .jobs.compare_personas import compare_personas as job
 
     with _user_errors(), _progress() as progress:
         result = job(model or [], data, out, strategies=persona, matched=matched, control=control, by=by,
@@ -358,7 +358,7 @@ def analyze(
 ) -> None:
     """Estimate what earlier runs support: persona decomposition, meta-data benefit,
     post-training misalignment, choice prediction."""
-    from .runner import analyze as job
+    from .jobs.analyze import analyze as job
 
     with _user_errors():
         result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, matched=matched, control=control,
@@ -387,7 +387,7 @@ def plan(
     by: By = "study",
 ) -> None:
     """How many participants and experiments a question needs, from a pilot's variance components."""
-    from .runner import plan as job
+    from .jobs.plan import plan as job
 
     with _user_errors():
         pairs = []
@@ -416,7 +416,7 @@ def report(
     separate_labels: SeparateLabels = False,
 ) -> None:
     """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""
-    from .runner import report as job
+    from .jobs.report import report as job
 
     with _user_errors():
         rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], matched=matched,
@@ -431,7 +431,7 @@ def merge(
     out: Annotated[Path, typer.Option(help="The merged run folder (may be one of the sources).")],
 ) -> None:
     """Merge run folders into one table; every unit once, however often it appears."""
-    from .runner import merge as job
+    from .jobs.merge import merge as job
 
     with _user_errors():
         responses = job(run_dirs, out)
@@ -457,7 +457,7 @@ def organisms_build(
     """Rebuild the organisms reproducibly from the Psych-201 data (and synthetic participants)."""
     import os
 
-    from .organisms import OrganismRecipe, build_organisms
+    from .jobs.organisms import OrganismRecipe, build_organisms
 
     if data is None:
         root = os.environ.get("SURROGATE_SHARED")
@@ -500,7 +500,7 @@ def finetune(
                                             "in OUT (refused otherwise).")] = False,
 ) -> None:
     """LoRA toward human behaviour: loss on human responses only; evaluated on held-out people."""
-    from .finetune import finetune as job
+    from .jobs.finetune import finetune as job
 
     with _user_errors():
         config = FinetuneConfig(holdout=holdout, holdout_fraction=holdout_fraction, rank=rank, alpha=alpha,
@@ -540,7 +540,7 @@ def simulate(
 ) -> None:
     """Simulate participants (synthetic ones with known traits, or model agents playing
     closed loop) and write Psych-201-format transcripts."""
-    from .runner import simulate as job
+    from .jobs.simulate import simulate as job
 
     with _user_errors():
         with _progress(unit="agents") as progress:
@@ -570,7 +570,7 @@ def import_(
 ) -> None:
     """Bring real people's data of a declarative experiment in: Psych-201 transcripts and the
     behaviour tables simulate writes."""
-    from .runner import import_table as job
+    from .jobs.import_table import import_table as job
 
     with _user_errors():
         result = job(table, experiment, out, log=_log)
@@ -590,7 +590,7 @@ def compare_agents(
 ) -> None:
     """Do model agents behave like these people (population level), and like each person
     (individual level)? With parameter recovery."""
-    from .runner import compare_agents as job
+    from .jobs.compare_agents import compare_agents as job
 
     with _user_errors():
         result = job(people, agents, out, people_agent=people_agent, n_perm=n_perm, seed=seed)

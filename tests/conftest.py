@@ -65,7 +65,7 @@ def corpus() -> list[str]:
 
 
 def _tiny(tmp_path_factory, corpus, name, **kw) -> Path:
-    from surrogate.organisms.tiny import save_tiny
+    from surrogate.testing.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp(name), corpus, vocab_size=3000, hidden_size=64,
                      num_layers=2, **kw)
@@ -99,7 +99,7 @@ def olmo3_dir(tmp_path_factory, corpus) -> Path:
 
 
 def _tiny_vision_language(tmp_path_factory, corpus, family: str, style: str) -> Path:
-    from surrogate.organisms.tiny import _quiet_transformers, build_vision_language_model, train_tokenizer
+    from surrogate.testing.tiny import _quiet_transformers, build_vision_language_model, train_tokenizer
 
     _quiet_transformers()
     tok = train_tokenizer(corpus, vocab_size=3000, style=style, chat_template=True,

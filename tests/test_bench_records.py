@@ -29,7 +29,7 @@ def _sections(bench: str) -> dict:
 
 
 def test_every_calibration_section_is_recorded():
-    from surrogate.runner.calibration import FINGERPRINTS
+    from surrogate.testing.calibration import FINGERPRINTS
 
     assert set(_sections("calibration")) == set(FINGERPRINTS)
 
@@ -37,7 +37,7 @@ def test_every_calibration_section_is_recorded():
 @pytest.mark.parametrize("section", sorted(json.loads((RESULTS / "calibration.json").read_text())["sections"])
                          if (RESULTS / "calibration.json").is_file() else [])
 def test_calibration_record_matches_the_code_and_meets_its_targets(section):
-    from surrogate.runner.calibration import fingerprint
+    from surrogate.testing.calibration import fingerprint
 
     record = _sections("calibration")[section]
     assert record["fingerprint"] == fingerprint(section), (

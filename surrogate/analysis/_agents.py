@@ -234,7 +234,7 @@ def recovery(people: pd.DataFrame, agents: pd.DataFrame, agent: str) -> list[Rec
     return out
 
 
-def compare_agents(people: pd.DataFrame, agents: pd.DataFrame, people_trials: pd.DataFrame | None = None,
+def agent_comparison(people: pd.DataFrame, agents: pd.DataFrame, people_trials: pd.DataFrame | None = None,
                    agents_trials: pd.DataFrame | None = None, *, n_perm: int = 1999, seed: int = 0,
                    people_name: str = "people", agent_name: str | None = None) -> AgentComparison:
     """Compare one agent population with the people (see the module's docstring)."""

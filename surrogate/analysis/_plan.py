@@ -491,7 +491,7 @@ class Plan(BaseModel):
         return "\n".join(lines)
 
 
-def plan(responses: pd.DataFrame, *, model: str | None = None, matched: str = "interview",
+def design_plan(responses: pd.DataFrame, *, model: str | None = None, matched: str = "interview",
          control: str | None = None, effect: str = "1%", d: float = 0.2, power: float = 0.8,
          sesoi: Sesoi | str | float = DEFAULT_SESOI, pairs: Sequence[tuple[str, str]] = (),
          by: str = "study", usable_share: float | None = None) -> Plan:

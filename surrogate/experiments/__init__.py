@@ -20,6 +20,7 @@ from ._indices import delay_indices, learning_indices, lottery_indices
 from ._cognitive import CognitiveModel, HyperbolicDiscounter, ParamSpec, ProspectTheory, QLearner, softmax
 from ._oracle import OracleBackend
 from ._paradigms import BUILTIN, IntertemporalChoice, MixedLotteries, RestlessBandit, switch_rate
+from ._tables import behaviour_rows, session_index, summarize_behaviour, trial_rows
 from ._synthetic import (
     DEFAULT_TRAITS,
     SyntheticSpec,
@@ -37,5 +38,5 @@ __all__ = [
     "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",
     "render", "simulate_synthetic", "softmax", "trial_line", "with_condition", "COGNITIVE_MODELS",
     "DeclarativeExperiment", "ExperimentSpec", "load_experiment_spec", "fit_session", "delay_indices",
-    "learning_indices", "lottery_indices",
+    "learning_indices", "lottery_indices", "behaviour_rows", "session_index", "summarize_behaviour", "trial_rows",
 ]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._cache import looks_local
-from ..organisms import resolve_model
 from ._spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -73,7 +72,8 @@ def _file_digest(path: Path) -> str:
     in-place write can restore the modification time, never the change time), beside a
     digest of its first and last blocks that is checked on every use. The cache is replaced
     atomically, never through a link; a stale or unreadable one is simply recomputed."""
-    from .._cache import atomic_write_bytes, cache_dir
+    from .._cache import cache_dir
+    from ..store import atomic_write_bytes
 
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_dev}|{stat.st_ino}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
@@ -148,8 +148,9 @@ def load_pretrained(spec: ModelSpec, *, training: bool = False) -> tuple[Any, An
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    # A shipped organism is keyed by its name, not by where the package is installed.
-    path = resolve_model(spec.path)
+    # A name the job resolved (a shipped organism) is loaded from its location and keyed by
+    # the name, not by where the package is installed.
+    path = spec.where
     check_checkpoint(path, spec.revision)
     if spec.adapter:
         check_adapter(Path(spec.adapter))

@@ -36,10 +36,17 @@ class ModelSpec(BaseModel):
     batch_tokens: int | None = Field(None, ge=1, description="Padded tokens per forward pass "
                                                              "(default: 2048 on CPU; on GPU sized from the "
                                                              "memory free after loading).")
+    location: str | None = Field(None, exclude=True, description="Where the checkpoint is, when `path` is a "
+                                 "name the caller resolved (a built-in organism); results stay keyed by `path`.")
 
     @property
     def label(self) -> str:
         return self.name or self.path
+
+    @property
+    def where(self) -> str:
+        """What to load: the resolved location, or the path itself."""
+        return self.location or self.path
 
     OPTIONS: ClassVar[tuple[str, ...]] = ("adapter", "name", "chat", "dtype", "device", "attention", "revision")
 

@@ -16,7 +16,6 @@ from typing import Any
 from ._backend import ScoreRequest, ScoreResult
 from ._continue import response_totals
 from ._encode import TranscriptEncoder
-from ..organisms import resolve_model
 from ._spec import ModelSpec
 
 
@@ -32,7 +31,7 @@ class VLLMScorer:
         from transformers import AutoTokenizer
 
         self.spec = spec
-        path = resolve_model(spec.path)
+        path = spec.where
         self.tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision,
                                                        trust_remote_code=spec.trust_remote_code)
         self.chat = bool(self.tokenizer.chat_template) if spec.chat == "auto" else spec.chat == "on"
@@ -52,7 +51,7 @@ class VLLMScorer:
         from ._loading import _dir_digest, tokenizer_digest, weights_digest
 
         return {"model": self.spec.path, "revision": self.spec.revision,
-                "weights": weights_digest(Path(resolve_model(self.spec.path)), self.spec.revision),
+                "weights": weights_digest(Path(self.spec.where), self.spec.revision),
                 "adapter": self.spec.adapter and _dir_digest(Path(self.spec.adapter)),
                 "tokenizer": tokenizer_digest(self.tokenizer), "chat": self.chat, "dtype": self.dtype,
                 "backend": "vllm"}

@@ -40,9 +40,16 @@ def resolve_model(path: str) -> str:
             raise FileNotFoundError(f"{path}: the shipped organism is missing from {folder}; rebuild it with "
                                     "`surrogate organisms build`")
         return str(folder)
-    from ._demo import demo_model_folder
+    from ..testing.demo import demo_model_folder
 
     return str(demo_model_folder(path))
+
+
+def resolved(spec):
+    """A ModelSpec whose path is a built-in name, with the folder to load it from
+    (`location`); others unchanged. Jobs do this before a model is loaded."""
+    where = resolve_model(spec.path)
+    return spec if where == spec.path else spec.model_copy(update={"location": where})
 
 
 def trained_participants(path: str, adapter: str | None = None) -> set[tuple[str, str, str]]:

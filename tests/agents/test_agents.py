@@ -6,7 +6,8 @@ from surrogate.agents import ParticipantAgent, detect_option_sets, make_agents, 
 from surrogate.data import load, prepare_transcript
 from surrogate.models import ChoiceRequest, ModelSpec, load_backend
 from surrogate.personas import Interview, NoPersona, Shuffled
-from surrogate.runner import read_choices, read_responses, run
+from surrogate.store import read_choices, read_responses
+from surrogate.jobs.run import run
 
 
 def _sets(psych201, study, n=6):

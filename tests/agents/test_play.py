@@ -9,7 +9,7 @@ from surrogate.agents import agreement_with_replay, play_model
 from surrogate.experiments import RestlessBandit
 from surrogate.models import ModelSpec, load_backend
 from surrogate.personas import Interview, Shuffled, SystemPersona
-from surrogate.runner import resolve_experiment, simulate
+from surrogate.jobs.simulate import resolve_experiment, simulate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_doors.py"
 

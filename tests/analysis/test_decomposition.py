@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from surrogate.analysis import Sesoi, compare_strategies, decompose_personas, metadata_benefit, participant_means
-from surrogate.runner.calibration import (SCENARIOS, Scenario, replicate, replicate_levels, simulate_strategies,
+from surrogate.testing.calibration import (SCENARIOS, Scenario, replicate, replicate_levels, simulate_strategies,
                                           simulate_table, truth)
 
 

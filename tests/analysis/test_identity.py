@@ -10,7 +10,7 @@ import pytest
 from surrogate.analysis import ModelPair, compare_strategies, decompose_personas, post_training_misalignment
 from surrogate.data import Participant, SourceRef, load
 from surrogate.personas import Stratify, swap_pairing
-from surrogate.runner.calibration import simulate_sessions
+from surrogate.testing.calibration import simulate_sessions
 
 REPEATED = ["guenther2024associations_sentences_texts", "guenther2024substitutions"]
 

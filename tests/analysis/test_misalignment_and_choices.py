@@ -190,7 +190,7 @@ def test_generation_trend_holds_its_level_with_pair_level_variation():
     """The paper's second finding rests on this test. 6 pairs (2 families x 3 generations) x
     19 experiments, no trend, each pair with its own misalignment (SD 0.3): the old mixed
     model over (pair, experiment) rows rejected 53-70% of these nulls."""
-    from surrogate.runner.calibration import PAIR_SCENARIOS, replace, replicate_trend
+    from surrogate.testing.calibration import PAIR_SCENARIOS, replace, replicate_trend
 
     s = replace(PAIR_SCENARIOS["pairs: no trend, pair SD 0.3"], experiments=8, participants=8, responses=3)
     tallies = replicate_trend(s, 200, seed=31)
@@ -203,7 +203,7 @@ def test_generation_trend_holds_its_level_with_pair_level_variation():
 
 def test_trend_is_within_family_and_counts_pairs():
     from surrogate.analysis._misalignment import misalignment_trends
-    from surrogate.runner.calibration import PAIR_SCENARIOS, simulate_pairs
+    from surrogate.testing.calibration import PAIR_SCENARIOS, simulate_pairs
 
     table, pairs = simulate_pairs(PAIR_SCENARIOS["pairs: no trend, pair SD 0.1"], 1)
     single = ModelPair(base=pairs[0].base, post_trained=pairs[0].post_trained, family="lonely", generation="9")

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from surrogate.analysis import plan_personas
 from surrogate.cli import app
-from surrogate.runner.calibration import (PLANNER_CHECKS, SCENARIOS, _true_plan, replace,
+from surrogate.testing.calibration import (PLANNER_CHECKS, SCENARIOS, _true_plan, replace,
                                           replicate, simulate_pairs, simulate_table, PAIR_SCENARIOS)
 
 

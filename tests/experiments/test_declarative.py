@@ -21,7 +21,8 @@ from surrogate.experiments import (
     load_experiment_spec,
     simulate_synthetic,
 )
-from surrogate.runner import import_table, resolve_experiment, simulate, trial_table
+from surrogate.jobs.import_table import import_table, trial_table
+from surrogate.jobs.simulate import resolve_experiment, simulate
 
 TWO_DOORS = Path(__file__).resolve().parents[2] / "examples" / "two_doors.toml"
 

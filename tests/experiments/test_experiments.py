@@ -18,7 +18,8 @@ from surrogate.experiments import (
     choice_nlls,
     simulate_synthetic,
 )
-from surrogate.runner import read_sessions, resolve_experiment, run, simulate
+from surrogate.jobs.simulate import read_sessions, resolve_experiment, simulate
+from surrogate.jobs.run import run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_doors.py"
 

@@ -11,7 +11,7 @@ from surrogate.models import (
     chat_messages,
     render_chat,
 )
-from surrogate.organisms.tiny import train_tokenizer
+from surrogate.testing.tiny import train_tokenizer
 
 
 def _check_exact(tokenizer, encoder, transcript, system=None):

@@ -1,0 +1,88 @@
+"""`surrogate compare-personas`: score what the persona decomposition needs (resumable), then
+decompose each model's matched strategies against their own shuffled controls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..analysis import DEFAULT_SESOI, PersonaDecomposition, Sesoi, StrategyComparison, check_by
+from ..personas import control_renders, matched_control
+from ..store import atomic_write_bytes
+from ._decompositions import (controls_of, decompose_all, default_strategies, derangement_spread, persona_effects_table,
+                              primary, split_names, write_comparisons, write_csv)
+
+
+@dataclass
+class PersonaComparison:
+    """What compare-personas produced: the run, one decomposition per model (and matched
+    strategy and derangement), and the strategy comparisons where several were matched."""
+
+    out: Path
+    decompositions: dict[str, PersonaDecomposition]
+    table: pd.DataFrame
+    comparisons: dict[str, StrategyComparison] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return "\n\n".join([*(d.summary() for d in primary(self.decompositions).values()),
+                             *derangement_spread(self.decompositions),
+                             *(c.summary() for c in self.comparisons.values())])
+
+
+def compare_personas(
+    models: Sequence[Any],
+    data: str | Path | None,
+    out: str | Path,
+    *,
+    strategies: str | Sequence[str] | None = None,
+    matched: str | Sequence[str] = "interview",
+    control: str | None = None,
+    by: str = "study",
+    sesoi: Sesoi | str | float = DEFAULT_SESOI,
+    weight: str = "participant",
+    log=lambda s: None,
+    **run_options: Any,
+) -> PersonaComparison:
+    """Run what the decomposition needs (resumable), then write persona_effects.csv (and, with
+    several matched strategies, strategy_ranking.csv and strategy_differences.csv)."""
+    from .run import run
+
+    matched_list = split_names(matched)
+    sesoi = Sesoi.parse(sesoi)
+    check_by(by)
+    if weight not in ("participant", "response"):
+        raise ValueError(f"--weight {weight!r}: expected participant or response")
+    if control is not None and len(matched_list) > 1:
+        raise ValueError("--control names one control; with several matched strategies each gets its own "
+                         "(shuffled-X), so leave --control out")
+    if control is not None:
+        renders = control_renders(control)
+        if renders is not None and renders[1] != matched_list[0]:
+            raise ValueError(f"--control {control!r} renders {renders[1]!r} personas, so S - M would compare "
+                             f"{matched_list[0]!r} with another format; its control is "
+                             f"{matched_control(matched_list[0], renders[0])!r}")
+    names = split_names(strategies) if strategies is not None else default_strategies(matched_list)
+    if strategies is None and control is not None:
+        names = list(dict.fromkeys([*names, control]))
+    needed = {"none", *matched_list, *((control,) if control else (matched_control(m) for m in matched_list))}
+    missing = needed - set(names)
+    if missing:
+        raise ValueError(f"--strategies must include {sorted(missing)} for the decomposition")
+    result = run(models, data, names, out, log=log, **run_options)
+    scored = result.responses
+    controls = {c for n in names for c in controls_of(set(scored["persona"].unique()), n)}
+    responses = scored[scored["persona"].isin(set(names) | controls)]
+    decompositions, comparisons, notes = decompose_all(responses, matched_list, control, by=by, sesoi=sesoi,
+                                                        weight=weight)
+    for n in notes:
+        log(n)
+    comparison = PersonaComparison(out=Path(out), decompositions=decompositions,
+                                   table=persona_effects_table(decompositions), comparisons=comparisons)
+    write_csv(comparison.out / "persona_effects.csv", comparison.table)
+    write_comparisons(comparison.out, comparisons)
+    atomic_write_bytes(comparison.out / "persona_summary.txt", (comparison.summary() + "\n").encode())
+    return comparison
