@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._imports import lazy_exports
 
-__version__ = "0.2.0"
+from ._version import __version__
 
 _API = {
     "run": ".jobs.run", "compare_personas": ".jobs.compare_personas", "analyze": ".jobs.analyze",

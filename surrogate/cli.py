@@ -1,14 +1,17 @@
 """The `surrogate` command line. Heavy libraries are imported inside commands, so --help is
-instant; each command calls the Python function of the same name.
+instant; each command calls the Python function of the same name with the same names.
 
-One vocabulary: an option means the same in every command that has it, and is declared once
-below (`Model`, `Persona`, `MaxTokens`, ...), its default read from the configuration it sets
-(TruncationConfig, FinetuneConfig, DEFAULT_SESOI). Results go to stdout, diagnostics
-(progress, notes, what was written) to stderr.
+One vocabulary: the scoring and analysis options are generated from their models
+(surrogate.options: ScoringOptions, AnalysisOptions; `cli_options`), so a flag and its Python
+argument are one thing (`--max-participants` is `max_participants`); the few options of one
+command are declared with it. Results go to stdout, diagnostics (progress, notes, what was
+written) to stderr.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 import time
 from contextlib import contextmanager
@@ -19,8 +22,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from .analysis import DEFAULT_SESOI
-from .data import TruncationConfig
+from .options import AnalysisOptions, OptionError, ScoringOptions
 from .training import FinetuneConfig
 
 app = typer.Typer(
@@ -53,6 +55,96 @@ def _os_error_text(e: OSError) -> str:
     return f"{e.strerror or e}{where}"
 
 
+def validation_text(e: ValidationError) -> str:
+    """A pydantic error on one line, each field named as its flag (an OptionError raised in a
+    validator as the OptionError says it)."""
+    def one(err) -> str:
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, OptionError):
+            return _flag_text(cause)
+        return f"{_flag('.'.join(map(str, err['loc'])))}: {err['msg'].removeprefix('Value error, ')}"
+
+    return "; ".join(one(err) for err in e.errors())
+
+
+def _flag(name: str) -> str:
+    """How the command line spells an option (its model's own flag where it has one)."""
+    for model in (ScoringOptions, AnalysisOptions, FinetuneConfig):
+        field = model.model_fields.get(name)
+        if field is not None and (field.json_schema_extra or {}).get("cli"):
+            return field.json_schema_extra["cli"][0]
+    return f"--{name.replace('_', '-')}"
+
+
+def _flag_text(e: OptionError) -> str:
+    """An option error as the command line spells the option."""
+    value = "" if e.value is None or str(e.value) == "" else f" {e.value}"
+    return f"{_flag(e.option)}{value}: {e.problem}"
+
+
+def _cli_parameter(name: str, field) -> inspect.Parameter:
+    """A typer option from an option model's field: `--name-with-dashes` (or the field's own
+    names), its help, its range, a `--x/--no-x` switch for a flag that is on by default."""
+    from typing import Literal, get_args, get_origin
+
+    extra = field.json_schema_extra or {}
+    names = list(extra.get("cli") or [f"--{name.replace('_', '-')}"])
+    annotation = extra.get("cli_type") or field.annotation
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, (dict, list)):
+        default = None
+    # Ranges are checked by the model (one line naming the flag), and said in the help.
+    bounds = []
+    for meta in field.metadata:
+        for attr, word in (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{word} {getattr(meta, attr)}")
+    help_text = (field.description or "") + (f" ({', '.join(bounds)})" if bounds else "")
+    if get_origin(annotation) is Literal:  # choices checked by the model, so a bad one is one line
+        help_text += f" One of: {', '.join(map(str, get_args(annotation)))}."
+        annotation = str
+    if annotation is bool and default:
+        names = [f"{names[0]}/--no-{names[0][2:]}"]
+    if default is None and annotation is not bool and not (get_origin(annotation) is not None and
+                                                           type(None) in get_args(annotation)):
+        annotation = Optional[annotation]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, typer.Option(*names, help=help_text)])
+
+
+def cli_options(**groups):
+    """A command's options from option models, by keyword: `scoring=ScoringOptions`, or
+    `analysis=(AnalysisOptions, {"skip": {...}})` / `{"only": {...}}` for part of one. The command
+    gets each keyword's model built from the command line; a bad value is one line naming its
+    flag."""
+    def fields(spec):
+        model, pick = spec if isinstance(spec, tuple) else (spec, {})
+        return model, {n: f for n, f in model.model_fields.items()
+                       if n not in pick.get("skip", ()) and ("only" not in pick or n in pick["only"])}
+
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        picked = {key: fields(spec) for key, spec in groups.items()}
+        own = [p for p in sig.parameters.values() if p.name not in groups]
+        added = [_cli_parameter(n, f) for _, fs in picked.values() for n, f in fs.items()]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            built = {}
+            with _user_errors():
+                for key, (model, fs) in picked.items():
+                    given = {k: kwargs.pop(k) for k in list(kwargs) if k in fs}
+                    built[key] = model(**{k: v for k, v in given.items() if v is not None})
+            return fn(**kwargs, **built)
+
+        params = [*own, *added]
+        command.__signature__ = sig.replace(parameters=params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
 def _console():
     from rich.console import Console
 
@@ -69,9 +161,12 @@ def _user_errors():
         _console().print(f"[bold yellow]{escape(e.message)}[/]", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(128 + int(e.signal_number)) from None
     except ValidationError as e:  # a setting the options built: name it as an option, on one line
-        problems = "; ".join(f"--{'.'.join(map(str, err['loc'])).replace('_', '-')}: "
-                             f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())
-        _console().print(f"[bold red]error:[/] {escape(problems)}", highlight=False, markup=True, soft_wrap=True)
+        _console().print(f"[bold red]error:[/] {escape(validation_text(e))}", highlight=False, markup=True,
+                         soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OptionError as e:
+        _console().print(f"[bold red]error:[/] {escape(_flag_text(e))}", highlight=False, markup=True,
+                         soft_wrap=True)
         raise typer.Exit(2) from None
     except _USER_ERRORS as e:
         _console().print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
@@ -147,21 +242,7 @@ def _log(message: str) -> None:
     _console().print(message, highlight=False, markup=False, soft_wrap=True)
 
 
-def _option_sets(items: list[str] | None) -> dict[str, list[str]]:
-    out = {}
-    for item in items or []:
-        study, sep, values = item.partition("=")
-        options = [v for v in values.split(",") if v.strip()]
-        if not sep or not study or len(set(options)) < 2:
-            raise ValueError(f"--options {item!r}: expected STUDY=a,b,c with at least two options")
-        out[study] = options
-    return out
-
-
-# --- one vocabulary: every option declared once -----------------------------------------------
-
-_TRUNC = TruncationConfig.model_fields
-_LORA = FinetuneConfig.model_fields
+# --- the options of one command each; the scoring and analysis options come from their models --
 
 Model = Annotated[Optional[list[str]], typer.Option(
     "--model", "-m", help="A local folder or hub id, optionally NAME=PATH, @REVISION for hub ids, and after commas "
@@ -170,103 +251,39 @@ Model = Annotated[Optional[list[str]], typer.Option(
 Data = Annotated[Optional[str], typer.Option(
     help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. Default: the "
     "shipped sample of real Psych-201 participants.")]
-Chat = Annotated[str, typer.Option(help="Score through the chat template: auto (when the tokenizer has one) | on | off.")]
-DType = Annotated[str, typer.Option(help="auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16.")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps | map (device_map=auto: a model "
-                                     "larger than one GPU).")]
-BatchTokens = Annotated[Optional[int], typer.Option(help="Tokens per forward pass (default: 2048 on CPU; on GPU "
-                                                    "sized from free memory). Longer transcripts run in chunks.")]
-Attention = Annotated[str, typer.Option(help="auto (FlashAttention-2 with packed batches on CUDA when flash-attn is "
-                                        "installed, else SDPA) | sdpa | eager | flash_attention_2.")]
-Backend = Annotated[str, typer.Option(help="hf (transformers) | vllm (prompt log-probabilities; GPU, the [vllm] "
-                                      "extra).")]
-TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code",
-                                               help="Run code shipped with a checkpoint (never unless asked).")]
-MaxParticipants = Annotated[Optional[int], typer.Option(help="Per study, in file order.")]
-Study = Annotated[Optional[list[str]], typer.Option(help="Only this study; repeatable.")]
-SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Write bad records to OUT/invalid.jsonl and go on "
-                                           "(default: stop at the first, naming file, line and participant).")]
-Choices = Annotated[bool, typer.Option(help="Score every option of closed-set experiments (choices.parquet).")]
-Options = Annotated[Optional[list[str]], typer.Option(help="Declare a study's closed option set: STUDY=a,b,c "
-                                                      "(repeatable).")]
-MaxChars = Annotated[int, typer.Option(help="Character cut per transcript (the paper's; 0: none).")]
-MaxTokens = Annotated[Optional[int], typer.Option(
-    help="Token budget per transcript: responses past it are truncated rows (default: the model's context length).")]
-PersonaOutsideCut = Annotated[bool, typer.Option("--persona-outside-cut", help="Cut the transcript alone, so every "
-                                                 "persona scores the same responses (the paper counts the persona "
-                                                 "towards the cut).")]
-Seed = Annotated[int, typer.Option(help="Seed of the shuffled-persona swaps.")]
-Stratify = Annotated[Optional[str], typer.Option(help="Swap shuffled personas only within the levels of this "
-                                                 "metadata field (condition), or within K bins of equal count of a "
-                                                 "numeric one (age:5).")]
-Derangements = Annotated[int, typer.Option(help="Independent shuffled pairings (1 to 100); the first is the primary "
-                                           "one, the others a sensitivity range.")]
-Shard = Annotated[Optional[str], typer.Option(help="K/N: score only the K-th of N deterministic shares of the units "
-                                              "(SLURM arrays; torchrun ranks shard themselves).")]
-HeldoutOnly = Annotated[bool, typer.Option("--heldout-only", help="Leave out participants a model was trained on "
-                                           "(the organisms' split; an adapter's split.json).")]
-Matched = Annotated[str, typer.Option(help="The matched persona strategy, or a comma list (interview,narrative) to "
-                                      "compare them, each against its own shuffled control.")]
-Control = Annotated[Optional[str], typer.Option(help="The control (default: the matched strategy's own shuffled "
-                                                "control, shuffled-X; population-X is biased by persona completeness).")]
-By = Annotated[str, typer.Option(help="study: experiments pooled by study, each session (study, experiment, "
-                                  "participant id) a participant (Psych-201 numbers participants per experiment) | "
-                                  "experiment | study-person: as study, an id repeated across a study's experiments "
-                                  "one person (sessions clustered).")]
-Weight = Annotated[str, typer.Option(help="participant: each participant counts once; response: the per-response "
-                                     "scale, each swap cycle weighted by its members' mean number of responses.")]
-Sesoi = Annotated[str, typer.Option(help="Smallest individual effect of interest for the equivalence test: a per cent "
-                                    "of the experiment's no-persona NLL per response (1%), nats per response (0.01) "
-                                    "or nats per token (0.002/token).")]
 Pairs = Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / post_trained model labels, for "
                                               "post-training misalignment; `paper`: the paper's grid by hub id. "
                                               "Default: pairs.toml in a run folder, if there is one.")]
 Categories = Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as psych201/categories.csv).")]
-SeparateLabels = Annotated[bool, typer.Option("--separate-labels", help="Where one model label names different "
-                                              "models in different folders, read it as LABEL@FOLDER in all but the "
-                                              "first (default: refuse to pool them).")]
-
-
-def _scoring(*, chat, dtype, device, batch_tokens, attention, backend, trust_remote_code, max_participants, study,
-             skip_invalid, choices, options, max_chars, max_tokens, persona_outside_cut, seed, stratify,
-             derangements, shard, heldout_only) -> dict:
-    """The keyword arguments of `surrogate.run` from the scoring options (run and compare-personas)."""
-    return dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
-                backend=backend, trust_remote_code=trust_remote_code, max_participants=max_participants,
-                studies=study, skip_invalid=skip_invalid, choices=choices, options=_option_sets(options),
-                truncation=TruncationConfig(max_chars=max_chars or None, max_tokens=max_tokens,
-                                            count_prefix=not persona_outside_cut),
-                seed=seed, stratify=stratify, derangements=derangements, shard=shard, heldout_only=heldout_only)
+Shard = Annotated[Optional[str], typer.Option(help="K/N: play only the K-th of N deterministic shares (SLURM "
+                                              "arrays).")]
 
 
 # --- commands ---------------------------------------------------------------------------------
 
 @app.command()
+@cli_options(scoring=ScoringOptions)
 def run(
     model: Model = None,
     data: Data = None,
     persona: Annotated[str, typer.Option(
         help="off | on | both, or strategies: none,interview,narrative,demographics,questionnaires,system, their "
         "controls shuffled-X, population-X, placebo-X, shuffled-placebo-X, or module:Class.")] = "off",
-    chat: Chat = "auto", dtype: DType = "auto", device: Device = "auto", batch_tokens: BatchTokens = None,
-    attention: Attention = "auto", backend: Backend = "hf", trust_remote_code: TrustRemoteCode = False,
-    max_participants: MaxParticipants = None, study: Study = None, skip_invalid: SkipInvalid = False,
-    choices: Choices = True, options: Options = None, max_chars: MaxChars = _TRUNC["max_chars"].default,
-    max_tokens: MaxTokens = None, persona_outside_cut: PersonaOutsideCut = False, seed: Seed = 0,
-    stratify: Stratify = None, derangements: Derangements = 1, shard: Shard = None, heldout_only: HeldoutOnly = False,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/default",
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
-    """Score models on human transcripts: per-response NLL, with and without personas."""
-    from .jobs.run import run as run_job
+    """Score models on human transcripts: per-response NLL, with and without personas. With no
+    --model and no --data: the built-in default job (the shipped organisms on the shipped
+    sample, with its analysis and report)."""
+    from .jobs.default import run_default_job
+    from .jobs.run import run_with
 
-    default_job = not model and data is None
     with _user_errors(), _progress() as progress:
-        result = run_job(model or [], data, persona, out, progress=progress, log=_log, **_scoring(
-            chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention, backend=backend,
-            trust_remote_code=trust_remote_code, max_participants=max_participants, study=study,
-            skip_invalid=skip_invalid, choices=choices, options=options, max_chars=max_chars, max_tokens=max_tokens,
-            persona_outside_cut=persona_outside_cut, seed=seed, stratify=stratify, derangements=derangements,
-            shard=shard, heldout_only=heldout_only))
+        if not model and data is None:
+            job = run_default_job(persona, out, scoring, progress=progress, log=_log)
+            result = job.result
+        else:
+            job, result = None, run_with(scoring, model or [], data, persona, out, progress=progress, log=_log)
     _print_table(result.summary, "Mean NLL per response (nats)")
     for label, stats in result.info.models.items():
         tps = stats.tokens_per_second
@@ -275,14 +292,14 @@ def run(
         _log(f"{label}: scored {stats.scored} units, skipped {stats.skipped} done; {stats.tokens} tokens"
              + (f" at {tps:.0f} tokens/s" if tps else "") + note)
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
-    if default_job and result.analysis is not None:
-        _show_default_job(result)
+    if job is not None and job.analysis is not None:
+        _show_default_job(job)
 
 
-def _show_default_job(result) -> None:
+def _show_default_job(job) -> None:
     """The built-in default shows the science: misalignment between the organisms and the
     persona decomposition, estimated from the run just made, then says where the report is."""
-    analysis = result.analysis
+    analysis = job.analysis
     if analysis.misalignment is not None:
         frame = analysis.misalignment.to_frame()
         frame = frame[frame["level"] != "domain"]
@@ -298,42 +315,30 @@ def _show_default_job(result) -> None:
                         "individual_component", "individual_p"]],
                      f"Persona decomposition, {label} (nats per response; > 0: the persona helps)")
     _result(analysis.summary())
-    from .jobs.report import headline
-
     _result("Findings, one line each (the persona arms: real people, then the positive and the null control):\n"
-            + "\n".join(f"- {line}" for line in headline(analysis)))
-    _log(f"wrote the analysis to {analysis.out} and the report to {result.report}")
+            + "\n".join(f"- {line}" for line in job.findings))
+    _log(f"wrote the analysis to {analysis.out} and the report to {job.report}")
 
 
 @app.command("compare-personas")
+@cli_options(scoring=ScoringOptions,
+             analysis=(AnalysisOptions, {"skip": {"n_boot", "resample_seed", "separate_labels"}}))
 def compare_personas(
     model: Model = None,
     data: Data = None,
     persona: Annotated[Optional[str], typer.Option(
         "--persona", "--strategies", help="The strategies to score (default: none, each matched strategy with its "
         "shuffled control, and for interview population, placebo and shuffled-placebo).")] = None,
-    matched: Matched = "interview", control: Control = None, by: By = "study", weight: Weight = "participant",
-    sesoi: Sesoi = str(DEFAULT_SESOI),
-    chat: Chat = "auto", dtype: DType = "auto", device: Device = "auto", batch_tokens: BatchTokens = None,
-    attention: Attention = "auto", backend: Backend = "hf", trust_remote_code: TrustRemoteCode = False,
-    max_participants: MaxParticipants = None, study: Study = None, skip_invalid: SkipInvalid = False,
-    choices: Choices = True, options: Options = None, max_chars: MaxChars = _TRUNC["max_chars"].default,
-    max_tokens: MaxTokens = None, persona_outside_cut: PersonaOutsideCut = False, seed: Seed = 0,
-    stratify: Stratify = None, derangements: Derangements = 1, shard: Shard = None, heldout_only: HeldoutOnly = False,
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/personas",
+    scoring: ScoringOptions = ScoringOptions(),
+    analysis: AnalysisOptions = AnalysisOptions(),
 ) -> None:
     """Does a persona help predict this person, or only people in general?"""
-    from .jobs.compare_personas import compare_personas as job
+    from .jobs.compare_personas import compare_personas_with
 
     with _user_errors(), _progress() as progress:
-        result = job(model or [], data, out, strategies=persona, matched=matched, control=control, by=by,
-                     sesoi=sesoi, weight=weight, log=_log, progress=progress, **_scoring(
-                         chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
-                         backend=backend, trust_remote_code=trust_remote_code, max_participants=max_participants,
-                         study=study, skip_invalid=skip_invalid, choices=choices, options=options,
-                         max_chars=max_chars, max_tokens=max_tokens, persona_outside_cut=persona_outside_cut,
-                         seed=seed, stratify=stratify, derangements=derangements, shard=shard,
-                         heldout_only=heldout_only))
+        result = compare_personas_with(scoring, analysis, model or [], data, out, persona=persona, progress=progress,
+                                       log=_log)
     columns = ["model", "matched", "control", "role", "experiment", "status", "n_participants", "total",
                "population_component", "individual_component", "individual_p", "individual_tost_p"]
     columns += [c for c in ("prefix_component", "population_information", "individual_content")
@@ -345,30 +350,26 @@ def compare_personas(
 
 
 @app.command()
+@cli_options(analysis=AnalysisOptions)
 def analyze(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
-    pairs: Pairs = None, categories: Categories = None, by: By = "study",
-    matched: Annotated[Optional[str], typer.Option(help="The matched persona strategy, or a comma list, to decompose "
-                                                   "(default: interview, where it was scored).")] = None,
-    control: Control = None, weight: Weight = "participant", sesoi: Sesoi = str(DEFAULT_SESOI),
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (choice analysis, the paper's d).")] = 2000,
-    seed: Annotated[int, typer.Option(help="Resampling seed.")] = 0,
+    pairs: Pairs = None, categories: Categories = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: FIRST_DIR/analysis).")] = None,
-    separate_labels: SeparateLabels = False,
+    analysis: AnalysisOptions = AnalysisOptions(),
 ) -> None:
     """Estimate what earlier runs support: persona decomposition, meta-data benefit,
     post-training misalignment, choice prediction."""
-    from .jobs.analyze import analyze as job
+    from .jobs.analyze import analyze_with
 
     with _user_errors():
-        result = job(run_dirs, pairs=pairs, categories=categories, out=out, by=by, matched=matched, control=control,
-                     sesoi=sesoi, weight=weight, n_boot=n_boot, seed=seed, separate_labels=separate_labels)
+        result = analyze_with(analysis, run_dirs, pairs=pairs, categories=categories, out=out)
     _result(result.summary())
     written = sorted(p.name for p in result.out.iterdir())
     _log(f"wrote {', '.join(written)} to {result.out}")
 
 
 @app.command()
+@cli_options(analysis=(AnalysisOptions, {"only": {"by", "matched", "sesoi", "separate_labels"}}))
 def plan(
     run_dirs: Annotated[list[Path], typer.Argument(help="Pilot run folder(s) (compare-personas or run output).")],
     model: Annotated[Optional[str], typer.Option(help="The model to plan for (default: the only one).")] = None,
@@ -376,15 +377,13 @@ def plan(
                                         "per cent of the no-persona NLL (1%).")] = "1%",
     d: Annotated[float, typer.Option(help="Misalignment (per-participant d) to detect, with --pair.")] = 0.2,
     power: Annotated[float, typer.Option(help="Target power.")] = 0.8,
-    sesoi: Sesoi = str(DEFAULT_SESOI),
-    matched: Annotated[str, typer.Option(help="Matched persona strategy.")] = "interview",
     pair: Annotated[Optional[list[str]], typer.Option(help="BASE,POST model labels: plan misalignment for this "
                                                       "pair (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write plan.csv (power over designs) and plan.txt here.")] = None,
     usable: Annotated[Optional[float], typer.Option(help="Share of recruited participants who will enter the "
                                                     "individual component (metadata and a swap partner); default: "
                                                     "the pilot's.")] = None,
-    by: By = "study",
+    analysis: AnalysisOptions = AnalysisOptions(),
 ) -> None:
     """How many participants and experiments a question needs, from a pilot's variance components."""
     from .jobs.plan import plan as job
@@ -394,33 +393,31 @@ def plan(
         for item in pair or []:
             base, sep, post = item.partition(",")
             if not sep or not base or not post:
-                raise ValueError(f"--pair {item!r}: expected BASE,POST (model labels)")
+                raise OptionError("pair", item, "expected BASE,POST (model labels)")
             pairs.append((base, post))
-        result = job(run_dirs, model=model, effect=effect, d=d, power=power, sesoi=sesoi, matched=matched,
-                     pairs=pairs, out=out, usable_share=usable, by=by)
+        result = job(run_dirs, model=model, effect=effect, d=d, power=power, pairs=pairs, out=out,
+                     usable_share=usable, **analysis.model_dump(include={"by", "matched", "sesoi", "separate_labels"}))
     _result(result.summary())
     _print_table(result.table(), f"Power over designs (effect {effect}; misalignment d = {d:g})")
 
 
 @app.command()
+@cli_options(analysis=AnalysisOptions)
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (and LoRA folders).")],
     out: Annotated[Path, typer.Option(help="Report folder: report.html, figures/, tables/.")] = Path("report"),
     pairs: Pairs = None, categories: Categories = None,
     lora: Annotated[Optional[list[Path]], typer.Option(help="LoRA output folders with report.json "
                                                        "(repeatable).")] = None,
-    matched: Annotated[Optional[str], typer.Option(help="The matched persona strategy, or a comma list, to decompose "
-                                                   "(default: interview, where it was scored).")] = None,
-    control: Control = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "surrogate report",
-    separate_labels: SeparateLabels = False,
+    analysis: AnalysisOptions = AnalysisOptions(),
 ) -> None:
     """A self-contained HTML report with the paper's figures for your runs (PNG, PDF, CSV beside)."""
     from .jobs.report import report as job
 
     with _user_errors():
-        rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], matched=matched,
-                  control=control, title=title, separate_labels=separate_labels, log=_log)
+        rep = job(run_dirs, out, pairs=pairs, categories=categories, lora=lora or [], title=title, log=_log,
+                  **analysis.model_dump())
     for f in rep.figures:
         _log(f"  {f.title}: {f.png}")
 
@@ -472,46 +469,29 @@ def organisms_build(
 
 
 @app.command()
+@cli_options(config=(FinetuneConfig, {"skip": {"target_modules"}}),
+             scoring=(ScoringOptions, {"only": {"studies", "max_participants", "device", "attention",
+                                                "trust_remote_code"}}))
 def finetune(
     model: Annotated[str, typer.Option("--model", "-m", help="A local folder, hub id or built-in name, as in `run`.")],
     data: Annotated[str, typer.Option(help="Psych-201 data, as in `run`.")],
     out: Annotated[str, typer.Option(help="Adapter folder (peft format; resumable).")],
-    holdout: Annotated[str, typer.Option(help="participants | experiments.")] = _LORA["holdout"].default,
-    holdout_fraction: Annotated[float, typer.Option(help="Share held out (seeded hash).")] =
-        _LORA["holdout_fraction"].default,
     compare_to: Annotated[Optional[str], typer.Option(help="A reference model (e.g. the base model): report the "
                                                       "recovery fraction.")] = None,
-    rank: Annotated[int, typer.Option(help=_LORA["rank"].description)] = _LORA["rank"].default,
-    alpha: Annotated[float, typer.Option(help=_LORA["alpha"].description)] = _LORA["alpha"].default,
-    dropout: Annotated[float, typer.Option(help=_LORA["dropout"].description)] = _LORA["dropout"].default,
-    learning_rate: Annotated[float, typer.Option(help=_LORA["learning_rate"].description)] =
-        _LORA["learning_rate"].default,
-    epochs: Annotated[float, typer.Option(help=_LORA["epochs"].description)] = _LORA["epochs"].default,
-    max_steps: Annotated[Optional[int], typer.Option(help=_LORA["max_steps"].description)] = None,
-    window_tokens: Annotated[int, typer.Option(help=_LORA["max_tokens"].description)] = _LORA["max_tokens"].default,
-    batch_tokens: Annotated[int, typer.Option(help=_LORA["batch_tokens"].description)] =
-        _LORA["batch_tokens"].default,
-    eval_per_study: Annotated[int, typer.Option(help=_LORA["eval_per_study"].description)] =
-        _LORA["eval_per_study"].default,
-    study: Study = None, max_participants: MaxParticipants = None, device: Device = "auto",
-    attention: Attention = "auto", trust_remote_code: TrustRemoteCode = False,
-    seed: Annotated[int, typer.Option(help="Split, batch order, dropout, initialisation.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finetune run with other settings "
                                             "in OUT (refused otherwise).")] = False,
+    config: FinetuneConfig = FinetuneConfig(),
+    scoring: ScoringOptions = ScoringOptions(),
 ) -> None:
     """LoRA toward human behaviour: loss on human responses only; evaluated on held-out people."""
     from .jobs.finetune import finetune as job
 
     with _user_errors():
-        config = FinetuneConfig(holdout=holdout, holdout_fraction=holdout_fraction, rank=rank, alpha=alpha,
-                                dropout=dropout, learning_rate=learning_rate, epochs=epochs,
-                                max_steps=max_steps, max_tokens=window_tokens, batch_tokens=batch_tokens,
-                                eval_per_study=eval_per_study, seed=seed)
         with _progress(unit="steps") as progress:
-            report = job(model, data, out, config, compare_to=compare_to, studies=study,
-                         max_participants=max_participants, device=device, attention=attention,
-                         trust_remote_code=trust_remote_code, overwrite=overwrite,
-                         progress=lambda d, t, loss: progress("LoRA", d, t, f", loss {loss:.3f}"), log=_log)
+            report = job(model, data, out, config, compare_to=compare_to, overwrite=overwrite,
+                         progress=lambda d, t, loss: progress("LoRA", d, t, f", loss {loss:.3f}"), log=_log,
+                         **scoring.model_dump(include={"studies", "max_participants", "device", "attention",
+                                                       "trust_remote_code"}))
     import pandas as pd
 
     _print_table(pd.DataFrame([h.model_dump() for h in report.heldout]),

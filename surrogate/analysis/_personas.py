@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from .._errors import OptionError
 from ..personas import control_renders, matched_control
 from ._inference import (
     DEFAULT_SESOI,
@@ -87,7 +88,7 @@ _SEP = "\x1f"
 
 def check_by(by: str) -> str:
     if by not in BY:
-        raise ValueError(f"--by {by!r}: expected one of {', '.join(BY)}")
+        raise OptionError("by", by, f"expected one of {', '.join(BY)}")
     return by
 
 

@@ -40,6 +40,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
+from .._errors import OptionError
 from ._inference import DEFAULT_SESOI, Sesoi, equivalence_rule, paule_mandel
 from ._personas import (SESSION, PersonaDecomposition, Weight, decompose_personas, persona_table, resolve_columns,
                         unit_column)
@@ -94,7 +95,7 @@ def parse_effect(effect: float | str) -> tuple[float, Scale]:
     try:
         return float(effect), "nats"
     except ValueError:
-        raise ValueError(f"--effect {effect!r}: expected nats per response (0.02) or a per cent (1%)") from None
+        raise OptionError("effect", effect, "expected nats per response (0.02) or a per cent (1%)") from None
 
 
 class PersonaPlan(BaseModel):
@@ -310,7 +311,7 @@ def plan_personas(responses: pd.DataFrame, *, model: str | None = None, matched:
     if usable_share is None:
         usable_share = sum(e.n for e in out) / sum(e.recruited for e in out)
     elif not 0 < usable_share <= 1:
-        raise ValueError(f"--usable {usable_share}: expected a share between 0 and 1")
+        raise OptionError("usable", usable_share, "expected a share between 0 and 1")
     tau2, ranges = {}, {}
     for scale in ("%", "nats"):
         units = np.array([e.unit(scale) for e in out])
@@ -498,7 +499,7 @@ def design_plan(responses: pd.DataFrame, *, model: str | None = None, matched: s
     """Answer design questions from a pilot table: the persona individual component (when
     the table has none, the matched persona and its control) and misalignment per pair."""
     if not 0 < power < 1:
-        raise ValueError(f"--power {power}: expected a number between 0 and 1")
+        raise OptionError("power", power, "expected a number between 0 and 1")
     parse_effect(effect)
     notes = []
     personas = None

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .._errors import OptionError
+
 
 class Sesoi(BaseModel):
     """The smallest effect of interest for equivalence tests. `%`: per cent of the
@@ -32,10 +34,10 @@ class Sesoi(BaseModel):
             try:
                 value = float(number)
             except ValueError:
-                raise ValueError(f"--sesoi {text!r}: expected a per cent (1%), nats per response (0.01) or "
+                raise OptionError("sesoi", text, "expected a per cent (1%), nats per response (0.01) or "
                                  "nats per token (0.002/token)") from None
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--sesoi {text!r}: the smallest effect of interest must be a positive number")
+            raise OptionError("sesoi", text, "the smallest effect of interest must be a positive number")
         return cls(value=value, unit=unit)
 
     def margin(self, none_nll: float, tokens_per_response: float) -> float:

@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 import pandas as pd
 
 from ..analysis import (
-    DEFAULT_SESOI,
     ChoicePrediction,
     Misalignment,
     ModelPair,
     PersonaDecomposition,
     Sesoi,
     StrategyComparison,
-    check_by,
     choice_prediction,
     metadata_benefit,
     paper_accuracy,
@@ -28,6 +27,7 @@ from ..analysis import (
     read_categories,
     read_pairs,
 )
+from ..options import AnalysisArgs, AnalysisOptions, OptionError, split_options
 from ..personas import matched_control
 from ..store import IDENTITY, atomic_write_bytes, check_labels, read_choices, read_responses
 from ._decompositions import (controls_of, decompose_all, decompose_over_derangements, derangement_spread,
@@ -104,38 +104,37 @@ def analyze(
     pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     out: str | Path | None = None,
-    by: str = "study",
-    matched: str | Sequence[str] | None = None,
-    control: str | None = None,
-    sesoi: Sesoi | str | float = DEFAULT_SESOI,
-    weight: str = "participant",
-    n_boot: int = 2000,
-    seed: int = 0,
-    separate_labels: bool = False,
+    **options: Unpack[AnalysisArgs],
 ) -> Analysis:
     """Estimate what the run folders support; write CSVs and summary.txt to `out`
-    (default: <first run folder>/analysis). `matched`: the matched persona strategies to
-    decompose (default: interview, where it was scored)."""
+    (default: <first run folder>/analysis). `options`: any of AnalysisOptions' fields (`by`,
+    `matched`, `control`, `sesoi`, `weight`, `n_boot`, `resample_seed`, `separate_labels`), as
+    the command line's options."""
+    (opts,) = split_options(dict(options), AnalysisOptions)
+    return analyze_with(opts, run_dirs, pairs=pairs, categories=categories, out=out)
+
+
+def analyze_with(opts: AnalysisOptions, run_dirs: Sequence[str | Path], *,
+                 pairs: str | Path | Sequence[ModelPair] | None = None, categories: str | Path | None = None,
+                 out: str | Path | None = None) -> Analysis:
+    """`analyze` with its options already built."""
     if not run_dirs:
         raise ValueError("give at least one run folder")
-    check_by(by)
-    if n_boot < 0:
-        raise ValueError(f"--n-boot {n_boot}: expected 0 (no bootstrap intervals) or more resamples")
-    if weight not in ("participant", "response"):
-        raise ValueError(f"--weight {weight!r}: expected participant or response")
+    by, matched, control, weight = opts.by, opts.matched, opts.control, opts.weight
+    n_boot, seed, separate_labels = opts.n_boot, opts.resample_seed, opts.separate_labels
     responses, choices = read_runs(run_dirs, separate_labels=separate_labels)
     if responses.empty or "persona" not in responses:
         raise ValueError(f"no scored responses in {', '.join(map(str, run_dirs))}; run `surrogate run` first")
     out = Path(out) if out is not None else Path(run_dirs[0]) / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     result = Analysis(out=out, responses=responses)
-    sesoi = Sesoi.parse(sesoi)
+    sesoi = Sesoi.parse(opts.sesoi)
     where = ", ".join(map(str, run_dirs))
     if matched is not None:  # named: each must have been scored (the default, interview, is used where it was)
         absent = [m for m in split_names(matched) if m not in set(responses["persona"])]
         if absent:
-            raise ValueError(f"--matched {', '.join(absent)}: never scored in {where} (personas there: "
-                             f"{', '.join(sorted(set(responses['persona'])))})")
+            raise OptionError("matched", matched, f"never scored in {where} (personas there: "
+                                                  f"{', '.join(sorted(set(responses['persona'])))})")
     _persona_analyses(result, split_names(matched or "interview"), control, by=by, sesoi=sesoi, weight=weight,
                       where=where)
     if pairs is None:
@@ -165,8 +164,8 @@ def _persona_analyses(result: Analysis, matched: list[str], control: str | None,
     responses, out = result.responses, result.out
     personas = set(responses["persona"].unique())
     if control is not None and control not in personas:
-        raise ValueError(f"--control {control!r}: no rows for this persona in {where} "
-                         f"(personas there: {', '.join(sorted(personas)) or 'none'})")
+        raise OptionError("control", control, f"no rows for this persona in {where} "
+                                              f"(personas there: {', '.join(sorted(personas)) or 'none'})")
     result.decompositions, result.comparisons, notes = decompose_all(
         responses, matched, control, by=by, sesoi=sesoi, weight=weight)
     result.notes += notes
@@ -193,7 +192,7 @@ def _misalignment_analysis(result: Analysis, pairs, categories, *, by: str, seed
     if str(pairs) == "paper":  # the built-in grid: the pairs these runs scored
         wanted = [p for p in wanted if {p.base, p.post_trained} <= have]
         if not wanted:
-            result.notes.append("--pairs paper: no pair of the paper's grid has both models in these "
+            result.notes.append("pairs paper: no pair of the paper's grid has both models in these "
                                 f"runs (models: {sorted(have)})")
     if wanted:
         result.misalignment = post_training_misalignment(responses, wanted, categories=cats, by=by, seed=seed)
@@ -201,7 +200,7 @@ def _misalignment_analysis(result: Analysis, pairs, categories, *, by: str, seed
         if result.misalignment.trends:
             write_csv(out / "misalignment_trend.csv", result.misalignment.trend_frame())
     if cats is None:
-        result.notes.append("no --categories given: misalignment is not broken down by domain")
+        result.notes.append("no categories given: misalignment is not broken down by domain")
 
 
 def _choice_analyses(result: Analysis, choices: pd.DataFrame, control: str | None, *, by: str, sesoi: Sesoi,

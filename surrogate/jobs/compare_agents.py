@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._errors import OptionError
 from ..analysis import AgentComparison, agent_comparison
 from ..store import atomic_write_bytes, atomic_write_json
 
@@ -41,7 +42,7 @@ def compare_agents(people: str | Path, agents: str | Path, out: str | Path | Non
     AGENTS/comparison)."""
 
     if n_perm < 99:
-        raise ValueError(f"--n-perm {n_perm}: at least 99 permutations")
+        raise OptionError("n_perm", n_perm, "at least 99 permutations")
     people_dir, agents_dir = Path(people), Path(agents)
     p_frame, p_trials = _tables(people_dir)
     a_frame, a_trials = _tables(agents_dir)
@@ -52,7 +53,7 @@ def compare_agents(people: str | Path, agents: str | Path, out: str | Path | Non
                              "--people-agent")
         people_agent = groups[0]
     if people_agent not in groups:
-        raise ValueError(f"--people-agent {people_agent!r}: not in {people_dir} (groups: {', '.join(groups)})")
+        raise OptionError("people_agent", people_agent, f"not in {people_dir} (groups: {', '.join(groups)})")
     people_rows = p_frame[p_frame["agent"] == people_agent].reset_index(drop=True)
     people_trials = p_trials[p_trials["agent"] == people_agent] if p_trials is not None else None
     experiment = _experiment_of(people_dir)

@@ -3,14 +3,16 @@ decompose each model's matched strategies against their own shuffled controls.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from typing_extensions import Unpack
 
-from ..analysis import DEFAULT_SESOI, PersonaDecomposition, Sesoi, StrategyComparison, check_by
+from ..analysis import PersonaDecomposition, Sesoi, StrategyComparison
+from ..options import AnalysisArgs, AnalysisOptions, OptionError, ScoringArgs, ScoringOptions, split_options
 from ..personas import control_renders, matched_control
 from ..store import atomic_write_bytes
 from ._decompositions import (controls_of, decompose_all, default_strategies, derangement_spread, persona_effects_table,
@@ -33,46 +35,57 @@ class PersonaComparison:
                              *(c.summary() for c in self.comparisons.values())])
 
 
+class PersonaArgs(ScoringArgs, AnalysisArgs, total=False):
+    """compare_personas' options: the scoring options and the analysis options."""
+
+
 def compare_personas(
-    models: Sequence[Any],
-    data: str | Path | None,
-    out: str | Path,
+    models: Sequence[Any] = (),
+    data: str | Path | None = None,
+    out: str | Path = "runs/personas",
     *,
-    strategies: str | Sequence[str] | None = None,
-    matched: str | Sequence[str] = "interview",
-    control: str | None = None,
-    by: str = "study",
-    sesoi: Sesoi | str | float = DEFAULT_SESOI,
-    weight: str = "participant",
-    log=lambda s: None,
-    **run_options: Any,
+    persona: str | Sequence[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+    **options: Unpack[PersonaArgs],
 ) -> PersonaComparison:
     """Run what the decomposition needs (resumable), then write persona_effects.csv (and, with
-    several matched strategies, strategy_ranking.csv and strategy_differences.csv)."""
-    from .run import run
+    several matched strategies, strategy_ranking.csv and strategy_differences.csv). `persona`:
+    the strategies to score (default: none, each matched strategy with its own shuffled
+    control, and for interview population, placebo and shuffled-placebo). `options`: any of
+    ScoringOptions' and AnalysisOptions' fields (surrogate.options)."""
+    scoring, analysis = split_options(dict(options), ScoringOptions, AnalysisOptions)
+    return compare_personas_with(scoring, analysis, models, data, out, persona=persona, progress=progress, log=log)
 
-    matched_list = split_names(matched)
-    sesoi = Sesoi.parse(sesoi)
-    check_by(by)
-    if weight not in ("participant", "response"):
-        raise ValueError(f"--weight {weight!r}: expected participant or response")
+
+def compare_personas_with(scoring: ScoringOptions, analysis: AnalysisOptions, models: Sequence[Any] = (),
+                          data: str | Path | None = None, out: str | Path = "runs/personas", *,
+                          persona: str | Sequence[str] | None = None, progress=None,
+                          log: Callable[[str], None] = lambda s: None) -> PersonaComparison:
+    """`compare_personas` with its options already built."""
+    from .run import run_with
+
+    matched_list = split_names(analysis.matched or "interview")
+    control, by, weight = analysis.control, analysis.by, analysis.weight
+    sesoi = Sesoi.parse(analysis.sesoi)
+    strategies = persona
     if control is not None and len(matched_list) > 1:
-        raise ValueError("--control names one control; with several matched strategies each gets its own "
-                         "(shuffled-X), so leave --control out")
+        raise OptionError("control", control, "names one control; with several matched strategies each gets its own "
+                                              "(shuffled-X), so leave control out")
     if control is not None:
         renders = control_renders(control)
         if renders is not None and renders[1] != matched_list[0]:
-            raise ValueError(f"--control {control!r} renders {renders[1]!r} personas, so S - M would compare "
-                             f"{matched_list[0]!r} with another format; its control is "
-                             f"{matched_control(matched_list[0], renders[0])!r}")
+            raise OptionError("control", control, f"renders {renders[1]!r} personas, so S - M would compare "
+                                                  f"{matched_list[0]!r} with another format; its control is "
+                                                  f"{matched_control(matched_list[0], renders[0])!r}")
     names = split_names(strategies) if strategies is not None else default_strategies(matched_list)
     if strategies is None and control is not None:
         names = list(dict.fromkeys([*names, control]))
     needed = {"none", *matched_list, *((control,) if control else (matched_control(m) for m in matched_list))}
     missing = needed - set(names)
     if missing:
-        raise ValueError(f"--strategies must include {sorted(missing)} for the decomposition")
-    result = run(models, data, names, out, log=log, **run_options)
+        raise OptionError("persona", ",".join(names), f"must include {sorted(missing)} for the decomposition")
+    result = run_with(scoring, models, data, names, out, progress=progress, log=log)
     scored = result.responses
     controls = {c for n in names for c in controls_of(set(scored["persona"].unique()), n)}
     responses = scored[scored["persona"].isin(set(names) | controls)]

@@ -1,106 +1,99 @@
-"""The built-in default job: `surrogate run` with no options (and `surrogate.run()`).
+"""The built-in default job: `surrogate run` with no models and no data (`surrogate.default_job()`).
 
 The four shipped organisms score the shipped sample with no persona (misalignment, its dose
 and its control, in and out of distribution); organism-base also scores it with and without
 the persona and with a shuffled one, on the real participants with metadata and on the
 synthetic positive (informative) and negative (null) controls. Then the analysis: the
 misalignment per pair and group of studies, a persona decomposition per arm with a one-line
-verdict, and the report.
+verdict, and the report. The result carries the findings, one line each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ..analysis import ModelPair
-from .run import RunResult
+from typing_extensions import Unpack
 
-BASE = "organism-base"
-PAIRS = [ModelPair(base=BASE, post_trained="organism-post-light", post_training="post-training, light dose"),
-         ModelPair(base=BASE, post_trained="organism-post", post_training="post-training"),
-         ModelPair(base=BASE, post_trained="organism-control", post_training="control: extra steps, human answers")]
+from ..analysis import decompose_personas
+from ..options import ScoringArgs, ScoringOptions, split_options
+from ..organisms import (BASE, DEFAULT_MODELS, DEFAULT_PAIRS, DEFAULT_PERSONAS, IN, ORGANISM_NOTICE, OUT, default_data,
+                         sample_groups, write_categories, write_pairs)
+from ..store import atomic_write_bytes
+from ._decompositions import persona_effects_table, write_csv
+from .analyze import Analysis, analyze
+from .report import headline, report
+from .run import RunResult, run_with
+
 PAIRS_FILE = "pairs.toml"
 CATEGORIES_FILE = "categories.csv"
 ARMS = {"real participants": "real", "positive control (synthetic, informative)": "synthetic-lotteries-informative",
         "negative control (synthetic, null)": "synthetic-lotteries-null"}
 
 
-def write_pairs(folder: Path, pairs: list[ModelPair]) -> None:
-    """The pairs a run's analysis used, beside its tables, so `analyze` and `report` on the
-    folder read them without --pairs."""
-    from ..store import atomic_write_bytes
+@dataclass
+class DefaultJob:
+    """What the default job made: the run, its analysis, the report, and the findings."""
 
-    def value(v):
-        return f'"{v}"' if isinstance(v, str) else str(v)
-
-    lines = []
-    for p in pairs:
-        lines.append("[[pairs]]")
-        lines += [f"{k} = {value(v)}" for k, v in p.model_dump().items() if v not in ("", None)]
-        lines.append("")
-    atomic_write_bytes(Path(folder) / PAIRS_FILE, "\n".join(lines).encode())
+    result: RunResult
+    analysis: Analysis | None = None
+    report: Path | None = None
+    findings: list[str] = field(default_factory=list)
 
 
-def groups() -> dict[str, str]:
-    """Each sample study's group: in distribution (held-out participants of trained studies),
-    out of distribution (studies never trained on), synthetic (the persona controls)."""
-    import json
-
-    from ..organisms import organisms_dir, sample_dir
-
-    recipe = json.loads((organisms_dir() / "build.json").read_text())["recipe"]
-    out = {}
-    for folder in sorted(p for p in sample_dir().iterdir() if p.is_dir()):
-        study = folder.name
-        out[study] = ("synthetic" if study.startswith("synthetic-") else
-                      "out of distribution" if study in recipe["heldout_studies"] else "in distribution")
-    return out
+def default_job(out: str | Path = "runs/default", persona: str = "none", *,
+                progress: Callable[[str, int, int], None] | None = None, log: Callable[[str], None] = lambda s: None,
+                **options: Unpack[ScoringArgs]) -> DefaultJob:
+    """The built-in default job into `out` (resumable); `persona` adds strategies to the
+    three it always scores (none, interview, shuffled); `options` as `surrogate.run`'s."""
+    (opts,) = split_options(dict(options), ScoringOptions)
+    return run_default_job(persona, out, opts, progress=progress, log=log)
 
 
-def run_default_job(persona: list[str], out: str | Path, *, run_options: dict[str, Any],
-                    progress=None, log: Callable[[str], None] = lambda s: None) -> RunResult:
-    """Score the sample (two passes into one folder), then analyse and report."""
-    from ..organisms import DEFAULT_MODELS, default_data
-    from .run import run
+def run_default_job(persona: str | list[str], out: str | Path, opts: ScoringOptions, *, progress=None,
+                    log: Callable[[str], None] = lambda s: None) -> DefaultJob:
+    """Score the sample (two passes into one folder), then analyse and report (not for a
+    single shard of it: the last shard's `surrogate run` with no options, or analyze and
+    report on the merged folder, does that)."""
+    from ..personas import ALIASES
 
+    log(ORGANISM_NOTICE)
+    personas = persona.split(",") if isinstance(persona, str) else list(persona)
+    wanted = [n for p in personas for n in ALIASES.get(p.strip(), [p.strip()])]
+    extra = [n for n in wanted if n not in DEFAULT_PERSONAS]
+    if wanted != ["none"]:
+        log(f"the built-in default job always scores {', '.join(DEFAULT_PERSONAS)} (the persona decomposition needs "
+            "all three)" + (f"; your persona adds {', '.join(extra)}" if extra else "; your persona is among them"))
+    strategies = list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted]))
     data = default_data()
-    kinds = groups()
-    with_persona = [s for s, g in kinds.items() if g != "out of distribution"]
-    models = [m for m in DEFAULT_MODELS]
-    first = run(models, data, "none", out, progress=progress, log=log, **run_options)
-    result = run([BASE], data, persona, out, studies=with_persona, progress=progress, log=log, **run_options)
+    kinds = sample_groups()
+    with_persona = [s for s, g in kinds.items() if g != OUT]
+    first = run_with(opts, list(DEFAULT_MODELS), data, "none", out, progress=progress, log=log)
+    result = run_with(opts.model_copy(update={"studies": with_persona}), [BASE], data, strategies, out,
+                      progress=progress, log=log)
     result.info.models = {**first.info.models, **result.info.models}
-    if run_options.get("shard") is None:
-        finish_default_job(result, kinds, log=log)
-    return result
+    job = DefaultJob(result=result)
+    if opts.shard is None:
+        finish_default_job(job, kinds, log=log)
+    return job
 
 
-def finish_default_job(result: RunResult, kinds: dict[str, str], *, log: Callable[[str], None] = lambda s: None
+def finish_default_job(job: DefaultJob, kinds: dict[str, str], *, log: Callable[[str], None] = lambda s: None
                        ) -> None:
     """Analyse the default run (misalignment per group, a decomposition per arm), write its
-    pairs and categories, and its report (result.analysis, result.report)."""
-    from ..store import atomic_write_bytes
-    from ..analysis import decompose_personas
-    from ._decompositions import persona_effects_table, write_csv
-    from .analyze import analyze
-    from .report import report
-
+    pairs and categories, its report, and the findings."""
+    result = job.result
     out = Path(result.out)
-    names = ("in distribution", "out of distribution", "synthetic")
-    atomic_write_bytes(out / CATEGORIES_FILE, ("\n".join(
-        ["experiment,dataset," + ",".join(names)]
-        + [f"{s},organisms," + ",".join("1" if g == n else "0" for n in names) for s, g in sorted(kinds.items())])
-        + "\n").encode())
+    write_categories(out / CATEGORIES_FILE, kinds)
     have = set(result.responses["model"].unique())
-    pairs = [p for p in PAIRS if {p.base, p.post_trained} <= have]
-    write_pairs(out, pairs)
+    pairs = [p for p in DEFAULT_PAIRS if {p.base, p.post_trained} <= have]
+    write_pairs(out / PAIRS_FILE, pairs)
     analysis = analyze([out], pairs=pairs, categories=out / CATEGORIES_FILE)
     frame = result.responses[result.responses["model"] == BASE]
     arms = {}
     for label, which in ARMS.items():
-        studies = [s for s, g in kinds.items() if g == "in distribution"] if which == "real" else [which]
+        studies = [s for s, g in kinds.items() if g == IN] if which == "real" else [which]
         sub = frame[frame["study"].isin(studies)]
         if {"none", "interview", "shuffled"} <= set(sub["persona"].unique()):
             arms[f"{BASE}: {label}"] = decompose_personas(sub)
@@ -108,6 +101,7 @@ def finish_default_job(result: RunResult, kinds: dict[str, str], *, log: Callabl
         analysis.decompositions = arms
         write_csv(analysis.out / "persona_effects.csv", persona_effects_table(arms))
         atomic_write_bytes(analysis.out / "summary.txt", (analysis.summary() + "\n").encode())
-    result.analysis = analysis
-    result.report = report([out], out / "report", analysis=analysis, title="surrogate default job: model organisms",
-                           log=log).html
+    job.analysis = analysis
+    job.report = report([out], out / "report", analysis=analysis, title="surrogate default job: model organisms",
+                        log=log).html
+    job.findings = headline(analysis)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._errors import OptionError
 from ..data import Participant, TruncationConfig, load, prepare_transcript, split_participants
 from ..models import ModelSpec, ScoreRequest, TranscriptEncoder, load_backend
 from ..organisms import resolved
@@ -91,10 +92,10 @@ def _claim_folder(out: Path, settings: dict, run_id: str, overwrite: bool) -> di
         if state is not None:
             changed = _differences(state.get("settings", {}), settings)
             what = "; ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
-            raise ValueError(f"{out} holds a finetune run with other settings ({what}); use another --out, or "
-                             "--overwrite to replace it")
-        raise ValueError(f"{out} holds {', '.join(present)} from another run; use another --out, or --overwrite "
-                         "to replace them")
+            raise OptionError("out", str(out), f"holds a finetune run with other settings ({what}); use another "
+                                               "folder, or overwrite to replace it")
+        raise OptionError("out", str(out), f"holds {', '.join(present)} from another run; use another folder, or "
+                                           "overwrite to replace them")
     for name in present:
         (out / name).unlink()
     return None
@@ -177,7 +178,7 @@ def _finetune(model, data, out: Path, config: FinetuneConfig, *, compare_to, stu
         encoder = TranscriptEncoder(tokenizer, chat=chat)
         uncut = TruncationConfig(max_chars=None)
         examples = [e for p in train_people
-                    for e in response_windows(encoder, prepare_transcript(p.text, "", uncut), config.max_tokens)]
+                    for e in response_windows(encoder, prepare_transcript(p.text, "", uncut), config.window_tokens)]
         n_label = int(sum((e.labels >= 0).sum() for e in examples))
         log(f"LoRA on {model}: {len(train_people)} training participants, {len(examples)} windows, "
             f"{n_label} response tokens; {len(heldout_people)} held out ({config.holdout})")

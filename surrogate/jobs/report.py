@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from .._paths import slug
 from ..analysis import ModelPair
 from . import figures
-from .analyze import Analysis, analyze
+from ..options import AnalysisArgs, AnalysisOptions, split_options
+from .analyze import Analysis, analyze_with
 from ..store import atomic_write_bytes
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "analysis" / "data" / "calibration.csv"
@@ -64,6 +66,7 @@ def _methods(run_dirs: Sequence[Path]) -> str:
 def _method(path: Path, d: Path, e) -> str:
     info = json.loads(path.read_text())
     cfg = info.get("config", {})
+    opts = cfg.get("options", cfg)  # the scoring options (flat in runs before 0.2)
     models = []
     for spec in cfg.get("models", []):
         label = spec.get("name") or spec["path"]
@@ -72,7 +75,8 @@ def _method(path: Path, d: Path, e) -> str:
         models.append(f"{label} ({spec['path']}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
                       f"{', adapter ' + str(spec['adapter']) if spec.get('adapter') else ''}; "
                       f"{'chat template' if fp.get('chat') else 'plain text'}; {fp.get('dtype', '?')})")
-    trunc = cfg.get("truncation", {})
+    trunc = cfg["truncation"] if "truncation" in cfg else {"max_chars": opts.get("max_chars"), "max_tokens": opts.get(
+        "max_tokens"), "count_prefix": not opts.get("persona_outside_cut", False)}
     data = info.get("data", {})
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
     sources = [_relative(s, d) for s in data.get("sources", [])]
@@ -85,8 +89,8 @@ def _method(path: Path, d: Path, e) -> str:
         f"{' (persona prefix included, as in the paper)' if trunc.get('count_prefix', True) else ' (transcript alone)'}"
         f"{', a token budget of ' + e(trunc['max_tokens']) if trunc.get('max_tokens') else ''}. "
         f"Persona strategies: {e(', '.join(map(str, cfg.get('personas', []))))}; shuffled-persona seed "
-        f"{e(cfg.get('seed', 0))}, {e(cfg.get('derangements', 1))} derangement(s)"
-        f"{', stratified by ' + e(cfg['stratify']) if cfg.get('stratify') else ''}. Software: {e(versions)}.")
+        f"{e(opts.get('seed', 0))}, {e(opts.get('derangements', 1))} derangement(s)"
+        f"{', stratified by ' + e(opts['stratify']) if opts.get('stratify') else ''}. Software: {e(versions)}.")
 
 
 def _relative(source: str, run_dir: Path) -> str:
@@ -148,15 +152,15 @@ def report(
     pairs: str | Path | Sequence[ModelPair] | None = None,
     categories: str | Path | None = None,
     lora: Sequence[str | Path] = (),
-    matched: str | None = None,
-    control: str | None = None,
     title: str = "surrogate report",
     analysis: Analysis | None = None,
-    separate_labels: bool = False,
     log: Callable[[str], None] = lambda s: None,
+    **options: Unpack[AnalysisArgs],
 ) -> Report:
-    """Analyse the runs (unless `analysis` is given) and write out/report.html, out/figures/
-    (PNG and PDF) and out/tables/ (every figure's table, and analyze's CSVs)."""
+    """Analyse the runs (unless `analysis` is given; `options` as `analyze`'s) and write
+    out/report.html, out/figures/ (PNG and PDF) and out/tables/ (every figure's table, and
+    analyze's CSVs)."""
+    (opts,) = split_options(dict(options), AnalysisOptions)
 
     out = Path(out)
     dirs = [Path(d) for d in run_dirs]
@@ -168,8 +172,7 @@ def report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if analysis is None:
-        analysis = analyze(dirs, pairs=pairs, categories=categories, out=out / "tables", matched=matched,
-                           control=control, separate_labels=separate_labels)
+        analysis = analyze_with(opts, dirs, pairs=pairs, categories=categories, out=out / "tables")
     responses = analysis.responses
     mis = analysis.misalignment.to_frame() if analysis.misalignment is not None else pd.DataFrame()
     pair_list = [pm.pair for pm in analysis.misalignment.pairs] if analysis.misalignment is not None else []

@@ -20,16 +20,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Unpack
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import __version__
+from .._version import __version__
 from ..agents import ParticipantAgent, choice_rows, detect_option_sets, make_agents, response_rows
 from ..data import Dataset, Participant, Transcript, TruncationConfig, load, prepare_transcript
 from ..models import ChoiceBackend, ModelSpec, ScoreResult, ScorerBackend, load_backend
-from ..organisms import DEFAULT_MODELS, DEFAULT_PERSONAS, ORGANISM_NOTICE, default_data, resolved
+from ..organisms import DEFAULT_MODELS, default_data, resolved
 from ..personas import PersonaStrategy, Shuffled, Stratify, resolve_strategies
+from ..options import OptionError, ScoringArgs, ScoringOptions, parse_shard, split_options
 from ..store import IDENTITY, ResultFolder, UnitIndex, atomic_write_bytes, atomic_write_json
 
 COLUMNS = ["study", "experiment", "participant", "response_index", "response_text", "model",
@@ -41,51 +44,29 @@ CHOICE_COLUMNS = ["study", "experiment", "participant", "response_index", "model
 
 
 class RunConfig(BaseModel):
-    """Everything `surrogate run` needs; the CLI builds one from its options."""
+    """What a run scores (run.json's `config`): models, data, persona strategies, the output
+    folder, and the scoring options."""
 
     model_config = ConfigDict(frozen=True)
 
-    models: list[ModelSpec] = Field(default_factory=list,
-                                    description="Models to score (empty: the shipped organisms).")
+    models: list[ModelSpec] = Field(default_factory=list, description="Models to score (empty: the shipped organisms).")
     data: str | None = Field(None, description="Psych-201 source (None: the shipped sample of real participants).")
     personas: list[str] = Field(default_factory=lambda: ["none"],
                                 description="Persona strategies (names, on/off/both, module:Class).")
     out: Path = Field(Path("runs/default"), description="Output folder.")
-    max_participants: int | None = Field(None, ge=1, description="Per study, in file order.")
-    studies: list[str] | None = Field(None, description="Only these studies.")
-    skip_invalid: bool = Field(False, description="Record bad records in invalid.jsonl and go on.")
-    truncation: TruncationConfig = Field(default_factory=TruncationConfig)
-    seed: int = Field(0, description="Seed of the shuffled-persona derangement.")
-    stratify: str | None = Field(None, description="Metadata field within whose levels shuffled "
-                                 "personas are swapped (e.g. a between-subject condition).")
-    derangements: int = Field(1, ge=1, description="Independent shuffled pairings (shuffled, "
-                              "shuffled.2, ...), to report results over several.")
-    checkpoint_seconds: float = Field(30.0, ge=0, description="Write finished units to disk at "
-                                      "least this often (and when the model is done).")
-    choices: bool = Field(True, description="For closed-set experiments, also score every option "
-                          "at every response (choices.parquet).")
-    options: dict[str, list[str]] = Field(default_factory=dict, description="Declared option sets "
-                                          "by study (overrides detection).")
-    shard: tuple[int, int] | None = Field(None, description="(K, N): score only the K-th of N "
-                                          "deterministic shares of the units (SLURM arrays, torchrun ranks).")
-    heldout_only: bool = Field(False, description="Leave out participants a model was trained on (built-in "
-                                                  "organisms; adapters with a split.json).")
+    options: ScoringOptions = Field(default_factory=ScoringOptions)
+
+    @property
+    def truncation(self) -> TruncationConfig:
+        return self.options.truncation
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        return parse_shard(self.options.shard)
 
     @property
     def shard_label(self) -> str:
         return f"{self.shard[0]}-of-{self.shard[1]}" if self.shard else "0-of-1"
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` with 0 <= K < N."""
-    k, sep, n = text.partition("/")
-    try:
-        shard = (int(k), int(n))
-    except ValueError:
-        shard = None
-    if not sep or shard is None or not 0 <= shard[0] < shard[1]:
-        raise ValueError(f"--shard {text!r}: expected K/N with 0 <= K < N (e.g. 0/4)")
-    return shard
 
 
 def in_shard(unit_identity: tuple[str, ...], shard: tuple[int, int] | None) -> bool:
@@ -163,8 +144,6 @@ class RunResult:
     responses: pd.DataFrame
     summary: pd.DataFrame
     info: RunInfo
-    analysis: Any = None  # the default job's analysis (surrogate.runner.Analysis)
-    report: Path | None = None  # the default job's report.html
 
 
 def _sha(obj: Any) -> str:
@@ -329,15 +308,16 @@ def _terminate_as_interrupt():
 
 
 def _execute(config, dataset, backends, out: Path, writer, *, progress, log, trained) -> RunResult:
-    strategies = resolve_strategies(config.personas, seed=config.seed, stratify=config.stratify,
-                                    derangements=config.derangements)
+    opts = config.options
+    strategies = resolve_strategies(config.personas, seed=opts.seed, stratify=opts.stratify,
+                                    derangements=opts.derangements)
     if dataset.invalid:
         lines = "".join(json.dumps(r.model_dump()) + "\n" for r in dataset.invalid)
         atomic_write_bytes(out / "invalid.jsonl", lines.encode())
     option_sets = None
-    if config.choices:
+    if opts.choices:
         plain = [prepare_transcript(p.text, "", config.truncation) for p in dataset.participants]
-        option_sets = detect_option_sets(dataset.participants, plain, declared=config.options)
+        option_sets = detect_option_sets(dataset.participants, plain, declared=opts.option_sets)
     info = RunInfo(
         status="running", started=datetime.now(timezone.utc).isoformat(),
         config=json.loads(config.model_dump_json()), versions=_versions(),
@@ -346,8 +326,8 @@ def _execute(config, dataset, backends, out: Path, writer, *, progress, log, tra
         choices=None if option_sets is None else {
             "participants_with_options": len(option_sets.options),
             "experiments_fixed_labels": sorted(f"{a}/{b}" for (a, b), v in option_sets.shared.items() if v)})
-    if config.stratify is not None and any(isinstance(s, Shuffled) for s in strategies):
-        stratify = Stratify.parse(config.stratify)
+    if opts.stratify is not None and any(isinstance(s, Shuffled) for s in strategies):
+        stratify = Stratify.parse(opts.stratify)
         lacking = stratify.lacking(dataset.participants)
         if lacking:
             note = (f"--stratify {stratify}: {len(lacking)} participant(s) lack {stratify.field!r} (e.g. "
@@ -447,7 +427,7 @@ def _score_model(label, make_backend, config, dataset, strategies, option_sets, 
             stats.scored += 1
             if progress:
                 progress(label, stats.skipped + stats.scored, len(units))
-            if time.monotonic() - last_flush >= config.checkpoint_seconds:
+            if time.monotonic() - last_flush >= config.options.checkpoint_seconds:
                 flush()
             t0 = time.perf_counter()
         flush()
@@ -478,32 +458,24 @@ def _resolve(models: Sequence[ModelLike], **options) -> list[ModelSpec | ScorerB
 
 
 def check_out(out: str | Path) -> Path:
-    """`--out` names a folder that exists or can be made, and can be written."""
+    """`out` names a folder that exists or can be made, and can be written."""
     import os
 
     if not str(out).strip():
-        raise ValueError("--out must name a folder (it is empty)")
+        raise OptionError("out", str(out), "must name a folder (it is empty)")
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {out}: a file is in the way (the output is a folder); choose another --out")
+        raise OptionError("out", str(out), "a file is in the way (the output is a folder); choose another")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it")
+                raise OptionError("out", str(out), f"{parent} is a file, so no folder can be made under it")
             if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"--out {out}: cannot create it (no write permission in {parent})")
+                raise OptionError("out", str(out), f"cannot create it (no write permission in {parent})")
             break
     if path.exists() and not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: no write permission in this folder")
+        raise OptionError("out", str(out), "no write permission in this folder")
     return path
-
-
-def _check_options(options: dict[str, list[str]]) -> None:
-    for study, values in options.items():
-        values = [v for v in values if v.strip()]
-        if len(set(values)) < 2:
-            raise ValueError(f"--options {study}={','.join(values)}: a closed option set needs at least two "
-                             "distinct options")
 
 
 def _check_models(specs: Sequence[ModelSpec]) -> None:
@@ -538,24 +510,24 @@ def _backend_factories(models: Sequence[ModelSpec | ScorerBackend]) -> list[tupl
     return out
 
 
-def _distributed(shard, device: str, log) -> tuple[tuple[int, int] | None, str]:
-    """The share of the work this process scores: --shard K/N, or under torchrun /
-    accelerate launch (WORLD_SIZE > 1) its rank's share, on its own GPU."""
+def _distributed(options: ScoringOptions, log) -> ScoringOptions:
+    """The share of the work this process scores: shard K/N, or under torchrun / accelerate
+    launch (WORLD_SIZE > 1) its rank's share, on its own GPU."""
     import os
 
-    shard = parse_shard(shard) if isinstance(shard, str) else shard
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return shard, device
-    if shard is not None:
-        raise ValueError("--shard and a torchrun / accelerate launch both split the work; use one")
+        return options
+    if options.shard is not None:
+        raise OptionError("shard", options.shard, "a torchrun / accelerate launch splits the work too; use one")
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = options.device
     if device == "auto":
         import torch
 
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     log(f"rank {rank} of {world}: scoring shard {rank}/{world} on {device}")
-    return (rank, world), device
+    return options.model_copy(update={"shard": f"{rank}/{world}", "device": device})
 
 
 def run(
@@ -564,111 +536,75 @@ def run(
     persona: str | Sequence[str] = "off",
     out: str | Path = "runs/default",
     *,
-    chat: str = "auto",
-    dtype: str = "auto",
-    device: str = "auto",
-    backend: str = "hf",
-    batch_tokens: int | None = None,
-    attention: str = "auto",
-    trust_remote_code: bool = False,
-    max_participants: int | None = None,
-    studies: Sequence[str] | None = None,
-    skip_invalid: bool = False,
-    truncation: TruncationConfig | None = None,
-    seed: int = 0,
-    stratify: str | None = None,
-    derangements: int = 1,
-    checkpoint_seconds: float = 30.0,
-    shard: str | tuple[int, int] | None = None,
-    choices: bool = True,
-    options: dict[str, list[str]] | None = None,
-    heldout_only: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] = lambda s: None,
+    **options: Unpack[ScoringArgs],
 ) -> RunResult:
     """Score models on Psych-201 transcripts; the Python form of `surrogate run`.
 
     `models`: paths / hub ids (optionally NAME=PATH), ModelSpecs, or ready ScorerBackends;
-    none: the shipped organisms (organism-base, organism-post). `data`: any source
-    `surrogate.data.load` reads; None: the shipped sample of real Psych-201 participants. With
-    neither (the built-in default) the personas none, interview and shuffled are always scored,
-    so the persona decomposition can be estimated. `persona`: strategy names (comma-separated
-    or a list; on/off/both). Results go to `out` (responses.parquet, run.json, summary.csv); a
-    re-run skips finished units. With neither models nor data this is the built-in default job,
-    as `surrogate run` with no options: it also estimates misalignment and the persona
-    decomposition and writes the report (`result.analysis`, `result.report`).
+    none: the shipped organisms. `data`: any source `surrogate.data.load` reads; None: the
+    shipped sample of real Psych-201 participants. With neither (the built-in default) the
+    personas none, interview and shuffled are always scored, so the persona decomposition can
+    be estimated. `persona`: strategy names (comma-separated or a list; on/off/both). Results
+    go to `out` (responses.parquet, run.json, summary.csv); a re-run skips finished units.
+    `options`: any of ScoringOptions' fields (surrogate.options), as the command line's options
+    (`chat="off"`, `studies=[...]`, `max_participants=8`, ...). With neither models nor data this
+    is the built-in default job, as `surrogate run` with no options: it also estimates
+    misalignment and the persona decomposition and writes the report (`result.analysis`,
+    `result.report`).
     """
-    default_job = not models and data is None
-    shard, device = _distributed(shard, device, log)
+    (opts,) = split_options(dict(options), ScoringOptions)
+    return run_with(opts, models, data, persona, out, progress=progress, log=log)
+
+
+def run_with(opts: ScoringOptions, models: Sequence[ModelLike] = (), data: str | Path | None = None,
+             persona: str | Sequence[str] = "off", out: str | Path = "runs/default", *,
+             progress: Callable[[str, int, int], None] | None = None,
+             log: Callable[[str], None] = lambda s: None) -> RunResult:
+    """`run` with its options already built (the command line's and the default job's path)."""
+    if not models and data is None:
+        raise ValueError("give models or data (or both); with neither, `surrogate run` on the command line runs the "
+                         "built-in default job, which is surrogate.default_job() in Python")
+    opts = _distributed(opts, log)
     check_out(out)
     from ..models import check_device
 
-    check_device(device)
+    check_device(opts.device)
     personas = persona.split(",") if isinstance(persona, str) else list(persona)
-    if default_job:
-        log(ORGANISM_NOTICE)
-        from ..personas import ALIASES
-
-        wanted = [n for p in personas for n in ALIASES.get(p.strip(), [p.strip()])]
-        extra = [n for n in wanted if n not in DEFAULT_PERSONAS]
-        if wanted != ["none"]:
-            log(f"the built-in default job always scores {', '.join(DEFAULT_PERSONAS)} (the persona decomposition needs "
-                "all three)" + (f"; your --persona adds {', '.join(extra)}" if extra else "; your --persona is among them"))
-        from .default import run_default_job
-
-        return run_default_job(list(dict.fromkeys([*DEFAULT_PERSONAS, *wanted])), out, progress=progress, log=log,
-                               run_options=dict(chat=chat, dtype=dtype, device=device, backend=backend,
-                                                batch_tokens=batch_tokens, attention=attention,
-                                                trust_remote_code=trust_remote_code, max_participants=max_participants,
-                                                skip_invalid=skip_invalid, truncation=truncation, seed=seed,
-                                                stratify=stratify, derangements=derangements,
-                                                checkpoint_seconds=checkpoint_seconds, shard=shard, choices=choices,
-                                                options=options, heldout_only=heldout_only))
     models = list(models) or list(DEFAULT_MODELS)
     if data is None:
         data = default_data()
-    model_options = dict(chat=chat, dtype=dtype, device=device, batch_tokens=batch_tokens, attention=attention,
-                         trust_remote_code=trust_remote_code, backend=backend)
-    resolved = _resolve(models, **model_options)
-    factories = _backend_factories(resolved)
-    specs = [m for m in resolved if isinstance(m, ModelSpec)]
+    specs_or_backends = _resolve(models, **opts.model_options)
+    factories = _backend_factories(specs_or_backends)
+    specs = [m for m in specs_or_backends if isinstance(m, ModelSpec)]
     _check_models(specs)
-    config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out),
-                       max_participants=max_participants, studies=list(studies) if studies else None,
-                       skip_invalid=skip_invalid, truncation=truncation or TruncationConfig(), seed=seed,
-                       stratify=stratify, derangements=derangements,
-                       checkpoint_seconds=checkpoint_seconds, choices=choices, options=options or {},
-                       shard=shard, heldout_only=heldout_only)
+    config = RunConfig(models=specs, data=str(data), personas=personas, out=Path(out), options=opts)
     # Everything that can be checked before the output folder exists is checked here, so a
     # typo never leaves a half-made folder behind.
-    from ..personas import resolve_strategies
-
-    resolve_strategies(personas, seed=seed, stratify=stratify, derangements=derangements)
-    _check_options(options or {})
-    dataset = load(data, skip_invalid=skip_invalid, max_participants=max_participants, studies=studies)
-    if stratify is not None:
-        from ..personas import Stratify
-
-        field = Stratify.parse(stratify).field
+    resolve_strategies(personas, seed=opts.seed, stratify=opts.stratify, derangements=opts.derangements)
+    dataset = load(data, skip_invalid=opts.skip_invalid, max_participants=opts.max_participants, studies=opts.studies)
+    if opts.stratify is not None:
+        field = Stratify.parse(opts.stratify).field
         if not any(field in p.metadata for p in dataset.participants):
             present = sorted({k for p in dataset.participants for k in p.metadata})
-            raise ValueError(f"--stratify {stratify!r}: no participant in {data} has the metadata field {field!r}; "
-                             f"fields present: {', '.join(present) or 'none'}")
+            raise OptionError("stratify", opts.stratify, f"no participant in {data} has the metadata field {field!r}; "
+                                                         f"fields present: {', '.join(present) or 'none'}")
     if dataset.invalid:
         log(f"{len(dataset.invalid)} invalid records skipped; see {Path(out) / 'invalid.jsonl'}")
     from ..organisms import trained_participants
 
     trained = {m.label: trained_participants(m.path, m.adapter) for m in specs}
-    if heldout_only:
+    if opts.heldout_only:
         seen = set().union(*trained.values()) if trained else set()
         before = len(dataset.participants)
         dataset.participants = [p for p in dataset.participants if p.key not in seen]
-        log(f"--heldout-only: {before - len(dataset.participants)} participants a model was trained on left out, "
+        log(f"heldout_only: {before - len(dataset.participants)} participants a model was trained on left out, "
             f"{len(dataset.participants)} scored")
     if not dataset.participants:
         raise ValueError(f"no participants to score in {data}")
-    unknown = sorted(set(options or {}) - set(dataset.studies))
+    unknown = sorted(set(opts.option_sets) - set(dataset.studies))
     if unknown:
-        raise ValueError(f"--options for {', '.join(unknown)}: no such study in {data} (studies: "
-                         f"{', '.join(dataset.studies)})")
+        raise OptionError("option_sets", ", ".join(unknown), f"no such study in {data} (studies: "
+                                                             f"{', '.join(dataset.studies)})")
     return execute(config, dataset, factories, progress=progress, log=log, trained=trained)

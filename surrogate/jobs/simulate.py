@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..experiments import (BUILTIN, Experiment, SessionRecord, SyntheticSpec, TraitLink, behaviour_rows, session_index,
                            simulate_synthetic, summarize_behaviour, trial_rows)
+from .._errors import OptionError
 from .._imports import load_object
 from ..models import ModelSpec
 from ..organisms import resolved
@@ -113,7 +114,7 @@ def resolve_experiment(name: str | Experiment, trials: int | None = None) -> Exp
         raise TypeError(f"{name} is not an experiment (needs .name and .session(rng))")
     if trials is not None:
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-            raise ValueError(f"--trials {trials}: at least one trial per session")
+            raise OptionError("trials", trials, "at least one trial per session")
         if isinstance(experiment, DeclarativeExperiment):
             return experiment.with_trials(trials)
         if not dataclasses.is_dataclass(experiment) or "n_trials" not in {f.name for f in dataclasses.fields(experiment)}:
@@ -211,13 +212,13 @@ def simulate(
     exp = resolve_experiment(experiment, trials)
     check_name(exp.name, "experiment name")
     if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: at least one model agent per forward pass")
+        raise OptionError("batch_size", batch_size, "at least one model agent per forward pass")
     specs = [a if isinstance(a, AgentSpec) else AgentSpec.parse(a, i, persona=persona) for i, a in enumerate(agents)]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"agent names repeat: {names}; name model agents with ,name=...")
     if participants < 1:
-        raise ValueError(f"--participants {participants}: at least one")
+        raise OptionError("participants", participants, "at least one")
     for spec in specs:  # a bad persona name fails before anything is played
         if spec.kind == "model":
             resolve_strategies(spec.persona, seed=seed)
@@ -247,7 +248,7 @@ def simulate(
                 continue
             if spec.kind == "synthetic":
                 if given is not None:
-                    raise ValueError("--people gives model agents personas; synthetic participants draw their own "
+                    raise OptionError("people", str(people), "gives model agents personas; synthetic participants draw their own "
                                      "traits (drop --people, or simulate the synthetic people separately)")
                 links = spec.links if spec.links is not None else tuple(getattr(exp, "default_links", ()))
                 recs = simulate_synthetic(exp, participants, seed=seed, spec=SyntheticSpec(links=links),

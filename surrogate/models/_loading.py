@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._cache import looks_local
+from .._errors import OptionError
 from ._spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def load_pretrained(spec: ModelSpec, *, training: bool = False) -> tuple[Any, An
     _quiet_transformers()
     check_device(spec.device)
     if training and spec.device == "map":
-        raise LoadError("--device map spreads a model over devices for scoring; training needs one device")
+        raise OptionError("device", "map", "spreads a model over devices for scoring; training needs one device")
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     kw = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
@@ -238,18 +239,18 @@ def _dir_digest(folder: Path) -> str:
 def check_device(device: str) -> None:
     """`--device` names a device this machine has."""
     if not _DEVICE.match(device):
-        raise LoadError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N, mps or map")
+        raise OptionError("device", device, "expected auto, cpu, cuda, cuda:N, mps or map")
     if device.startswith("cuda") or device == "map":
         import torch
 
         if not torch.cuda.is_available():
             if device == "map":
                 return  # spreads over whatever there is (CPU memory)
-            raise LoadError(f"--device {device}: no CUDA GPU is visible to torch here (a CPU-only build, or no "
-                            "driver); use --device cpu or auto")
+            raise OptionError("device", device, "no CUDA GPU is visible to torch here (a CPU-only build, or no "
+                                                "driver); use the device cpu or auto")
         if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-            raise LoadError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
-                            f"numbered from 0")
+            raise OptionError("device", device, f"this machine has {torch.cuda.device_count()} GPU(s), "
+                                                "numbered from 0")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -27,7 +27,7 @@ class VLLMScorer:
         try:
             from vllm import LLM
         except ImportError:  # pragma: no cover - depends on the machine
-            raise ImportError("--backend vllm needs vLLM: pip install 'surrogate[vllm]' (GPU machines)") from None
+            raise ImportError("backend vllm needs vLLM: pip install 'surrogate[vllm]' (GPU machines)") from None
         from transformers import AutoTokenizer
 
         self.spec = spec

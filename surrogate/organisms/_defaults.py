@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ._names import ORGANISMS, sample_dir
+from ..analysis import ModelPair
+from ..store import atomic_write_bytes
+from ._names import ORGANISMS, organisms_dir, sample_dir
 
 ORGANISM_NOTICE = (
     "Built-in default: the four shipped model organisms (small Qwen3-architecture models trained by surrogate on "
@@ -26,3 +29,46 @@ def default_data() -> Path:
         raise FileNotFoundError(f"{folder}: the shipped Psych-201 sample is missing; rebuild it "
                                 "with `surrogate organisms build`")
     return folder
+
+
+BASE = "organism-base"
+IN, OUT, SYNTHETIC = "in distribution", "out of distribution", "synthetic"
+GROUPS = (IN, OUT, SYNTHETIC)
+# The default job's pairs: misalignment of each dose of post-training, and of the control.
+DEFAULT_PAIRS = [ModelPair(base=BASE, post_trained="organism-post-light", post_training="post-training, light dose"),
+                 ModelPair(base=BASE, post_trained="organism-post", post_training="post-training"),
+                 ModelPair(base=BASE, post_trained="organism-control",
+                           post_training="control: extra steps, human answers")]
+
+
+def sample_groups() -> dict[str, str]:
+    """Each sample study's group: in distribution (held-out participants of trained studies),
+    out of distribution (studies never trained on), synthetic (the persona controls)."""
+    recipe = json.loads((organisms_dir() / "build.json").read_text())["recipe"]
+    out = {}
+    for folder in sorted(p for p in sample_dir().iterdir() if p.is_dir()):
+        study = folder.name
+        out[study] = (SYNTHETIC if study.startswith("synthetic-") else
+                      OUT if study in recipe["heldout_studies"] else IN)
+    return out
+
+
+def write_categories(path: Path, groups: dict[str, str]) -> None:
+    """A categories.csv (as Psych-201's) whose domains are the groups: in distribution, out
+    of distribution, synthetic."""
+    lines = ["experiment,dataset," + ",".join(GROUPS)]
+    lines += [f"{s},organisms," + ",".join("1" if g == n else "0" for n in GROUPS) for s, g in sorted(groups.items())]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
+def write_pairs(path: Path, pairs: list[ModelPair]) -> None:
+    """A pairs.toml of these pairs (what `analyze` and `report` read beside a run's tables)."""
+    def value(v):
+        return f'"{v}"' if isinstance(v, str) else str(v)
+
+    lines = []
+    for p in pairs:
+        lines.append("[[pairs]]")
+        lines += [f"{k} = {value(v)}" for k, v in p.model_dump().items() if v not in ("", None)]
+        lines.append("")
+    atomic_write_bytes(path, "\n".join(lines).encode())

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .._errors import OptionError
 from .._imports import load_object
 from ..data import Participant, parse_value
 from ._persona import PAPER_FIELDS, Persona, paper_order, question_for
@@ -280,11 +281,11 @@ class Stratify(BaseModel):
         if not sep:
             name, k = text, ""
         if not name.strip():
-            raise ValueError(f"--stratify {text!r}: expected FIELD or FIELD:K")
+            raise OptionError("stratify", text, "expected FIELD or FIELD:K")
         if not sep:
             return cls(field=name.strip())
         if not k.strip().isdigit() or int(k) < 2:
-            raise ValueError(f"--stratify {text!r}: K (the number of bins) must be an integer >= 2")
+            raise OptionError("stratify", text, "K (the number of bins) must be an integer >= 2")
         return cls(field=name.strip(), bins=int(k))
 
     def __str__(self) -> str:
@@ -304,7 +305,7 @@ class Stratify(BaseModel):
         bad = next(((i, v) for i, v in present if not isinstance(v, (int, float)) or isinstance(v, bool)), None)
         if bad is not None:
             p = people[bad[0]]
-            raise ValueError(f"--stratify {self}: participant {p.participant} ({p.study}, {p.experiment}) has a "
+            raise OptionError("stratify", str(self), f"participant {p.participant} ({p.study}, {p.experiment}) has a "
                              f"non-numeric {self.field!r} ({bad[1]!r}); bins need numbers")
         out: list[str | None] = [None] * len(values)
         if present:
@@ -379,7 +380,7 @@ class Shuffled:
         eligible = [all(r.render_persona(pe).fields for r in roots) for pe in personas]
         if self.stratify is not None and not any(self.stratify.field in p.metadata for p in participants):
             present = sorted({k for p in participants for k in p.metadata})
-            raise ValueError(f"--stratify {self.stratify.field!r}: no participant has this metadata field; "
+            raise OptionError("stratify", self.stratify.field, "no participant has this metadata field; "
                              f"fields present: {', '.join(present) or 'none'}")
         donors = swap_pairing(participants, eligible, seed=self.seed, stratify=self.stratify,
                               replicate=self.replicate)
@@ -492,12 +493,12 @@ def resolve_strategies(
     pairings of every shuffled control (`shuffled.2`, ...). All shuffled controls share one
     pairing (see `Shuffled`)."""
     if not 1 <= derangements <= MAX_DERANGEMENTS:
-        raise ValueError(f"--derangements {derangements}: expected 1 to {MAX_DERANGEMENTS} independent pairings")
+        raise OptionError("derangements", derangements, f"expected 1 to {MAX_DERANGEMENTS} independent pairings")
     strat = Stratify.parse(stratify) if isinstance(stratify, str) else stratify
     registry = builtin_strategies(seed, strat) if registry is None else registry
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not names:
-        raise ValueError("no persona strategy given (e.g. --persona none,interview,shuffled)")
+        raise OptionError("persona", "", "no persona strategy given (e.g. none,interview,shuffled)")
 
     def per_participant(name: str) -> _PerParticipant | None:
         for kind in ("placebo",):

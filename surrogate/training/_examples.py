@@ -16,21 +16,21 @@ from ..models import TranscriptEncoder
 from ._train import Example
 
 
-def response_windows(encoder: TranscriptEncoder, transcript: Transcript, max_tokens: int,
+def response_windows(encoder: TranscriptEncoder, transcript: Transcript, window_tokens: int,
                      *, system: str | None = None, all_tokens: bool = False) -> list[Example]:
-    """Consecutive windows of at most max_tokens tokens. Labels: the tokens of responses that
+    """Consecutive windows of at most window_tokens tokens. Labels: the tokens of responses that
     lie wholly inside the window (as the scorer's token budget keeps only whole responses),
     or every token with all_tokens=True (language modelling on the whole transcript)."""
     enc = encoder.encode(transcript, system=system)
     out = []
-    for a in range(0, len(enc.ids), max_tokens):
-        ids = enc.ids[a : a + max_tokens]
-        resp = enc.response_of[a : a + max_tokens]
+    for a in range(0, len(enc.ids), window_tokens):
+        ids = enc.ids[a : a + window_tokens]
+        resp = enc.response_of[a : a + window_tokens]
         if all_tokens:
             labels = ids.copy()
         else:
             cut = set(enc.response_of[:a][enc.response_of[:a] >= 0].tolist())
-            cut |= set(enc.response_of[a + max_tokens:][enc.response_of[a + max_tokens:] >= 0].tolist())
+            cut |= set(enc.response_of[a + window_tokens:][enc.response_of[a + window_tokens:] >= 0].tolist())
             keep = (resp >= 0) & ~np.isin(resp, list(cut))
             if not keep.any():
                 continue

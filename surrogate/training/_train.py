@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(2e-4, gt=0, allow_inf_nan=False, description="Peak learning rate (AdamW).")
     epochs: float = Field(1.0, gt=0, description="Passes over the training windows.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (overrides epochs).")
-    max_tokens: int = Field(2048, ge=16, description="Tokens per training window; longer "
+    window_tokens: int = Field(2048, ge=16, description="Tokens per training window; longer "
                                                      "transcripts are split into consecutive windows.")
     batch_tokens: int = Field(8192, ge=16, description="Padded tokens per optimiser step.")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Linear warm-up, then cosine decay.")
@@ -72,7 +72,7 @@ def plan_batches(lengths: Sequence[int], config: TrainConfig) -> list[list[int]]
     too_long = [i for i, L in enumerate(lengths) if L > config.batch_tokens]
     if too_long:
         raise ValueError(f"{len(too_long)} windows are longer than batch_tokens={config.batch_tokens}; "
-                         "raise batch_tokens or lower max_tokens")
+                         "raise batch_tokens or lower window_tokens")
     steps: list[list[int]] = []
     epoch = 0
     target = None

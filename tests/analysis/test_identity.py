@@ -69,7 +69,7 @@ def test_misalignment_treats_sessions_apart_and_persons_together(people):
     persons = post_training_misalignment(table, pair, by="study-person", n_boot=50).pairs[0]
     assert sessions.n_participants[REPEATED[0]] == 540
     assert persons.n_participants[REPEATED[0]] == 270
-    with pytest.raises(ValueError, match="--by 'person'"):
+    with pytest.raises(ValueError, match="by='person'"):
         post_training_misalignment(table, pair, by="person")
 
 

@@ -128,7 +128,7 @@ def test_results_over_several_derangements(psych201, tmp_path):
     from surrogate.jobs.compare_personas import compare_personas
 
     res = compare_personas([HashBackend("h")], psych201, tmp_path / "p", studies=["thoma2025problearn"],
-                           max_participants=20, derangements=3, strategies="none,interview,shuffled")
+                           max_participants=20, derangements=3, persona="none,interview,shuffled")
     responses = read_responses(tmp_path / "p")
     assert {"shuffled", "shuffled.2", "shuffled.3"} <= set(responses["persona"])
     donors = [responses[responses.persona == c].groupby("participant")["persona_donor"].first()

@@ -152,10 +152,10 @@ def test_report_escapes_what_comes_from_configuration(psych201, tmp_path):
     run([HashBackend("h")], psych201, "none,interview,shuffled", out, studies=["thoma2025problearn"],
         max_participants=8)
     info = json.loads((out / "run.json").read_text())
-    info["config"]["stratify"] = "<svg onload=alert(4)>"
-    info["config"]["seed"] = "<script>alert(1)</script>"
-    info["config"]["derangements"] = "<b>x</b>"
-    info["config"]["truncation"]["max_chars"] = "<i>1</i>"
+    info["config"]["options"]["stratify"] = "<svg onload=alert(4)>"
+    info["config"]["options"]["seed"] = "<script>alert(1)</script>"
+    info["config"]["options"]["derangements"] = "<b>x</b>"
+    info["config"]["options"]["max_chars"] = "<i>1</i>"
     info["data"]["participants"] = "<script>2</script>"
     (out / "run.json").write_text(json.dumps(info))
     page = report([out], tmp_path / "rep").html.read_text()
@@ -224,10 +224,7 @@ def test_a_one_line_zip_bomb_is_refused_quickly(tmp_path, monkeypatch):
 def test_a_transcript_longer_than_the_token_budget_runs_in_chunks(psych201, tmp_path):
     """One pass used to ignore --batch-tokens for a single long transcript (8.5 GB for 2M
     characters); it now runs in chunks that continue from the cache, with equal scores."""
-    from surrogate.data import TruncationConfig
-
-    kw = dict(studies=["guenther2022relational"], max_participants=2, device="cpu", choices=False,
-              truncation=TruncationConfig(max_chars=None))
+    kw = dict(studies=["guenther2022relational"], max_participants=2, device="cpu", choices=False, max_chars=None)
     whole = run(["demo-base"], psych201, "none", tmp_path / "a", batch_tokens=100_000, **kw).responses
     chunked = run(["demo-base"], psych201, "none", tmp_path / "b", batch_tokens=256, **kw).responses
     key = ["participant", "response_index"]
@@ -254,8 +251,8 @@ def score(self, requests):
             os.kill(os.getpid(), signal.SIGTERM)
         yield item
 HashBackend.score = score
-real_run = r.run
-r.run = lambda models, *a, **k: real_run([HashBackend("h")], *a, **k)
+real_run = r.run_with
+r.run_with = lambda opts, models, *a, **k: real_run(opts, [HashBackend("h")], *a, **k)
 app(["run", "--model", "h", "--data", {str(psych201)!r}, "--study", "thoma2025problearn", "--max-participants", "6",
      "--persona", "both", "--out", {str(out)!r}, "--no-choices"])
 """
@@ -294,7 +291,7 @@ def test_bad_paths_and_options_get_one_line(psych201, tmp_path, monkeypatch):
     ro.chmod(0o500)
     if not os.access(ro, os.W_OK):  # root can write anyway
         _fails([*common, "--out", str(ro / "x")], "no write permission")
-    _fails([*common, "--out", ""], "--out must name a folder")
+    _fails([*common, "--out", ""], "--out: must name a folder")
     for device in ("gpu", "cuda", "cuda:9"):
         _fails([*common, "--model", "demo-base", "--device", device, "--out", str(tmp_path / "d")], "--device")
     _fails([*common, "--persona", "", "--out", str(tmp_path / "p")], "no persona strategy")

@@ -16,7 +16,7 @@ from surrogate.jobs.run import run
 STUDIES = ["guenther2022relational", "guenther2024substitutions", "busch2024_stroop"]
 
 
-CONFIG = FinetuneConfig(learning_rate=2e-3, max_steps=60, max_tokens=1024, batch_tokens=4096, checkpoint_every=10,
+CONFIG = FinetuneConfig(learning_rate=2e-3, max_steps=60, window_tokens=1024, batch_tokens=4096, checkpoint_every=10,
                         eval_per_study=10)
 KW = dict(compare_to="organism-base", studies=STUDIES, max_participants=80)
 
@@ -111,7 +111,7 @@ def test_a_missing_adapter_folder_is_named(tmp_path):
 
 
 def _small(**kw):
-    return FinetuneConfig(max_steps=4, max_tokens=256, batch_tokens=1024, checkpoint_every=2, eval_per_study=2,
+    return FinetuneConfig(max_steps=4, window_tokens=256, batch_tokens=1024, checkpoint_every=2, eval_per_study=2,
                           learning_rate=1e-3, **kw)
 
 
@@ -137,7 +137,7 @@ def test_finetune_takes_every_built_in_name_and_refuses_to_overwrite(psych201, t
                                    "busch2024_stroop", "--max-participants", "12", "--rank", "2", "--max-steps", "4",
                                    "--window-tokens", "256", "--batch-tokens", "1024", "--eval-per-study", "2",
                                    "--out", str(out)])
-    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert res.exit_code == 2 and "overwrite" in res.output and "other settings" in res.output
     # Killed while evaluating: the adapter is trained, the report not written.
     other = tmp_path / "lora2"
     real = _lora._participant_nll

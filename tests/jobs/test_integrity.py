@@ -373,7 +373,7 @@ def test_nonsense_options_are_refused_before_anything_is_written(psych201, tmp_p
     _fails([*sim, "--trials", "-3", "--out", str(tmp_path / "s1")], "--trials", usage=True)
     _fails([*sim, "--batch-size", "0", "--out", str(tmp_path / "s2")], "--batch-size", usage=True)
     _fails(["run", "--data", data, "--max-participants", "1", "--options", "nosuchstudy=a,b", "--out",
-            str(tmp_path / "o")], "--options for nosuchstudy", "no such study")
+            str(tmp_path / "o")], "--option-set nosuchstudy", "no such study")
     _fails(["run", "--model", str(tmp_path / "models" / "typo"), "--data", data, "--out", str(tmp_path / "t")],
            "no such file or folder")
     _fails(["run", "--model", "demo-base,device=cuda", "--data", data, "--out", str(tmp_path / "c")], "cuda")

@@ -27,7 +27,7 @@ def test_loss_tokens_are_the_tokens_the_scorer_sums(qwen_dir, chat):
     encoder = TranscriptEncoder(tok, chat=chat)
     backend = load_backend(ModelSpec(path=str(qwen_dir), chat="on" if chat else "off", device="cpu"))
     for t in _transcripts("thoma2025problearn", 2) + _transcripts("busch2024_stroop", 1):
-        (window,) = response_windows(encoder, t, max_tokens=10**6)
+        (window,) = response_windows(encoder, t, window_tokens=10**6)
         enc = encoder.encode(t)
         labelled = window.labels >= 0
         assert np.array_equal(window.labels[labelled], enc.ids[labelled])
@@ -43,7 +43,7 @@ def test_windows_keep_only_whole_responses(qwen_dir):
     encoder = TranscriptEncoder(AutoTokenizer.from_pretrained(qwen_dir), chat=False)
     t = _transcripts("thoma2025problearn", 1)[0]
     enc = encoder.encode(t)
-    windows = response_windows(encoder, t, max_tokens=256)
+    windows = response_windows(encoder, t, window_tokens=256)
     assert all(len(w) <= 256 for w in windows) and len(windows) >= len(enc.ids) // 256 - 1
     labelled = sum(int((w.labels >= 0).sum()) for w in windows)
     # Responses cut by a window edge lose their loss; every other response token keeps it.

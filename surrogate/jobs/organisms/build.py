@@ -42,7 +42,7 @@ from ...data import Participant, Transcript, TruncationConfig, load, prepare_tra
 from ...training import Example, TrainConfig, train
 from ...models import TranscriptEncoder
 from ...personas import Interview
-from ...organisms import ORGANISMS, organisms_dir, sample_dir
+from ...organisms import DEFAULT_PAIRS, IN, ORGANISMS, OUT, SYNTHETIC, organisms_dir, sample_dir, write_categories
 from .synthetic import CONTROL_STUDIES, STUDIES, as_participants, normative_sessions, sessions
 
 ORGANISMS_VERSION = 3
@@ -403,7 +403,7 @@ def build_organisms(
     per_step = recipe.batch_tokens // recipe.window_tokens
     work = out / ".build"
     work.mkdir(parents=True, exist_ok=True)
-    common = dict(max_tokens=recipe.window_tokens, batch_tokens=recipe.batch_tokens, weight_decay=0.01,
+    common = dict(window_tokens=recipe.window_tokens, batch_tokens=recipe.batch_tokens, weight_decay=0.01,
                   seed=recipe.seed, cpu_bf16=recipe.cpu_bf16)
     stages: list[StageRecord] = []
     report = (lambda name: (lambda d, t, loss: progress(name, d, t, f", loss {loss:.3f}"))) if progress else \
@@ -592,9 +592,7 @@ def write_sample_data(samples: dict[str, list[str]], recipe: OrganismRecipe, fol
 
 # --- evaluation --------------------------------------------------------------------------
 
-IN, OUT, SYNTHETIC = "in distribution", "out of distribution", "synthetic"
-PAIRS = (("organism-post-light", "post-training, light dose"), ("organism-post", "post-training"),
-         ("organism-control", "control: as many steps on human answers"))
+PAIRS = [p.post_trained for p in DEFAULT_PAIRS]
 
 
 def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: OrganismRecipe, *,
@@ -603,7 +601,7 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     """The acceptance checks, through `surrogate run` and `analyze` on data the organisms
     never trained on: held-out participants (up to eval_per_study per study), the studies
     never trained on, and fresh synthetic participants of every synthetic study."""
-    from ...analysis import ModelPair, decompose_personas
+    from ...analysis import decompose_personas
     from ..analyze import analyze
     from ..run import run
 
@@ -634,12 +632,11 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     categories = {s: OUT if s in recipe.heldout_studies else SYNTHETIC if s in STUDIES else IN
                   for s in {p.study for p in chosen} | set(STUDIES)}
     write_categories(work / "categories.csv", categories)
-    pairs = [ModelPair(base="organism-base", post_trained=name, post_training=kind) for name, kind in PAIRS]
-    analysis = analyze([work / "run"], pairs=pairs, categories=work / "categories.csv", out=work / "analysis",
+    analysis = analyze([work / "run"], pairs=DEFAULT_PAIRS, categories=work / "categories.csv", out=work / "analysis",
                        n_boot=200)
     ev = OrganismEvaluation()
     mis = {pm.pair.post_trained: pm for pm in analysis.misalignment.pairs}
-    for name, _ in PAIRS:
+    for name in PAIRS:
         pm = mis[name]
         ev.misalignment[name] = {dom: pm.paper_by_domain.get(dom, float("nan")) for dom in (IN, OUT, SYNTHETIC)}
     nll = analysis.responses[(analysis.responses["persona"] == "none") & analysis.responses["nll"].notna()]
@@ -649,7 +646,7 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     for study in per.index:
         ev.studies[study] = {"group": categories.get(study, IN), "n": int(count.get(study, recipe.eval_synthetic)),
                              **{m: float(per.loc[study, m]) for m in per.columns},
-                             "d_paper": {n: mis[n].d_paper.get(study) for n, _ in PAIRS},
+                             "d_paper": {n: mis[n].d_paper.get(study) for n in PAIRS},
                              "pseudo_r2_base": fits.get(study)}
     # Personas on the synthetic studies: the decomposition per study, base organism.
     frame = analysis.responses[analysis.responses["model"] == "organism-base"]
@@ -664,15 +661,6 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     choice_studies = {s: v for s, v in fits.items() if s in per.index}
     ev.checks = _checks(ev, choice_studies, recipe)
     return ev
-
-
-def write_categories(path: Path, groups: dict[str, str]) -> None:
-    """A categories.csv (as Psych-201's) whose domains are the groups: in distribution, out
-    of distribution, synthetic."""
-    names = (IN, OUT, SYNTHETIC)
-    lines = ["experiment,dataset," + ",".join(names)]
-    lines += [f"{s},organisms," + ",".join("1" if g == n else "0" for n in names) for s, g in sorted(groups.items())]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
 
 
 def _checks(ev: OrganismEvaluation, fits: dict[str, float], recipe: OrganismRecipe) -> list[Check]:
