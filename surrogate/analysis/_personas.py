@@ -60,6 +60,7 @@ from ._inference import (
     tost_p,
 )
 from ._stats import Estimate, cohens_d
+from ._trend import cr2_test
 
 ALPHA = 0.05
 
@@ -358,6 +359,21 @@ def _nan_estimate(value: float, n: int) -> Estimate:
     return Estimate(value=value, lo=math.nan, hi=math.nan, n=n)
 
 
+def cr2_mean_estimate(x: np.ndarray, clusters: Sequence[np.ndarray], weights: np.ndarray) -> Estimate:
+    """The weighted mean of x with the CR2 cluster-robust SE and Bell-McCaffrey degrees of
+    freedom: honest with few clusters of unequal size, where cluster_mean_estimate is not."""
+    from ._inference import t_estimate
+
+    n = int(sum(len(c) for c in clusters))
+    if len(clusters) < 2:
+        return Estimate(value=float(np.sum(weights * x) / np.sum(weights)), lo=math.nan, hi=math.nan, n=n)
+    labels = np.empty(len(x), dtype=int)
+    for k, c in enumerate(clusters):
+        labels[c] = k
+    value, se, df = cr2_test(np.ones((len(x), 1)), np.asarray(x, dtype=float), labels, 0, np.asarray(weights, float))
+    return t_estimate(value, se, df, n)
+
+
 def _weights(n_responses: np.ndarray, units: list[np.ndarray], weight: str) -> np.ndarray:
     """Per participant: 1, or the mean number of responses of its unit (swap cycle), so that
     the members of a cycle share a weight and a persona's own effect still cancels."""
@@ -408,17 +424,21 @@ def _experiment_row(name: str, g: pd.DataFrame, n_without: int, n_unpaired: int,
             population_component=_nan_estimate(mean(N - S), n), individual_component=_nan_estimate(mean(S - M), n),
             none_nll=none_nll, tokens=tokens, **common)
     single = people if people is not None else _singletons(n)
-    total = cluster_mean_estimate(N - M, single, w)
-    population = cluster_mean_estimate(N - S, single, w)
-    individual = cluster_mean_estimate(S - M, cycles, w)
+    # A person's sessions and their swap partners can link into a few clusters of very
+    # different size (most sessions in one), where CR1 with t on K - 1 df rejects true nulls
+    # far too often; then the CR2 variance with Bell-McCaffrey df (as the trend tests use).
+    mean = cluster_mean_estimate if people is None else cr2_mean_estimate
+    total = mean(N - M, single, w)
+    population = mean(N - S, single, w)
+    individual = mean(S - M, cycles, w)
     extra: dict[str, Estimate] = {}
     if cols.placebo is not None:
         P = g[cols.placebo].to_numpy(dtype=float)
-        extra |= {"prefix_component": cluster_mean_estimate(N - P, single, w),
-                  "population_information": cluster_mean_estimate(P - S, single, w)}
+        extra |= {"prefix_component": mean(N - P, single, w),
+                  "population_information": mean(P - S, single, w)}
         if cols.form is not None:
             Wd = g[cols.form].to_numpy(dtype=float)
-            extra["individual_content"] = cluster_mean_estimate((S - Wd) - (M - P), cycles, w)
+            extra["individual_content"] = mean((S - Wd) - (M - P), cycles, w)
     ests = {"total": total, "population_component": population, "individual_component": individual, **extra}
     return ComponentRow(status="ok", total=total, population_component=population, individual_component=individual,
                         d_z_total=_d_z(total), d_z_population=_d_z(population), d_z_individual=_d_z(individual),
@@ -995,9 +1015,10 @@ def _difference_row(name: str, ga: pd.DataFrame, gb: pd.DataFrame, ca: _Columns,
     resp = np.minimum(both["n_responses@a"].to_numpy(), both["n_responses@b"].to_numpy())
     w = _weights(resp, units, weight)
     single = _person_groups(both) if person else _singletons(n)
-    total = cluster_mean_estimate((Na - Ma) - (Nb - Mb), single, w)
-    population = cluster_mean_estimate((Na - Sa) - (Nb - Sb), single, w)
-    individual = cluster_mean_estimate((Sa - Ma) - (Sb - Mb), units, w)
+    mean = cr2_mean_estimate if person else cluster_mean_estimate  # see _experiment_row
+    total = mean((Na - Ma) - (Nb - Mb), single, w)
+    population = mean((Na - Sa) - (Nb - Sb), single, w)
+    individual = mean((Sa - Ma) - (Sb - Mb), units, w)
     return ComponentRow(experiment=name, status="ok", n_participants=n, n_without_metadata=0, total=total,
                         population_component=population, individual_component=individual)
 
