@@ -122,3 +122,35 @@ def with_condition(metadata: dict[str, Any], trials: Sequence[Trial]) -> dict[st
     so that personas, stratified swaps and analyses see it."""
     condition = trials[0].info.get("condition") if trials else None
     return metadata if condition is None else {**metadata, "condition": condition}
+
+
+class Stepper:
+    """Shared session bookkeeping: the current trial, the trial count, the order of calls;
+    a session supplies `make_trial` (trial `self.t`, counted from 1) and `outcome`."""
+
+    def __init__(self, n_trials: int):
+        self.n_trials, self.t, self.current = n_trials, 0, None
+
+    def next_trial(self) -> Trial | None:
+        if self.current is not None:
+            raise RuntimeError("respond() to the current trial before asking for the next")
+        if self.t >= self.n_trials:
+            return None
+        self.t += 1
+        self.current = self.make_trial()
+        return self.current
+
+    def respond(self, choice: str) -> Feedback:
+        trial = self.current
+        if trial is None:
+            raise RuntimeError("no trial is waiting for a response")
+        if choice not in trial.options:
+            raise ValueError(f"{choice!r} is not one of the options {trial.options}")
+        self.current = None
+        return self.outcome(trial, trial.options.index(choice))
+
+    def make_trial(self) -> Trial:
+        raise NotImplementedError
+
+    def outcome(self, trial: Trial, index: int) -> Feedback:
+        raise NotImplementedError

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .._paths import check_name
 
-from ._base import Feedback, Trial, draw_labels
+from ._base import Feedback, Stepper, Trial, draw_labels
 from ._cognitive import HyperbolicDiscounter, ProspectTheory, QLearner
 from ._synthetic import TraitLink
 
@@ -184,9 +184,10 @@ class DeclarativeExperiment:
         return learning_indices(record)
 
 
-class _DeclarativeSession:
+class _DeclarativeSession(Stepper):
     def __init__(self, spec: ExperimentSpec, rng: np.random.Generator):
-        self.spec, self.rng, self.t, self.current = spec, rng, 0, None
+        super().__init__(spec.trials)
+        self.spec, self.rng = spec, rng
         self.labels = tuple(spec.options) if spec.options is not None else draw_labels(rng, spec.labels)
         self.condition = spec.conditions[int(rng.integers(len(spec.conditions)))] if spec.conditions else None
         fb = spec.feedback
@@ -199,28 +200,15 @@ class _DeclarativeSession:
         listed = ", ".join(self.labels[:-1]) + f" and {self.labels[-1]}" if len(self.labels) > 1 else self.labels[0]
         self.instructions = spec.instructions.replace("{options}", listed)
 
-    def next_trial(self) -> Trial | None:
-        if self.current is not None:
-            raise RuntimeError("respond() to the current trial before asking for the next")
-        if self.t >= self.spec.trials:
-            return None
-        self.t += 1
+    def make_trial(self) -> Trial:
         if self.reversal and self.t > 1 and (self.t - 1) % self.reversal == 0:
             self.shift += 1
         info: dict[str, Any] = {"trial": self.t}
         if self.condition is not None:
             info["condition"] = self.condition.name
-        self.current = Trial(prompt=self.spec.prompt.replace("{trial}", str(self.t)), options=self.labels, info=info)
-        return self.current
+        return Trial(prompt=self.spec.prompt.replace("{trial}", str(self.t)), options=self.labels, info=info)
 
-    def respond(self, choice: str) -> Feedback:
-        trial = self.current
-        if trial is None:
-            raise RuntimeError("no trial is waiting for a response")
-        if choice not in trial.options:
-            raise ValueError(f"{choice!r} is not one of the options {trial.options}")
-        self.current = None
-        k = trial.options.index(choice)
+    def outcome(self, trial: Trial, k: int) -> Feedback:
         fb = self.spec.feedback
         if fb.kind == "bernoulli":
             p = self.probabilities[(k - self.shift) % len(self.labels)]

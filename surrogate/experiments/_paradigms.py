@@ -7,41 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._base import Feedback, Trial, draw_labels
+from ._base import Feedback, Stepper, Trial, draw_labels
 from ._cognitive import HyperbolicDiscounter, ProspectTheory, QLearner
 from ._indices import delay_indices, learning_indices, lottery_indices, switch_rate  # noqa: F401
 from ._synthetic import TraitLink
-
-
-class _Stepper:
-    """Shared session bookkeeping: current trial, trial count, the order of calls."""
-
-    def __init__(self, n_trials: int):
-        self.n_trials, self.t, self.current = n_trials, 0, None
-
-    def next_trial(self) -> Trial | None:
-        if self.current is not None:
-            raise RuntimeError("respond() to the current trial before asking for the next")
-        if self.t >= self.n_trials:
-            return None
-        self.t += 1
-        self.current = self.make_trial()
-        return self.current
-
-    def respond(self, choice: str) -> Feedback:
-        trial = self.current
-        if trial is None:
-            raise RuntimeError("no trial is waiting for a response")
-        if choice not in trial.options:
-            raise ValueError(f"{choice!r} is not one of the options {trial.options}")
-        self.current = None
-        return self.outcome(trial, trial.options.index(choice))
-
-    def make_trial(self) -> Trial:
-        raise NotImplementedError
-
-    def outcome(self, trial: Trial, index: int) -> Feedback:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -69,7 +38,7 @@ class RestlessBandit:
         return learning_indices(record)
 
 
-class _BanditSession(_Stepper):
+class _BanditSession(Stepper):
     def __init__(self, spec: RestlessBandit, rng: np.random.Generator):
         super().__init__(spec.n_trials)
         self.spec, self.rng = spec, rng
@@ -117,7 +86,7 @@ class MixedLotteries:
         return lottery_indices(record)
 
 
-class _LotterySession(_Stepper):
+class _LotterySession(Stepper):
     def __init__(self, spec: MixedLotteries, rng: np.random.Generator):
         super().__init__(spec.n_trials)
         self.spec, self.rng = spec, rng
@@ -178,7 +147,7 @@ class IntertemporalChoice:
         return delay_indices(record)
 
 
-class _DelaySession(_Stepper):
+class _DelaySession(Stepper):
     DELAYS = (1, 3, 7, 14, 30, 60, 90, 180)
 
     def __init__(self, spec: IntertemporalChoice, rng: np.random.Generator):

@@ -923,10 +923,16 @@ def _repeated_ids(n: int = 12) -> list[Participant]:
 
 def _fp_identity() -> str:
     from ..analysis import compare_strategies
+    from ..analysis import cr2_mean_estimate
 
     table = simulate_sessions(_repeated_ids(), ["none", "interview", "shuffled", "narrative", "shuffled-narrative"],
                               seed=2, ind=0.05)
     out = {by: _frame_numbers(decompose_personas(table, by=by).to_frame()) for by in ("study", "study-person")}
+    # Person mode's estimator on a case with several clusters of unequal size.
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=30), rng.uniform(1, 3, 30)
+    clusters = [np.arange(0, 18), *[np.array([k]) for k in range(18, 30)]]
+    out["cr2"] = cr2_mean_estimate(x, clusters, w).model_dump()
     out["differences"] = _frame_numbers(compare_strategies(table, ["interview", "narrative"]).differences_frame())
     return _digest(out)
 
