@@ -20,9 +20,10 @@ predictions within 0.05 of simulation.
 
 from __future__ import annotations
 
+from surrogate.data import shared_psych201
+
 import argparse
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from surrogate.testing import calibration as cal
 
 SHORT = {"total": "total", "population_component": "population", "individual_component": "individual",
          "individual_content": "content"}
-SHARED = Path(os.environ.get("SURROGATE_SHARED", _record.ROOT.parent / "shared")) / "psych201"
+SHARED = shared_psych201(_record.ROOT)
 # The trend scenarios' tables are made small (the unit is the pair; its d needs only a few
 # experiments), so that a thousand replications of the paper's grid take minutes, not hours.
 TREND_TABLE = dict(experiments=6, participants=8, responses=3)

@@ -18,8 +18,9 @@ failed cases.
 
 from __future__ import annotations
 
+from surrogate.data import shared_psych201
+
 import argparse
-import os
 import random
 import shutil
 import signal
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared")) / "psych201"
+SHARED = shared_psych201(ROOT)
 RUN = ["run", "--model", "demo-base", "--model", "demo-chat", "--data", str(SHARED), "--study", "thoma2025problearn",
        "--study", "busch2024_stroop", "--max-participants", "12", "--persona", "none,interview,shuffled"]
 FINETUNE = ["finetune", "--model", "demo-base", "--data", str(SHARED), "--study", "busch2024_stroop",

@@ -3,6 +3,8 @@ would meet it (see bench/faults.py). A case returns what it saw and whether that
 
 from __future__ import annotations
 
+from surrogate.data import shared_psych201
+
 import io
 import json
 import os
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared")) / "psych201"
+SHARED = shared_psych201(ROOT)
 DATA = ["--data", str(SHARED), "--study", "thoma2025problearn", "--study", "busch2024_stroop", "--max-participants",
         "4"]
 CODE = "import sys; from surrogate.cli import app; app(sys.argv[1:])"

@@ -16,6 +16,8 @@ busch2024_stroop in ../shared/psych201.
 
 from __future__ import annotations
 
+from surrogate.data import shared_psych201
+
 import argparse
 import importlib.util
 import json
@@ -30,7 +32,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared"))
+SHARED = shared_psych201(ROOT).parent
 REFERENCE = SHARED / "reference" / "psych201_reference.py"
 PRESETS = {
     # The CPU target of the scoring-core issue.

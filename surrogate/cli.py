@@ -452,13 +452,11 @@ def organisms_build(
     seed: Annotated[int, typer.Option(help="Seed of the split, the sampling and the initialisation.")] = 0,
 ) -> None:
     """Rebuild the organisms reproducibly from the Psych-201 data (and synthetic participants)."""
-    import os
-
+    from .data import shared_psych201
     from .jobs.organisms import OrganismRecipe, build_organisms
 
     if data is None:
-        root = os.environ.get("SURROGATE_SHARED")
-        data = Path(root) / "psych201" if root else Path("../shared/psych201")
+        data = shared_psych201()
     with _user_errors(), _progress(unit="steps") as progress:
         if not data.is_dir():
             raise FileNotFoundError(f"{data}: no Psych-201 tree here (pass --data)")

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from surrogate.data import shared_psych201
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SURROGATE_SHARED", ROOT.parent / "shared"))
-PSYCH201 = SHARED / "psych201"
+PSYCH201 = shared_psych201(ROOT)
+SHARED = PSYCH201.parent
 REFERENCE = SHARED / "reference" / "psych201_reference.py"
 
 # Studies with different response formats, marker neighbours and metadata.
@@ -99,9 +100,10 @@ def olmo3_dir(tmp_path_factory, corpus) -> Path:
 
 
 def _tiny_vision_language(tmp_path_factory, corpus, family: str, style: str) -> Path:
-    from surrogate.testing.tiny import _quiet_transformers, build_vision_language_model, train_tokenizer
+    from surrogate.models import quiet_transformers
+    from surrogate.testing.tiny import build_vision_language_model, train_tokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     tok = train_tokenizer(corpus, vocab_size=3000, style=style, chat_template=True,
                           isolate_close_marker=True)
     out = tmp_path_factory.mktemp(family)

@@ -63,6 +63,13 @@ class _Row:
     error: str | None = None
 
 
+def shared_psych201(beside: str | Path | None = None) -> Path:
+    """Where the Psych-201 data is by convention: `$SURROGATE_SHARED/psych201`, else
+    `shared/psych201` beside the project folder (`beside`, default the working folder)."""
+    root = os.environ.get("SURROGATE_SHARED")
+    return (Path(root) if root else Path(beside or Path.cwd()).resolve().parent / "shared") / "psych201"
+
+
 def limits() -> tuple[int, int]:
     """(bytes per record, bytes per file, uncompressed): 64 MiB and 16 GiB unless
     SURROGATE_MAX_RECORD_BYTES / SURROGATE_MAX_FILE_BYTES say otherwise. The largest

@@ -10,6 +10,7 @@ from ._base import (
     Trial,
     context_before,
     draw_labels,
+    play,
     render,
     trial_line,
     with_condition,
@@ -32,7 +33,7 @@ from ._synthetic import (
 )
 
 __all__ = [
-    "BUILTIN", "DEFAULT_TRAITS", "LABEL_POOL", "CognitiveModel", "Experiment", "MeasuresBehaviour", "Feedback",
+    "BUILTIN", "DEFAULT_TRAITS", "play", "LABEL_POOL", "CognitiveModel", "Experiment", "MeasuresBehaviour", "Feedback",
     "HyperbolicDiscounter", "IntertemporalChoice", "OracleBackend", "switch_rate", "MixedLotteries", "ParamSpec", "ProspectTheory",
     "QLearner", "RestlessBandit", "Session", "SessionRecord", "SyntheticSpec", "TraitLink",
     "TraitSpec", "Trial", "choice_nlls", "context_before", "draw_labels", "records_to_jsonl",

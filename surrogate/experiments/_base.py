@@ -9,7 +9,7 @@ blank line, then one line per trial: `{prompt} <<{choice}>>{feedback}`.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -154,3 +154,22 @@ class Stepper:
 
     def outcome(self, trial: Trial, index: int) -> Feedback:
         raise NotImplementedError
+
+
+def play(session: Session, choose: Callable[[Trial], int],
+         learn: Callable[[Trial, int, Feedback], None] | None = None) -> tuple[list[Trial], list[str], list[Feedback]]:
+    """Play a session to its end: `choose` picks each trial's option (an index), the session
+    answers with feedback, and `learn` (a learner's update) sees trial, choice and feedback.
+    Returns the trials, the chosen options and the feedback, in order."""
+    trials: list[Trial] = []
+    choices: list[str] = []
+    feedback: list[Feedback] = []
+    while (trial := session.next_trial()) is not None:
+        k = choose(trial)
+        fb = session.respond(trial.options[k])
+        if learn is not None:
+            learn(trial, k, fb)
+        trials.append(trial)
+        choices.append(trial.options[k])
+        feedback.append(fb)
+    return trials, choices, feedback

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._base import Experiment, Feedback, SessionRecord, Trial, with_condition
+from ._base import Experiment, SessionRecord, play, with_condition
 from ._cognitive import ParamSpec
 
 
@@ -144,22 +144,16 @@ def simulate_synthetic(
         params = spec.sample_params(model_cls, traits, rng)
         model = model_cls(**params)
         session = experiment.session(np.random.default_rng([seed, i, 1] if not stream else [seed, i, stream, 1]))
-        trials: list[Trial] = []
-        choices: list[str] = []
-        feedback: list[Feedback] = []
-        while (trial := session.next_trial()) is not None:
-            p = model.probs(trial)
-            k = int(rng.choice(len(p), p=p))
-            fb = session.respond(trial.options[k])
-            model.observe(trial, k, fb)
-            trials.append(trial)
-            choices.append(trial.options[k])
-            feedback.append(fb)
+        trials, choices, feedback = play(session, lambda t: _draw(rng, model.probs(t)), model.observe)
         records.append(SessionRecord(
             experiment=experiment.name, participant=f"{id_prefix}-{i + 1:04d}", metadata=with_condition(traits, trials),
             instructions=session.instructions, trials=trials, choices=choices, feedback=feedback,
             params=params, agent="synthetic"))
     return records
+
+
+def _draw(rng: np.random.Generator, p: np.ndarray) -> int:
+    return int(rng.choice(len(p), p=p))
 
 
 def choice_nlls(record: SessionRecord, model_cls: Any, params: Mapping[str, float]) -> np.ndarray:

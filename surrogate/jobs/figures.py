@@ -325,11 +325,18 @@ def choice_rates(population: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None
                    alpha=0.8)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set_xlim(0, 1)
+    return _finish(fig, ax, table, "observed choice rate (share of participants' choices)",
+                   "predicted choice rate (model probability)", "Closed-set choices: predicted vs observed", 7)
+
+
+def _finish(fig, ax, table: pd.DataFrame, xlabel: str, ylabel: str, title: str, legend_size: int
+            ) -> tuple[Figure, pd.DataFrame]:
+    """A share-valued plot's axis labels, title and legend (y from 0 to 1)."""
     ax.set_ylim(0, 1)
-    ax.set_xlabel("observed choice rate (share of participants' choices)")
-    ax.set_ylabel("predicted choice rate (model probability)")
-    ax.set_title("Closed-set choices: predicted vs observed")
-    ax.legend(frameon=False, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=legend_size)
     fig.tight_layout()
     return fig, table
 
@@ -380,13 +387,7 @@ def choices_per_trial(people: pd.DataFrame, agents: pd.DataFrame) -> tuple[Figur
     for k, (group, g) in enumerate(table.groupby("group", sort=False)):
         ax.plot(g["trial"], g["share_first"], color=PALETTE[k % len(PALETTE)], lw=1.6 if group == "people" else 1.1,
                 label=group)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("trial")
-    ax.set_ylabel("share choosing the first option")
-    ax.set_title("Choices trial by trial")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig, table
+    return _finish(fig, ax, table, "trial", "share choosing the first option", "Choices trial by trial", 8)
 
 
 def index_strips(people: pd.DataFrame, agents: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:

@@ -132,9 +132,9 @@ def finetune(
         raise ImportError("surrogate finetune needs peft, which is not installed: pip install -e '.[finetune]' "
                           "(or pip install 'surrogate[finetune]')") from None
 
-    from ..models import quiet_transformers as _quiet_transformers
+    from ..models import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     config = config or FinetuneConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from ._backend import (
 )
 from ._fake import HashBackend
 from ._encode import Encoded, EncodingError, TranscriptEncoder, chat_messages, render_chat
-from ._loading import (LoadError, _quiet_transformers as quiet_transformers, check_adapter, check_device, load_pretrained,
+from ._loading import (LoadError, quiet_transformers, check_adapter, check_device, load_pretrained,
                        weights_digest)
 from ._spec import ChatMode, DType, ModelSpec
 

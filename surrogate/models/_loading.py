@@ -142,7 +142,7 @@ def load_pretrained(spec: ModelSpec, *, training: bool = False) -> tuple[Any, An
     weights are bfloat16 on CUDA and float32 elsewhere, and the model is left in train mode."""
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     check_device(spec.device)
     if training and spec.device == "map":
         raise OptionError("device", "map", "spreads a model over devices for scoring; training needs one device")
@@ -319,7 +319,7 @@ def _check_safetensors(path: Path) -> None:
             from None
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Library progress bars would interleave with ours."""
     from transformers.utils import logging as hf_logging
 

@@ -840,18 +840,11 @@ def agents_tables(n: int, trials: int, seed: int, *, agents_like: str) -> tuple:
 
 
 def _play_with(exp, params, rng):
-    from ..experiments import QLearner, SessionRecord
+    from ..experiments import QLearner, SessionRecord, play
 
     model = QLearner(**params)
     session = exp.session(np.random.default_rng(rng.integers(2**32)))
-    trials, choices, feedback = [], [], []
-    while (trial := session.next_trial()) is not None:
-        k = int(rng.choice(2, p=model.probs(trial)))
-        fb = session.respond(trial.options[k])
-        model.observe(trial, k, fb)
-        trials.append(trial)
-        choices.append(trial.options[k])
-        feedback.append(fb)
+    trials, choices, feedback = play(session, lambda t: int(rng.choice(2, p=model.probs(t))), model.observe)
     return SessionRecord(experiment=exp.name, participant="x", instructions=session.instructions, trials=trials,
                          choices=choices, feedback=feedback)
 

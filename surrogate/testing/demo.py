@@ -63,9 +63,10 @@ def _build(base: Path, chat: Path) -> None:
     import torch
 
     from ..data import load
-    from .tiny import QWEN_CHAT_TEMPLATE, _quiet_transformers, build_model, train_tokenizer
+    from ..models import quiet_transformers
+    from .tiny import QWEN_CHAT_TEMPLATE, build_model, train_tokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     texts = [p.text for p in load(demo_data())]
     tok = train_tokenizer(texts, vocab_size=2000, style="qwen", chat_template=False)
     for target, template, seed in ((base, False, 0), (chat, True, 0)):

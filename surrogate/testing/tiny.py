@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from ..models import quiet_transformers
+
 TokenizerStyle = Literal["qwen", "llama", "metaspace"]
 Arch = Literal["qwen3", "llama", "qwen2", "olmo3"]  # qwen2: Qwen1.5/2/2.5 and R1-Distill-Qwen
 
@@ -231,7 +233,7 @@ def save_tiny(
     **model_kwargs: Any,
 ) -> Path:
     """Train a tokenizer (unless given), build a model, save both as a checkpoint folder."""
-    _quiet_transformers()
+    quiet_transformers()
     out = Path(out)
     if tokenizer is None:
         tokenizer = train_tokenizer(texts, vocab_size=vocab_size, style=style,
@@ -242,13 +244,6 @@ def save_tiny(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "README.md").write_text(
-        f"# Random-weight {arch} model built by surrogate.organisms.tiny\n\n"
+        f"# Random-weight {arch} model built by surrogate.testing.tiny\n\n"
         "Its weights are random: its predictions say nothing about people.\n")
     return out
-
-
-def _quiet_transformers() -> None:
-    """Library progress bars would interleave with ours."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()

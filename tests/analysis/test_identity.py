@@ -3,7 +3,6 @@ repeat across their experiments, pairing, donors, differences and bootstraps nev
 people who share an id. The tables are the ones `surrogate run` writes for the real
 participants, with NLLs from a generative model of known truth."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 

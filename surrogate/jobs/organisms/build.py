@@ -372,9 +372,10 @@ def build_organisms(
     package), measure the acceptance checks and write a card beside each organism."""
     import torch
 
-    from ...testing.tiny import QWEN_CHAT_TEMPLATE, _quiet_transformers, build_model
+    from ...models import quiet_transformers
+    from ...testing.tiny import QWEN_CHAT_TEMPLATE, build_model
 
-    _quiet_transformers()
+    quiet_transformers()
     recipe = recipe or OrganismRecipe()
     out = Path(out) if out is not None else organisms_dir()
     into_package = out.resolve() == organisms_dir().resolve()

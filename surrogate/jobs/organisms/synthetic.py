@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...experiments import (Feedback, IntertemporalChoice, MixedLotteries, RestlessBandit, SessionRecord,
+from ...experiments import (play, IntertemporalChoice, MixedLotteries, RestlessBandit, SessionRecord,
                            SyntheticSpec, TraitLink, Trial, simulate_synthetic)
 
 
@@ -104,14 +104,7 @@ def normative_sessions(study: SyntheticStudy, n: int, *, seed: int,
     for i in range(n):
         exp = experiments[i % len(experiments)]
         session = exp.session(np.random.default_rng([seed, i, 7]))
-        trials: list[Trial] = []
-        choices: list[str] = []
-        feedback: list[Feedback] = []
-        while (trial := session.next_trial()) is not None:
-            k = policy(trial, session)
-            feedback.append(session.respond(trial.options[k]))
-            trials.append(trial)
-            choices.append(trial.options[k])
+        trials, choices, feedback = play(session, lambda t, s=session: policy(t, s))
         out.append(SessionRecord(experiment=study.name, participant=f"norm{seed}-{i}", instructions=session.instructions,
                                  trials=trials, choices=choices, feedback=feedback, agent="normative"))
     return out
