@@ -7,7 +7,7 @@ against its target and that the fingerprint still matches the code.
     python bench/calibration.py --only trend              # one section (default replications)
     python bench/calibration.py --only verdicts --reps 200
     python bench/calibration.py                           # every section (several hours on 2 cores)
-    python bench/calibration.py --table                   # the README's table, from the record
+    python bench/calibration.py --table                   # the docs' table, from the record
 
 Sections: decomposition (type-I error, coverage and power of every component, per
 experiment and pooled), identity (real studies whose ids repeat across experiments),
@@ -20,8 +20,6 @@ predictions within 0.05 of simulation.
 
 from __future__ import annotations
 
-from surrogate.data import shared_psych201
-
 import argparse
 import json
 import time
@@ -29,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import _record
+from surrogate.data import shared_psych201
 from surrogate.testing import calibration as cal
 
 SHORT = {"total": "total", "population_component": "population", "individual_component": "individual",
@@ -241,22 +240,50 @@ SECTIONS = {"decomposition": decomposition, "identity": identity, "trend": trend
             "verdicts": verdicts, "multiplicity": multiplicity, "choices": choices, "agents": agents}
 
 
+SECTION_TITLES = {
+    "decomposition": "The persona decomposition: every component, per experiment and pooled "
+                     "(default design 6 experiments x 60 participants x 30 responses)",
+    "identity": "Real studies whose participant ids repeat across experiments (guenther2024), under a null",
+    "trend": "Misalignment trend across generations and sizes, on grids shaped like the paper's",
+    "planner": "surrogate plan: predicted against simulated power",
+    "verdicts": "The one-line verdict",
+    "multiplicity": "Several strategies under a global null",
+    "choices": "Choice prediction",
+    "agents": "compare-agents: agents against people (40 + 40 x 40 trials of the reversal task, 199 permutations)",
+}
+TARGET_TEXT = {"type-I": "0.03–0.07", "coverage": "0.92–0.98", "power": "power", "known bias": "known bias",
+               "known limitation": "known limitation", "info": "reported"}
+
+
+def _target(r: dict) -> str:
+    if r["kind"] == "agreement":
+        return f"predicted {r['predicted']:.3f}"
+    if r["kind"] == "at most":
+        return f"≤ {r['hi']}"
+    if r["kind"] == "at least":
+        return f"≥ {r['lo']}"
+    return TARGET_TEXT[r["kind"]]
+
+
 def table(path: Path = _record.RESULTS / "calibration.json") -> str:
-    """The calibration table in Markdown, from the record (every row with a target, and the
-    power rows)."""
+    """The calibration tables in Markdown, from the record: one per section, every row (those
+    without a target as `reported`), with how the section was made."""
     record = json.loads(path.read_text())
-    lines = ["| section | scenario | test | replications | rate ± MC SE | target | met |", "|---|---|---|---|---|---|---|"]
+    out = []
     for section, data in record["sections"].items():
+        out += [f"### {section}: {SECTION_TITLES.get(section, section)}", "",
+                f"`{data['command']}` ({data['reps']} replications, seed {data['seed']}, {data['seconds']} s on "
+                f"{data['machine']}, {data['date']}, commit {data['commit']}; fingerprint `{data['fingerprint']}`)", "",
+                "| scenario | test | n | rate ± MC SE | target | met | note |", "|---|---|---|---|---|---|---|"]
         for r in data["rows"]:
-            if r["kind"] in ("info",):
-                continue
-            target = {"type-I": "0.03–0.07", "coverage": "0.92–0.98", "power": "power", "known bias": "known bias",
-                      "known limitation": "see note", "agreement": f"≈ {r.get('predicted', '')} predicted",
-                      "at most": f"≤ {r.get('hi')}", "at least": f"≥ {r.get('lo')}"}[r["kind"]]
             met = {True: "yes", False: "**no**", None: ""}[r["pass"]]
-            lines.append(f"| {section} | {r['scenario']} | {r['test']} | {r['n']} | {r['rate']:.3f} ± {r['mcse']:.3f} "
-                         f"| {target} | {met} |")
-    return "\n".join(lines)
+            note = str(r.get("note", "")).replace("|", "\\|")
+            if r.get("truth") not in (None, 0, 0.0):
+                note = f"truth {r['truth']:g}" + (f"; {note}" if note else "")
+            out.append(f"| {r['scenario']} | {r['test']} | {r['n']} | {r['rate']:.3f} ± {r['mcse']:.3f} "
+                       f"| {_target(r)} | {met} | {note} |")
+        out.append("")
+    return "\n".join(out).rstrip("\n")
 
 
 def main() -> None:

@@ -18,8 +18,6 @@ failed cases.
 
 from __future__ import annotations
 
-from surrogate.data import shared_psych201
-
 import argparse
 import random
 import shutil
@@ -29,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from surrogate.data import shared_psych201
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_psych201(ROOT)

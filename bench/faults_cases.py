@@ -3,8 +3,6 @@ would meet it (see bench/faults.py). A case returns what it saw and whether that
 
 from __future__ import annotations
 
-from surrogate.data import shared_psych201
-
 import io
 import json
 import os
@@ -16,6 +14,8 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+from surrogate.data import shared_psych201
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_psych201(ROOT)

@@ -16,8 +16,6 @@ busch2024_stroop in ../shared/psych201.
 
 from __future__ import annotations
 
-from surrogate.data import shared_psych201
-
 import argparse
 import importlib.util
 import json
@@ -30,6 +28,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from surrogate.data import shared_psych201
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_psych201(ROOT).parent

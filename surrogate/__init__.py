@@ -1,7 +1,7 @@
 """surrogate: test language models as stand-ins for human participants.
 
 The Python API mirrors the command line, one function per command and the same argument
-names: `run`, `compare_personas`, `analyze`, `plan`, `report`, `merge`, `simulate`,
+names: `run` (and `default_job`, `surrogate run` with no options), `compare_personas`, `analyze`, `plan`, `report`, `merge`, `simulate`,
 `import_table` (`surrogate import`), `compare_agents`, `finetune`, `build_organisms`; plus
 `load` (data) and `read_responses` / `read_choices` (result tables). They are imported on
 first use, so `import surrogate` stays light.
@@ -16,7 +16,7 @@ from ._imports import lazy_exports
 from ._version import __version__
 
 _API = {
-    "run": ".jobs.run", "compare_personas": ".jobs.compare_personas", "analyze": ".jobs.analyze",
+    "run": ".jobs.run", "default_job": ".jobs.default", "compare_personas": ".jobs.compare_personas", "analyze": ".jobs.analyze",
     "plan": ".jobs.plan", "report": ".jobs.report", "merge": ".jobs.merge", "simulate": ".jobs.simulate",
     "import_table": ".jobs.import_table", "compare_agents": ".jobs.compare_agents", "finetune": ".jobs.finetune",
     "build_organisms": ".jobs.organisms", "load": ".data", "read_responses": ".store", "read_choices": ".store",
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .jobs.analyze import analyze
     from .jobs.compare_agents import compare_agents
     from .jobs.compare_personas import compare_personas
+    from .jobs.default import default_job
     from .jobs.finetune import finetune
     from .jobs.import_table import import_table
     from .jobs.merge import merge

@@ -99,7 +99,7 @@ def _cli_parameter(name: str, field) -> inspect.Parameter:
         for attr, word in (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than")):
             if getattr(meta, attr, None) is not None:
                 bounds.append(f"{word} {getattr(meta, attr)}")
-    help_text = (field.description or "") + (f" ({', '.join(bounds)})" if bounds else "")
+    help_text = escape(field.description or "") + (f" ({', '.join(bounds)})" if bounds else "")
     if get_origin(annotation) is Literal:  # choices checked by the model, so a bad one is one line
         help_text += f" One of: {', '.join(map(str, get_args(annotation)))}."
         annotation = str
@@ -251,7 +251,7 @@ Model = Annotated[Optional[list[str]], typer.Option(
 Data = Annotated[Optional[str], typer.Option(
     help="prompts.jsonl[.zip]/.parquet, a study folder, a Psych-201 tree, or a HF dataset id. Default: the "
     "shipped sample of real Psych-201 participants.")]
-Pairs = Annotated[Optional[str], typer.Option(help="TOML with [[pairs]] base / post_trained model labels, for "
+Pairs = Annotated[Optional[str], typer.Option(help="TOML with \\[\\[pairs]] base / post_trained model labels, for "
                                               "post-training misalignment; `paper`: the paper's grid by hub id. "
                                               "Default: pairs.toml in a run folder, if there is one.")]
 Categories = Annotated[Optional[Path], typer.Option(help="Study-to-domain CSV (as psych201/categories.csv).")]
@@ -380,9 +380,9 @@ def plan(
     pair: Annotated[Optional[list[str]], typer.Option(help="BASE,POST model labels: plan misalignment for this "
                                                       "pair (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write plan.csv (power over designs) and plan.txt here.")] = None,
-    usable: Annotated[Optional[float], typer.Option(help="Share of recruited participants who will enter the "
-                                                    "individual component (metadata and a swap partner); default: "
-                                                    "the pilot's.")] = None,
+    usable_share: Annotated[Optional[float], typer.Option(
+        "--usable-share", "--usable", help="Share of recruited participants who will enter the individual component "
+                                           "(metadata and a swap partner); default: the pilot's.")] = None,
     analysis: AnalysisOptions = AnalysisOptions(),
 ) -> None:
     """How many participants and experiments a question needs, from a pilot's variance components."""
@@ -396,7 +396,7 @@ def plan(
                 raise OptionError("pair", item, "expected BASE,POST (model labels)")
             pairs.append((base, post))
         result = job(run_dirs, model=model, effect=effect, d=d, power=power, pairs=pairs, out=out,
-                     usable_share=usable, **analysis.model_dump(include={"by", "matched", "sesoi", "separate_labels"}))
+                     usable_share=usable_share, **analysis.model_dump(include={"by", "matched", "sesoi", "separate_labels"}))
     _result(result.summary())
     _print_table(result.table(), f"Power over designs (effect {effect}; misalignment d = {d:g})")
 

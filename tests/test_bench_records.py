@@ -48,3 +48,14 @@ def test_calibration_record_matches_the_code_and_meets_its_targets(section):
     assert not missed, missed
     assert all(r["pass"] == judge(r) for r in record["rows"])  # the record's own verdicts are the rule's
     assert any(r["kind"] in ("type-I", "coverage", "agreement", "at most") for r in record["rows"])
+
+
+def test_the_package_carries_the_calibration_record_the_bench_wrote():
+    """The report shows the calibration from the package's copy of the record."""
+    from surrogate.jobs.report import CALIBRATION, calibration_table
+
+    assert CALIBRATION.read_bytes() == (RESULTS / "calibration.json").read_bytes(), (
+        "surrogate/analysis/data/calibration.json differs from bench/results/calibration.json: copy it")
+    table = calibration_table()
+    assert len(table) == sum(len(s["rows"]) for s in _sections("calibration").values())
+    assert set(table["met"]) <= {"yes", ""}

@@ -982,6 +982,11 @@ class StrategyComparison(BaseModel):
         lines = [f"Persona strategies compared for {self.model} (each against its own shuffled control, one "
                  "pairing; pooled over experiments; > 0: lowers NLL; verdicts Holm-adjusted over the strategies):"]
         rank = self.ranking()
+        if rank.empty:
+            lines.append("  no strategy could be pooled: " + "; ".join(
+                f"{name}: " + (", ".join(sorted({f"{r.experiment} {r.status}" for r in d.rows})) or "no experiments")
+                for name, d in self.decompositions.items()))
+            rank = pd.DataFrame(columns=["individual_component"])
         for _, r in rank.sort_values("individual_component", ascending=False).iterrows():
             lines.append(f"  {r['strategy']:<16} total {r['total']:+.4f}  population {r['population_component']:+.4f}"
                          f"  individual {r['individual_component']:+.4f} [{r['individual_component_lo']:+.4f}, "

@@ -307,11 +307,12 @@ def plan_personas(responses: pd.DataFrame, *, model: str | None = None, matched:
                                           s2_persona) else math.nan,
                                       estimate=row.individual_component.value))
     if not out:
-        raise ValueError("the pilot has no experiment with an individual-component estimate (see compare-personas)")
+        raise ValueError("the pilot has no experiment with an individual-component estimate ("
+                         + "; ".join(f"{r.experiment}: {r.status}" for r in dec.rows) + ")")
     if usable_share is None:
         usable_share = sum(e.n for e in out) / sum(e.recruited for e in out)
     elif not 0 < usable_share <= 1:
-        raise OptionError("usable", usable_share, "expected a share between 0 and 1")
+        raise OptionError("usable_share", usable_share, "expected a share between 0 and 1")
     tau2, ranges = {}, {}
     for scale in ("%", "nats"):
         units = np.array([e.unit(scale) for e in out])
@@ -435,7 +436,7 @@ class Plan(BaseModel):
                       f"  effect to detect: {self.effect} ({row}; {pp.nats(self.effect):.4f} nats per response at the "
                       f"mean no-persona NLL {pp.none_nll:.3f}); power {self.power:.0%}, two-sided 5%",
                       f"  participants are counted as recruited: {pp.usable_share:.0%} of the pilot's entered the "
-                      "estimate (metadata and a swap partner); give another share with --usable",
+                      "estimate (metadata and a swap partner); give another share with --usable-share",
                       f"  heterogeneity between experiments: tau^2 = {t2:.3g} {unit}"
                       + (f" (80% interval {t2_lo:.3g} to {t2_hi:.3g})" if np.isfinite(t2_lo) else
                          " (one experiment: assumed 0; more experiments would tell)")]
@@ -512,6 +513,6 @@ def design_plan(responses: pd.DataFrame, *, model: str | None = None, matched: s
             notes.append(f"persona planning: {e}")
     pair_plans = [plan_pair(responses, b, p, by=by) for b, p in pairs]
     if personas is None and not pair_plans:
-        raise ValueError("nothing to plan: the pilot needs none, the matched persona and its control (persona "
-                         "planning) or --pair BASE,POST (misalignment)")
+        raise ValueError("nothing to plan: " + ("; ".join(notes) or "the pilot needs none, the matched persona and "
+                         "its control (persona planning) or --pair BASE,POST (misalignment)"))
     return Plan(personas=personas, pairs=pair_plans, effect=effect, d=d, power=power, notes=notes)

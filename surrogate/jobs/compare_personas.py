@@ -85,6 +85,10 @@ def compare_personas_with(scoring: ScoringOptions, analysis: AnalysisOptions, mo
     missing = needed - set(names)
     if missing:
         raise OptionError("persona", ",".join(names), f"must include {sorted(missing)} for the decomposition")
+    if not models and data is None:  # as the options say: the organisms on the shipped sample
+        from ..organisms import DEFAULT_MODELS, default_data
+
+        models, data = list(DEFAULT_MODELS), default_data()
     result = run_with(scoring, models, data, names, out, progress=progress, log=log)
     scored = result.responses
     controls = {c for n in names for c in controls_of(set(scored["persona"].unique()), n)}

@@ -544,15 +544,11 @@ def run(
 
     `models`: paths / hub ids (optionally NAME=PATH), ModelSpecs, or ready ScorerBackends;
     none: the shipped organisms. `data`: any source `surrogate.data.load` reads; None: the
-    shipped sample of real Psych-201 participants. With neither (the built-in default) the
-    personas none, interview and shuffled are always scored, so the persona decomposition can
-    be estimated. `persona`: strategy names (comma-separated or a list; on/off/both). Results
+    shipped sample of real Psych-201 participants. `persona`: strategy names (comma-separated or a list; on/off/both). Results
     go to `out` (responses.parquet, run.json, summary.csv); a re-run skips finished units.
     `options`: any of ScoringOptions' fields (surrogate.options), as the command line's options
-    (`chat="off"`, `studies=[...]`, `max_participants=8`, ...). With neither models nor data this
-    is the built-in default job, as `surrogate run` with no options: it also estimates
-    misalignment and the persona decomposition and writes the report (`result.analysis`,
-    `result.report`).
+    (`chat="off"`, `studies=[...]`, `max_participants=8`, ...). Give models or data (or both):
+    the built-in default job (`surrogate run` with no options) is `surrogate.default_job()`.
     """
     (opts,) = split_options(dict(options), ScoringOptions)
     return run_with(opts, models, data, persona, out, progress=progress, log=log)

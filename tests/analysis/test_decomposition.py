@@ -162,6 +162,16 @@ def test_a_control_of_another_strategy_is_refused():
     assert d.control == "shuffled-narrative"
 
 
+def test_strategies_too_small_to_pool_are_summarised_not_crashed():
+    """Four participants per experiment: no strategy has a pooled row, and the summary says
+    why for each instead of failing (it once raised KeyError on the empty ranking)."""
+    frame = simulate_strategies(Scenario("x", experiments=2, participants=4), 1, ind_b=0.0)
+    c = compare_strategies(frame, ["interview", "narrative"])
+    assert c.ranking().empty
+    text = c.summary()
+    assert "no strategy could be pooled" in text and "too few participants" in text
+
+
 @pytest.mark.slow
 def test_strategies_are_compared_on_their_own_controls_and_shared_cycles():
     """A narrative format that helps everyone (format 0.1) is no individual information:

@@ -55,7 +55,7 @@ def test_participants_are_counted_as_recruited():
     assert pilot.power(0.03, 120) == pytest.approx(everyone.power(0.03, 120 * pilot.usable_share))
     need, need_all = pilot.participants_for(0.03), everyone.participants_for(0.03)
     assert abs(need * pilot.usable_share - need_all) <= 2
-    with pytest.raises(ValueError, match="usable="):
+    with pytest.raises(ValueError, match="usable_share="):
         plan_personas(simulate_table(s, 4), usable_share=1.5)
 
 
