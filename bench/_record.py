@@ -64,6 +64,14 @@ def _command() -> str:
     return " ".join(["python", str(shown), *sys.argv[1:]])
 
 
+def measured(scenario: str, test: str, kind: str, value: float, n: int, **extra) -> dict:
+    """A single measurement (not a rate over replications): no Monte-Carlo SE."""
+    out = {"scenario": scenario, "test": test, "kind": kind, "rate": round(float(value), 4), "n": int(n),
+           "mcse": 0.0, "single": True, **extra}
+    out["pass"] = judge(out)
+    return out
+
+
 def write(bench: str, section: str, rows: list[dict], *, fingerprint: str, reps: int, seed: int,
           seconds: float) -> Path:
     """Replace one section of bench/results/<bench>.json (written whole, atomically)."""

@@ -1,12 +1,26 @@
 """Shared fixtures: the real Psych-201 data beside the project, the paper's reference
-scorer, and small random-weight models of real architectures built once per session."""
+scorer, and small random-weight models of real architectures, built once per machine in a
+locked on-disk cache that every worker and every run shares (keyed by what builds them and
+the library versions). Each xdist worker runs torch on one thread: two workers on two cores
+never fight over them."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.metadata
 import importlib.util
+import inspect
 import json
+import os
+import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported anywhere
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
 
 import pytest
 
@@ -65,11 +79,50 @@ def corpus() -> list[str]:
     return texts
 
 
+TEST_CACHE = Path(os.environ.get("SURROGATE_TEST_CACHE") or ROOT / ".cache" / "tests")
+
+
+def _versions() -> str:
+    return ",".join(f"{m}={importlib.metadata.version(m)}" for m in ("torch", "transformers", "tokenizers"))
+
+
+def cached_model(name: str, build: Callable[[Path], None], **key) -> Path:
+    """A model folder built once per machine: keyed by its name and settings, the source of
+    the code that builds it, the corpus and the library versions; built under a lock into a
+    temporary folder and renamed into place, so concurrent workers build it once and never
+    see half of it."""
+    import surrogate.testing.tiny as tiny
+
+    digest = hashlib.sha256(json.dumps({"name": name, **key, "versions": _versions(),
+                                        "source": inspect.getsource(tiny), "build": inspect.getsource(build)},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder = TEST_CACHE / f"{name}-{digest}"
+    if (folder / "config.json").is_file():
+        return folder
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(TEST_CACHE / f".{name}-{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").is_file():
+            tmp = TEST_CACHE / f".{name}-{digest}.{os.getpid()}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            build(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+    return folder
+
+
+def _corpus_key(corpus: list[str]) -> str:
+    return hashlib.sha256("\x00".join(corpus).encode()).hexdigest()[:16]
+
+
 def _tiny(tmp_path_factory, corpus, name, **kw) -> Path:
     from surrogate.testing.tiny import save_tiny
 
-    return save_tiny(tmp_path_factory.mktemp(name), corpus, vocab_size=3000, hidden_size=64,
-                     num_layers=2, **kw)
+    def build(out: Path) -> None:
+        save_tiny(out, corpus, vocab_size=3000, hidden_size=64, num_layers=2, **kw)
+
+    return cached_model(name, build, corpus=_corpus_key(corpus), **kw)
 
 
 @pytest.fixture(scope="session")
@@ -100,16 +153,17 @@ def olmo3_dir(tmp_path_factory, corpus) -> Path:
 
 
 def _tiny_vision_language(tmp_path_factory, corpus, family: str, style: str) -> Path:
-    from surrogate.models import quiet_transformers
-    from surrogate.testing.tiny import build_vision_language_model, train_tokenizer
+    def build(out: Path) -> None:
+        from surrogate.models import quiet_transformers
+        from surrogate.testing.tiny import build_vision_language_model, train_tokenizer
 
-    quiet_transformers()
-    tok = train_tokenizer(corpus, vocab_size=3000, style=style, chat_template=True,
-                          isolate_close_marker=True)
-    out = tmp_path_factory.mktemp(family)
-    build_vision_language_model(tok, family, seed=2).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+        quiet_transformers()
+        tok = train_tokenizer(corpus, vocab_size=3000, style=style, chat_template=True,
+                              isolate_close_marker=True)
+        build_vision_language_model(tok, family, seed=2).save_pretrained(out)
+        tok.save_pretrained(out)
+
+    return cached_model(family, build, corpus=_corpus_key(corpus), style=style)
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +198,15 @@ def qwen_backend(qwen_dir):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Demo models and data are built in a per-session cache, not the user's."""
-    monkeypatch.setenv("SURROGATE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def _test_cache(monkeypatch):
+    """Demo models and data come from the machine's test cache (keyed by library versions),
+    not the user's cache; a test that needs an empty one sets its own."""
+    monkeypatch.setenv("SURROGATE_CACHE", str(TEST_CACHE / f"surrogate-{hashlib.sha256(_versions().encode()).hexdigest()[:12]}"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker():
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

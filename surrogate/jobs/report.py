@@ -91,7 +91,8 @@ def _method(path: Path, d: Path, e) -> str:
         label = spec.get("name") or spec["path"]
         fp = info.get("models", {}).get(label, {}).get("fingerprint", {})
         rev = spec.get("revision") or fp.get("revision") or ""
-        models.append(f"{label} ({spec['path']}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
+        where = _relative(spec["path"], d) if Path(str(spec["path"])).is_absolute() else spec["path"]
+        models.append(f"{label} ({where}{'@' + str(rev) if rev else ''}; weights {fp.get('weights', '?')}"
                       f"{', adapter ' + str(spec['adapter']) if spec.get('adapter') else ''}; "
                       f"{'chat template' if fp.get('chat') else 'plain text'}; {fp.get('dtype', '?')})")
     trunc = cfg["truncation"] if "truncation" in cfg else {"max_chars": opts.get("max_chars"), "max_tokens": opts.get(

@@ -478,7 +478,7 @@ def replicate_multiplicity(s: Scenario, reps: int, *, seed: int = 0) -> dict[str
     from ..analysis import compare_strategies
 
     out = {k: Tally() for k in ("any verdict, Holm", "any verdict, unadjusted", "any difference, Holm",
-                                "any difference, unadjusted")}
+                                "any difference, unadjusted", "interview - narrative")}
     names = ["interview", *FOUR_STRATEGIES]
     for k in range(reps):
         c = compare_strategies(simulate_strategies(s, seed * 100_003 + k, extra=FOUR_STRATEGIES), names)
@@ -490,6 +490,11 @@ def replicate_multiplicity(s: Scenario, reps: int, *, seed: int = 0) -> dict[str
         out["any difference, Holm"].add(any(d.individual_p_holm is not None and d.individual_p_holm < 0.05
                                             for d in diffs))
         out["any difference, unadjusted"].add(any((d.pooled.individual_component.p or 1) < 0.05 for d in diffs))
+        # One pre-specified difference, between strategies whose forms differ (narrative's
+        # helps everyone by 0.05): the individual difference on the shared swap cycles.
+        first = next(d for d in c.differences if {d.a, d.b} == {"interview", "narrative"})
+        if first.pooled is not None and first.pooled.individual_component.p is not None:
+            out["interview - narrative"].add(first.pooled.individual_component.p < 0.05)
     return out
 
 
@@ -867,6 +872,102 @@ def replicate_agents(reps: int, *, agents_like: str = "independent", n: int = 40
     return out
 
 
+# --- misalignment intervals ----------------------------------------------------------------
+
+def simulate_two_models(d_by_exp: dict[str, float], n: int = 150, seed: int = 0) -> pd.DataFrame:
+    """Per-participant NLL (one response each) of a base and a post-trained model whose
+    difference has a planted Cohen's d per experiment (SD 1 for both)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for exp, d in d_by_exp.items():
+        for i in range(n):
+            for model, shift in (("base", 0.0), ("chat", d)):
+                rows.append({"study": exp, "experiment": exp, "participant": str(i), "response_index": 0,
+                             "model": model, "persona": "none", "nll": 3 + shift + rng.normal(0, 1)})
+    return pd.DataFrame(rows)
+
+
+def replicate_misalignment(reps: int, *, d: float = 0.3, n: int = 80, n_boot: int = 400, seed: int = 0
+                           ) -> dict[str, Tally]:
+    """Coverage of a planted d by misalignment's intervals: the per-participant d's delta-method
+    interval per experiment, the paper's d's participant bootstrap per experiment and pooled."""
+    from ..analysis import ModelPair, post_training_misalignment
+
+    out = {k: Tally() for k in ("cohens_d (per experiment)", "d_paper bootstrap (per experiment)",
+                                "d_paper bootstrap (pooled)")}
+    for k in range(reps):
+        frame = simulate_two_models({"a": d, "b": d}, n=n, seed=seed * 100_003 + k)
+        pm = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")], n_boot=n_boot,
+                                        seed=k).pairs[0]
+        for est in pm.per_experiment.values():
+            out["cohens_d (per experiment)"].add(est.lo <= d <= est.hi)
+        for lo, hi in pm.d_paper_interval.values():
+            out["d_paper bootstrap (per experiment)"].add(lo <= d <= hi)
+        lo, hi = pm.mean_paper_interval
+        out["d_paper bootstrap (pooled)"].add(lo <= d <= hi)
+    return out
+
+
+# --- recovery of planted trait links by behaviour indices and fits ---------------------
+
+# (paradigm, its parameter a trait moves, the index that should follow, the sign it follows with)
+RECOVERY_CASES = {
+    "restless bandit: inverse temperature -> switch rate": ("restless_bandit", "inverse_temperature", "switch_rate", -1),
+    "mixed lotteries: loss aversion -> acceptance": ("mixed_lotteries", "loss_aversion", "loss_acceptance", -1),
+    "delay discounting: discount rate -> switch point": ("intertemporal_choice", "discount_rate",
+                                                          "log_discount_threshold", 1),
+    "delay discounting: discount rate -> later rate": ("intertemporal_choice", "discount_rate", "later_rate", -1),
+}
+
+
+def _paradigm(name: str, trials: int = 60):
+    from ..experiments import IntertemporalChoice, MixedLotteries, RestlessBandit
+
+    return {"restless_bandit": RestlessBandit, "mixed_lotteries": MixedLotteries,
+            "intertemporal_choice": IntertemporalChoice}[name](n_trials=trials)
+
+
+def index_correlation(case: str, *, linked: bool, n: int, seed: int) -> tuple[float, float]:
+    """One simulated study of n synthetic people (STAI-T moving the case's parameter with
+    slope 1 when `linked`): Pearson r and p between the trait and the index, signed so that
+    the expected direction is positive."""
+    from scipy import stats
+
+    from ..experiments import SyntheticSpec, TraitLink, simulate_synthetic
+
+    paradigm, param, index, sign = RECOVERY_CASES[case]
+    exp = _paradigm(paradigm)
+    links = (TraitLink(trait="STAI-T", param=param, slope=1.0),) if linked else ()
+    recs = simulate_synthetic(exp, n, seed=seed, spec=SyntheticSpec(links=links))
+    trait = np.array([x.metadata["STAI-T"] for x in recs], dtype=float)
+    values = np.array([exp.behaviour(x)[index] for x in recs], dtype=float)
+    ok = np.isfinite(values)
+    r = stats.pearsonr(trait[ok], values[ok])
+    return float(sign * r.statistic), float(r.pvalue)
+
+
+def replicate_recovery(case: str, reps: int, *, n: int = 60, seed: int = 0) -> dict[str, Tally]:
+    """Over `reps` studies: how often the planted link shows as r > 0.5, and how often a
+    study with no link finds r significant at p < .05."""
+    out = {"planted r > 0.5": Tally(), "null p < .05": Tally()}
+    for k in range(reps):
+        out["planted r > 0.5"].add(index_correlation(case, linked=True, n=n, seed=seed * 100_003 + k)[0] > 0.5)
+        out["null p < .05"].add(index_correlation(case, linked=False, n=n, seed=seed * 100_003 + k)[1] < 0.05)
+    return out
+
+
+def fit_recovery(n: int, seed: int) -> float:
+    """The two-doors task (learning rate raised by STAI-T): r between the true and the
+    maximum-likelihood learning rate over n synthetic people."""
+    from ..experiments import SyntheticSpec, TraitLink, behaviour_rows, simulate_synthetic
+
+    exp = _two_doors(60)
+    link = (TraitLink(trait="STAI-T", param="learning_rate", slope=1.0),)
+    people = simulate_synthetic(exp, n, seed=seed, spec=SyntheticSpec(links=link), id_prefix="syn")
+    rows = behaviour_rows(exp, people, fit=True)
+    return float(np.corrcoef(rows["true:learning_rate"].astype(float), rows["fit:learning_rate"].astype(float))[0, 1])
+
+
 # --- fingerprints of the code paths the bench records measured -------------------------
 
 def _digest(obj) -> str:
@@ -984,9 +1085,23 @@ def _fp_agents() -> str:
     return _digest({"indices": [[i.index, i.p] for i in c.indices], "individual": [[m.on, m.p] for m in c.individual]})
 
 
+def _fp_misalignment() -> str:
+    from ..analysis import ModelPair, post_training_misalignment
+
+    pm = post_training_misalignment(simulate_two_models({"a": 0.3, "b": 0.1}, n=20, seed=1),
+                                    [ModelPair(base="base", post_trained="chat")], n_boot=50, seed=1).pairs[0]
+    return _digest({"d": pm.per_experiment, "paper": pm.d_paper_interval, "pooled": pm.mean_paper_interval})
+
+
+def _fp_recovery() -> str:
+    return _digest({"index": [[index_correlation(case, linked=linked, n=20, seed=3) for linked in (True, False)]
+                              for case in RECOVERY_CASES], "fit": fit_recovery(20, 3)})
+
+
 FINGERPRINTS: dict[str, Callable[[], str]] = {
     "decomposition": _fp_decomposition, "identity": _fp_identity, "trend": _fp_trend, "planner": _fp_planner,
     "verdicts": _fp_verdicts, "multiplicity": _fp_multiplicity, "choices": _fp_choices, "agents": _fp_agents,
+    "recovery": _fp_recovery, "misalignment": _fp_misalignment,
 }
 
 

@@ -6,16 +6,9 @@ from surrogate.analysis import ModelPair, choice_prediction, post_training_misal
 
 
 def _two_models(d_by_exp: dict[str, float], n=150, seed=0):
-    """Per-participant NLL for a base and a post-trained model whose difference has a
-    planted Cohen's d per experiment (pooled SD = 1)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for exp, d in d_by_exp.items():
-        for i in range(n):
-            for model, shift in (("base", 0.0), ("chat", d)):
-                rows.append({"study": exp, "experiment": exp, "participant": str(i), "response_index": 0,
-                             "model": model, "persona": "none", "nll": 3 + shift + rng.normal(0, 1)})
-    return pd.DataFrame(rows)
+    from surrogate.testing.calibration import simulate_two_models
+
+    return simulate_two_models(d_by_exp, n=n, seed=seed)
 
 
 def test_misalignment_recovers_planted_d_and_domains(tmp_path):
@@ -35,17 +28,25 @@ def test_misalignment_recovers_planted_d_and_domains(tmp_path):
     assert {"d_paper", "post_training", "family"} <= set(table.columns)
 
 
-@pytest.mark.slow
-def test_misalignment_interval_covers_the_planted_d():
-    """Coverage of the per-experiment delta-method interval over 200 replications."""
-    hits = []
-    for seed in range(200):
-        frame = _two_models({"a": 0.3}, n=60, seed=seed)
-        est = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")]).pairs[0] \
-            .per_experiment["a"]
-        hits.append(est.lo <= 0.3 / np.sqrt(1.0) <= est.hi)
-    rate = np.mean(hits)
-    assert abs(rate - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / 200), rate
+def test_the_paired_d_and_its_interval_equal_a_hand_computation():
+    """Cohen's d of per-participant means (SDs averaged), its delta-method SE for paired data
+    (Algina & Keselman: 2(1 - r)/n + d^2 (1 + r^2)/(4n)) and a normal interval; coverage of a
+    planted d is measured by bench/calibration.py (section misalignment)."""
+    from scipy import stats
+
+    frame = _two_models({"a": 0.3}, n=40, seed=5)
+    est = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")], n_boot=0).pairs[0] \
+        .per_experiment["a"]
+    wide = frame.pivot_table(index="participant", columns="model", values="nll")
+    post, base = wide["chat"].to_numpy(), wide["base"].to_numpy()
+    n = len(post)
+    d = (post.mean() - base.mean()) / np.sqrt((post.var(ddof=1) + base.var(ddof=1)) / 2)
+    r = np.corrcoef(post, base)[0, 1]
+    se = np.sqrt(2 * (1 - r) / n + d * d * (1 + r * r) / (4 * n))
+    z = stats.norm.ppf(0.975)
+    assert est.value == pytest.approx(d, rel=1e-12) and est.se == pytest.approx(se, rel=1e-12)
+    assert (est.lo, est.hi) == (pytest.approx(d - z * se, rel=1e-12), pytest.approx(d + z * se, rel=1e-12))
+    assert est.p == pytest.approx(2 * stats.norm.sf(abs(d / se)), rel=1e-9)
 
 
 def test_pairs_file_errors_are_clear(tmp_path):
@@ -128,23 +129,16 @@ def test_randomised_labels_do_not_correlate_by_base_rate():
     assert result.individual == [] and result.population == []
 
 
-def test_tvd_p_value_is_uniform_for_a_correct_model():
-    """Choices drawn from the model's own probabilities: p < .05 in about 5% of 300 sets."""
+def test_tvd_test_rejects_a_model_wrong_about_the_population():
+    """(Its level under a correct model: bench/calibration.py, section choices.)"""
     from surrogate.analysis._choices import tvd_test
 
-    rejections = []
-    for seed in range(300):
-        rng = np.random.default_rng(seed)
-        probs = rng.dirichlet([2, 2, 2], size=200)
-        chosen = [["x", "y", "z"][rng.choice(3, p=p)] for p in probs]
-        trials = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs), "chosen": chosen})
-        rejections.append(tvd_test(trials, ["x", "y", "z"], n_sim=199, seed=seed)[1] < 0.05)
-    rate = np.mean(rejections)
-    assert abs(rate - 0.05) <= 3 * np.sqrt(0.05 * 0.95 / 300), rate
-    # A model that is wrong about the population is rejected.
     probs = np.tile([0.6, 0.2, 0.2], (200, 1))
     trials = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs), "chosen": ["z"] * 200})
     assert tvd_test(trials, ["x", "y", "z"], n_sim=199)[1] < 0.01
+    right = pd.DataFrame({"options": [["x", "y", "z"]] * 200, "probs": list(probs),
+                          "chosen": ["x"] * 120 + ["y"] * 40 + ["z"] * 40})
+    assert tvd_test(right, ["x", "y", "z"], n_sim=199)[1] > 0.5  # observed = predicted exactly
 
 
 def test_misalignment_trend_across_generations():
@@ -168,37 +162,20 @@ def test_misalignment_trend_across_generations():
     assert size.status.startswith("not testable") and size.slope.p is None
 
 
-@pytest.mark.slow
-def test_paper_d_bootstrap_interval_covers_the_planted_d():
-    """The paper's d per experiment with a participant-bootstrap interval: coverage over
-    200 replications of a planted d of 0.3 (one response per participant, SD 1)."""
-    hits, pooled_hits = [], []
-    for seed in range(200):
-        frame = _two_models({"a": 0.3, "b": 0.3}, n=80, seed=seed)
-        pm = post_training_misalignment(frame, [ModelPair(base="base", post_trained="chat")], n_boot=400,
-                                        seed=seed).pairs[0]
-        lo, hi = pm.d_paper_interval["a"]
-        hits.append(lo <= 0.3 <= hi)
-        plo, phi = pm.mean_paper_interval
-        pooled_hits.append(plo <= 0.3 <= phi)
-    for rate in (np.mean(hits), np.mean(pooled_hits)):
-        assert abs(rate - 0.95) <= 3 * np.sqrt(0.95 * 0.05 / 200), rate
-
-
-@pytest.mark.slow
-def test_generation_trend_holds_its_level_with_pair_level_variation():
-    """The paper's second finding rests on this test. 6 pairs (2 families x 3 generations) x
-    19 experiments, no trend, each pair with its own misalignment (SD 0.3): the old mixed
-    model over (pair, experiment) rows rejected 53-70% of these nulls."""
-    from surrogate.testing.calibration import PAIR_SCENARIOS, replace, replicate_trend
-
-    s = replace(PAIR_SCENARIOS["pairs: no trend, pair SD 0.3"], experiments=8, participants=8, responses=3)
-    tallies = replicate_trend(s, 200, seed=31)
-    for key in ("generation (d_paper)", "generation (cohens_d)"):
-        rate = tallies[key]["reject"].rate
-        assert 0.015 <= rate <= 0.09, (key, rate)
-    power = replicate_trend(replace(s, pair_sd=0.05, trend=0.3), 30, seed=32)["generation (d_paper)"]["reject"]
-    assert power.rate > 0.8, power.rate
+def test_paper_d_bootstrap_resamples_participants_for_both_models_at_once():
+    """The same draw for both models: where the post-trained model is the base shifted by a
+    constant for every response, each resample's d is that shift over the resampled SD, so the
+    interval holds the point estimate and is narrower than from unshared draws would allow;
+    it is reproducible by its seed. (Coverage: bench/calibration.py, section misalignment.)"""
+    frame = _two_models({"a": 0.0, "b": 0.0}, n=60, seed=3)
+    base = frame[frame.model == "base"]
+    shifted = pd.concat([base, base.assign(model="chat", nll=base["nll"] + 0.3)], ignore_index=True)
+    pair = [ModelPair(base="base", post_trained="chat")]
+    pm = post_training_misalignment(shifted, pair, n_boot=300, seed=4).pairs[0]
+    for exp, (lo, hi) in pm.d_paper_interval.items():
+        assert lo <= pm.d_paper[exp] <= hi and hi - lo < 0.15  # unshared draws: about 0.7 wide at n = 60
+    again = post_training_misalignment(shifted, pair, n_boot=300, seed=4).pairs[0]
+    assert again.d_paper_interval == pm.d_paper_interval and again.mean_paper_interval == pm.mean_paper_interval
 
 
 def test_trend_is_within_family_and_counts_pairs():

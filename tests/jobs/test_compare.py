@@ -15,11 +15,10 @@ STUDIES = ["thoma2025problearn", "sandbrink2024metacontrol", "guenther2022relati
 
 
 @pytest.mark.slow
-@pytest.mark.long
 def test_compare_personas_on_real_data(qwen_dir, psych201, tmp_path):
     out = tmp_path / "personas"
     args = ["compare-personas", "--model", f"tiny={qwen_dir}", "--data", str(psych201), "--chat", "off",
-            "--max-participants", "8", "--out", str(out)]
+            "--max-participants", "8", "--max-chars", "6000", "--out", str(out)]
     for s in STUDIES:
         args += ["--study", s]
     res = CliRunner().invoke(app, args)

@@ -1,12 +1,12 @@
 """The shipped organisms: four models with cards, a sample of held-out real and synthetic
-participants, acceptance checks measured by the build and re-measured here on the shipped
-weights, a reproducible and resumable build, and the default job that shows all of it."""
+participants, and a reproducible and resumable build. Their acceptance checks re-measured on
+the shipped weights, and the default job's findings, are bench/organisms.py's record
+(tests/test_bench_records.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from surrogate.cli import app
 from surrogate.data import load
 from surrogate.models import ModelSpec, load_backend
-from surrogate.jobs.organisms import OrganismRecipe, build_organisms, evaluate_organisms, read_json_gz
+from surrogate.jobs.organisms import OrganismRecipe, build_organisms, read_json_gz
 from surrogate.organisms import ORGANISMS, organisms_dir, resolved, sample_dir
 from surrogate.store import read_responses
 
@@ -95,62 +95,6 @@ def test_the_build_is_reproducible_and_resumes_by_stage(psych201, tmp_path):
     assert (tmp_path / "a" / "organism-control" / "model.safetensors").read_bytes() == weights["organism-control"]
     assert [s.steps for s in again.stages] == [s.steps for s in a.stages]
     assert not (sample_dir() / "guenther2024comprehension" / "x").exists()  # building elsewhere never writes there
-
-
-@pytest.fixture(scope="module")
-def remeasured(psych201):
-    """The build's checks measured again on the shipped weights (fewer held-out people)."""
-    recipe = _recipe().model_copy(update={"eval_per_study": 12, "eval_synthetic": 60})
-    split = read_json_gz(organisms_dir() / "split.json.gz")
-    held = {tuple(k) for k in split["heldout"]}
-    people = [p for p in load(psych201).participants if p.key in held]
-    import tempfile
-    from pathlib import Path
-
-    work = Path(tempfile.mkdtemp())
-    for name in ORGANISMS:  # evaluate writes its work folder beside the models: use a copy of the links
-        (work / name).symlink_to(organisms_dir() / name)
-    return {c.name: c for c in evaluate_organisms(work, people, recipe).checks}
-
-
-
-@pytest.mark.slow
-@pytest.mark.long
-def test_the_shipped_weights_pass_the_checks_their_cards_report(remeasured):
-    """Every check the card reports as passed passes again on the shipped weights."""
-    card = {c["name"]: c["passed"] for c in _build()["evaluation"]["checks"]}
-    assert set(remeasured) == set(card)
-    for name, passed in card.items():
-        if passed:
-            assert remeasured[name].passed, (name, remeasured[name].value)
-
-
-@pytest.mark.slow
-@pytest.mark.long  # CI runs the default job itself first
-def test_the_default_job_shows_the_three_findings_and_both_controls(tmp_path):
-    res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "default")])
-    assert res.exit_code == 0, res.output
-    assert "miniature" in res.output and "--data PATH/TO/psych201" in res.output
-    frame = read_responses(tmp_path / "default")
-    assert set(frame["model"]) == set(ORGANISMS)
-    assert set(frame.loc[frame["model"] == "organism-base", "persona"]) == {"none", "interview", "shuffled"}
-    assert set(frame.loc[frame["model"] != "organism-base", "persona"]) == {"none"}
-    analysis = tmp_path / "default" / "analysis"
-    mis = pd.read_csv(analysis / "misalignment.csv")
-    assert {"organism-post-light", "organism-post", "organism-control"} <= set(mis["post_trained"])
-    effects = pd.read_csv(analysis / "persona_effects.csv")
-    labels = set(effects["label"])
-    assert {"organism-base: real participants", "organism-base: positive control (synthetic, informative)",
-            "organism-base: negative control (synthetic, null)"} == labels
-    assert np.isfinite(effects.loc[effects["experiment"] == "pooled", "individual_component"]).all()
-    for arm in ("real participants", "positive control", "negative control"):
-        assert arm in res.output
-    for group in ("in distribution", "out of distribution"):
-        assert group in res.output
-    page = (tmp_path / "default" / "report" / "report.html").read_text()
-    for name in ("misalignment", "nll_by_study"):
-        assert f'id="{name}"' in page
-    assert "report.html" in res.output
 
 
 def test_scoring_an_organisms_training_participants_is_said_and_can_be_avoided(psych201, tmp_path):

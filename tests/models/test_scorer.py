@@ -40,19 +40,36 @@ def test_matches_brute_force(qwen_backend, requests):
                                 for r in range(len(res.nll))]
 
 
-@pytest.mark.slow
-@pytest.mark.long
-def test_batching_does_not_change_scores(qwen_backend, requests):
+def test_chunk_boundaries_at_response_tokens_change_nothing(qwen_backend, psych201):
+    """A small token budget splits every transcript into chunks, some of which open with a
+    response token (checked); the scores equal one pass per batch of everything. Transcripts are
+    cut to their first 1,500 characters' responses so the chunks stay few."""
+    short = []
+    for p in (load(psych201 / "busch2024_stroop", max_participants=2).participants
+              + load(psych201 / "guenther2022relational", max_participants=2).participants):
+        end = max(p.text.rfind(">>", 0, 1500), p.text.find(">>"))  # at least one response
+        short.append(ScoreRequest(transcript=prepare_transcript(p.text[: end + 2])))
+    # The budget: the position of the first response token of the first transcript, so that
+    # a chunk opens exactly there (and elsewhere wherever multiples of it land on responses).
+    size = int(np.argmax(qwen_backend.encode(short[0]).response_of >= 0))
     budget = qwen_backend.batch_tokens
     try:
-        qwen_backend.batch_tokens = 1
-        singles = score_all(qwen_backend, requests)
+        qwen_backend.batch_tokens = size
+        chunked = score_all(qwen_backend, short)
         qwen_backend.batch_tokens = 10**6
-        assert len(qwen_backend.batches([len(qwen_backend.encode(r)) for r in requests])) == 1
-        batched = score_all(qwen_backend, requests)
+        assert len(qwen_backend.batches([len(qwen_backend.encode(r)) for r in short])) == 1
+        whole = score_all(qwen_backend, short)
     finally:
         qwen_backend.batch_tokens = budget
-    for a, b in zip(singles, batched):
+    inside = 0
+    for req in short:
+        response_of = qwen_backend.encode(req).response_of
+        edges = np.arange(size, len(response_of), size)
+        # A response token opening a chunk: its probability comes from the previous chunk's last row.
+        inside += int(np.sum(response_of[edges] >= 0))
+    assert inside > 0
+    for a, b in zip(chunked, whole):
+        assert len(a.nll) == len(b.nll) > 0
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-4, rtol=0)
 
 
@@ -155,6 +172,7 @@ def test_weight_digest_covers_the_middle_of_large_files(tmp_path, monkeypatch):
 
     from surrogate._cache import cache_dir
 
+    monkeypatch.setenv("SURROGATE_CACHE", str(tmp_path / "cache"))  # an empty cache of its own
     monkeypatch.setattr(_loading, "_CACHE_FROM", 1)  # cache even this small file
     f = tmp_path / "model.safetensors"
     data = bytearray(os.urandom(40 * 2**20))
