@@ -14,8 +14,9 @@ experiment and pooled), identity (real studies whose ids repeat across experimen
 trend (misalignment across generations and sizes on grids like the paper's), planner
 (predicted against simulated power, detection and equivalence, participants as recruited),
 verdicts (the one-line verdict's error rates), multiplicity (four strategies under a global
-null), choices, agents. Targets: type-I error in [0.03, 0.07], coverage in [0.92, 0.98],
-predictions within 0.05 of simulation.
+null), choices, agents, recovery, misalignment, oracle. Targets: type-I error in
+[0.03, 0.07], coverage in [0.92, 0.98] (each within two Monte-Carlo SEs), predictions within
+0.05 (+ two Monte-Carlo SEs) of simulation.
 """
 
 from __future__ import annotations
