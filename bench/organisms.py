@@ -132,7 +132,7 @@ def main() -> None:
         rows = SECTIONS[section]()
         path = _record.write("organisms", section, rows, fingerprint=fp, reps=1, seed=0, seconds=time.time() - t0)
         for r in rows:
-            print(f"{section:<12} {r['test'][:70]:<70} {r['rate']:+.3f} {r['note'][:90]}", flush=True)
+            print(f"{section:<12} {r['test'][:70]:<70} {r['rate']:+.3f} {r.get('note', '')[:90]}", flush=True)
         print(f"# {section}: {time.time() - t0:.0f} s; written to {path}", flush=True)
 
 

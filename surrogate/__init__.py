@@ -2,7 +2,8 @@
 
 The Python API mirrors the command line, one function per command and the same argument
 names: `run` (and `default_job`, `surrogate run` with no options), `compare_personas`, `analyze`, `plan`, `report`, `merge`, `simulate`,
-`import_table` (`surrogate import`), `compare_agents`, `finetune`, `build_organisms`; plus
+`import_table` (`surrogate import`), `compare_agents`, `finetune`, `build_organisms`, `status`,
+`read_grid` (`surrogate grid list`) and `grid_script`; plus
 `load` (data) and `read_responses` / `read_choices` (result tables). They are imported on
 first use, so `import surrogate` stays light.
 """
@@ -19,7 +20,8 @@ _API = {
     "run": ".jobs.run", "default_job": ".jobs.default", "compare_personas": ".jobs.compare_personas", "analyze": ".jobs.analyze",
     "plan": ".jobs.plan", "report": ".jobs.report", "merge": ".jobs.merge", "simulate": ".jobs.simulate",
     "import_table": ".jobs.import_table", "compare_agents": ".jobs.compare_agents", "finetune": ".jobs.finetune",
-    "build_organisms": ".jobs.organisms", "load": ".data", "read_responses": ".store", "read_choices": ".store",
+    "build_organisms": ".jobs.organisms", "status": ".jobs.status", "read_grid": ".jobs.grid",
+    "grid_script": ".jobs.grid", "load": ".data", "read_responses": ".store", "read_choices": ".store",
 }
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from .jobs.compare_personas import compare_personas
     from .jobs.default import default_job
     from .jobs.finetune import finetune
+    from .jobs.grid import grid_script, read_grid
     from .jobs.import_table import import_table
     from .jobs.merge import merge
     from .jobs.organisms import build_organisms
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from .jobs.report import report
     from .jobs.run import run
     from .jobs.simulate import simulate
+    from .jobs.status import status
     from .store import read_choices, read_responses
 
 __all__ = ["__version__", *_API]

@@ -22,7 +22,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from .options import AnalysisOptions, OptionError, ScoringOptions
+from .options import AnalysisOptions, GridOptions, OptionError, ScoringOptions
 from .training import FinetuneConfig
 
 app = typer.Typer(
@@ -262,7 +262,7 @@ Shard = Annotated[Optional[str], typer.Option(help="K/N: play only the K-th of N
 # --- commands ---------------------------------------------------------------------------------
 
 @app.command()
-@cli_options(scoring=ScoringOptions)
+@cli_options(scoring=ScoringOptions, grid=GridOptions)
 def run(
     model: Model = None,
     data: Data = None,
@@ -271,13 +271,16 @@ def run(
         "controls shuffled-X, population-X, placebo-X, shuffled-placebo-X, or module:Class.")] = "off",
     out: Annotated[str, typer.Option(help="Output folder (resumable).")] = "runs/default",
     scoring: ScoringOptions = ScoringOptions(),
+    grid: GridOptions = GridOptions(),
 ) -> None:
     """Score models on human transcripts: per-response NLL, with and without personas. With no
     --model and no --data: the built-in default job (the shipped organisms on the shipped
-    sample, with its analysis and report)."""
+    sample, with its analysis and report). --grid paper: every model of the paper's grid."""
     from .jobs.default import run_default_job
     from .jobs.run import run_with
 
+    with _user_errors():
+        model = [*(model or []), *_grid_models(grid)]
     with _user_errors(), _progress() as progress:
         if not model and data is None:
             job = run_default_job(persona, out, scoring, progress=progress, log=_log)
@@ -294,6 +297,24 @@ def run(
     _log(f"wrote {result.out / 'responses.parquet'} ({len(result.responses)} rows), run.json, summary.csv")
     if job is not None and job.analysis is not None:
         _show_default_job(job)
+
+
+def _grid_models(options: GridOptions) -> list[str]:
+    """The --model strings of the grid the options select; device=map for a model larger than
+    this machine's GPU (by the config-only memory estimate)."""
+    from .jobs.grid import expand, grid_from
+
+    selected = grid_from(options)
+    if selected is None:
+        return []
+    gpu = None
+    import torch
+
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_properties(0).total_memory / 2**30
+    models = expand(selected, gpu_memory_gib=gpu)
+    _log(f"grid {' + '.join(selected.sources)}: {len(models)} models")
+    return models
 
 
 def _show_default_job(job) -> None:
@@ -434,6 +455,109 @@ def merge(
         responses = job(run_dirs, out)
     _log(f"wrote {out / 'responses.parquet'} ({len(responses)} rows from "
          f"{responses['unit_key'].nunique() if len(responses) else 0} units) and summary.csv")
+
+
+@app.command()
+def status(
+    out: Annotated[Path, typer.Argument(help="A results folder that runs or array tasks are writing.")],
+) -> None:
+    """How far the tasks writing a results folder have got: per model, tasks done, running,
+    failed and pending, units done of the total, tokens, tokens/s and the time left. Reads the
+    writers' progress files only. Exit code 0: all done; 1: a task failed or stopped; 2: still
+    going."""
+    from .jobs.status import status as job
+
+    with _user_errors():
+        st = job(out)
+    if not st.models:
+        _log(f"{out}: no run has started writing here yet")
+        raise typer.Exit(2)
+    _print_table(st.to_frame(), f"Progress of {out}")
+    for m in st.models:
+        for e in m.errors:
+            _log(f"{m.model}: {e}")
+    _log("all done" if st.done else "some task failed or stopped: submit it again (it resumes)" if st.failed
+         else "still going")
+    raise typer.Exit(st.exit_code)
+
+
+grid_app = typer.Typer(help="Grids of models as data (the paper's, or yours): list them, write cluster jobs.",
+                       no_args_is_help=True)
+app.add_typer(grid_app, name="grid")
+
+
+@grid_app.command("list")
+@cli_options(grid=GridOptions)
+def grid_list(
+    memory: Annotated[bool, typer.Option(help="Estimate each model's GPU memory from its config (reads "
+                                              "config.json from the hub or the model map).")] = False,
+    window_tokens: Annotated[int, typer.Option(min=1, help="Tokens per scored window, for the KV cache.")] = 8192,
+    grid: GridOptions = GridOptions(),
+) -> None:
+    """The models of a grid manifest (default: paper), with the options each is scored with."""
+    import pandas as pd
+
+    from .jobs.grid import estimate_memory, grid_from, model_string
+
+    with _user_errors():
+        selected = grid_from(grid if grid.grid else grid.model_copy(update={"grid": ["paper"]}))
+        rows = []
+        for m in selected.models:
+            row = {"model": model_string(m), "family": m.family, "generation": m.generation, "size (B)": m.size_b,
+                   "post-training": m.post_training}
+            if memory:
+                est = estimate_memory(m, window_tokens=window_tokens)
+                row |= {"GiB (bf16)": round(est.total_gib, 1), "from": est.source}
+            rows.append(row)
+    _print_table(pd.DataFrame(rows), f"{len(rows)} models, {len(selected.pairs)} pairs ({', '.join(selected.sources)})",
+                 float_format="{:g}")
+
+
+@grid_app.command("script")
+@cli_options(grid=GridOptions)
+def grid_script(
+    data: Annotated[str, typer.Option(help="The data every task scores (a Psych-201 tree on the cluster's disk).")],
+    out: Annotated[Path, typer.Option(help="The results folder every task writes (and resumes).")],
+    persona: Annotated[str, typer.Option(help="Passed to every task's `surrogate run --persona`.")] = "off",
+    gpu_memory: Annotated[float, typer.Option(min=1, help="GiB of one GPU.")] = 80.0,
+    hours: Annotated[float, typer.Option(min=0.05, help="Target hours per task: models get as many shards as "
+                                                        "make each last about this long.")] = 4.0,
+    window_tokens: Annotated[int, typer.Option(min=1, help="Tokens per scored window (KV cache).")] = 8192,
+    tokens_per_second: Annotated[Optional[float], typer.Option(min=0.001, help="Measured tokens/s of one GPU "
+                                 "(bench/score_bench.py --device cuda); default: estimated from FLOPs.")] = None,
+    cpus: Annotated[int, typer.Option(min=1, help="CPUs per task.")] = 8,
+    studies: Annotated[Optional[list[str]], typer.Option("--studies", "--study", help="Only these studies "
+                                                         "(repeatable; passed to every task).")] = None,
+    grid: GridOptions = GridOptions(),
+) -> None:
+    """Write SLURM array scripts for a grid: one task per (model, shard), GPUs per task from
+    each model's memory estimate, shards from its tokens; print the GPU-hours and the torchrun
+    alternative."""
+    from .jobs.grid import grid_script as job
+    from .jobs.grid import torchrun_lines
+
+    with _user_errors():
+        plan, scripts = job(data, out, grid=grid.grid or ["paper"], family=grid.family, max_size=grid.max_size,
+                            types=grid.types, persona=persona, studies=studies, gpu_memory=gpu_memory, hours=hours,
+                            window_tokens=window_tokens, tokens_per_second=tokens_per_second, cpus=cpus)
+    args = (["--persona", persona] if persona != "off" else []) + [a for s in studies or [] for a in ("--study", s)]
+    import pandas as pd
+
+    frame = pd.DataFrame([{"model": m.model_string, "GiB": m.memory_gib, "from": m.memory_source, "GPUs": m.gpus,
+                           "tokens": m.tokens, "tokens/s": int(m.tokens_per_second), "shards": m.shards,
+                           "GPU-hours": m.gpu_hours} for m in plan.models])
+    _print_table(frame, f"{len(plan.tasks)} tasks, about {plan.gpu_hours:.3g} GPU-hours", float_format="{:.3g}")
+    _log(f"tokens/s: {plan.models[0].tps_source}" if plan.models else "no models")
+    if any(m.memory_source == "size_b" for m in plan.models):
+        _log("memory from the manifest's sizes where no config was readable (offline, not in the model map): "
+             "weights only, plus a fixed overhead; on a machine that reaches the hub it counts the KV cache too")
+    for script in scripts:
+        _log(f"submit: sbatch {script}")
+    _log(f"watch: surrogate status {out}   then: surrogate report {out} --pairs "
+         f"{grid.grid[0] if grid.grid else 'paper'} --out {out}/report")
+    _log("or, without an array (one node of 8 GPUs at a time):")
+    for line in torchrun_lines(plan, data, out, args):
+        _log(f"  {line}")
 
 
 organisms_app = typer.Typer(help="The shipped model organisms: small models trained on real people.",

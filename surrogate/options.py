@@ -144,6 +144,20 @@ class ScoringOptions(BaseModel):
                                         "backend"})
 
 
+class GridOptions(BaseModel):
+    """Which models of a grid manifest (`surrogate run --grid`, `surrogate grid`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grid: list[str] = Field(default_factory=list, description="A grid manifest: paper (the paper's grid, shipped) or "
+                            "a TOML file of [[models]] in its format (repeatable; later files add models).")
+    family: list[str] = Field(default_factory=list, description="Only these families (repeatable), e.g. Qwen.")
+    max_size: Optional[float] = Field(None, gt=0, description="Only models of at most this many billion parameters.")
+    types: list[str] = Field(default_factory=list, description="Only these post-training types (repeatable): base, "
+                             "instruction-tuned, reasoning, code, math, vision.",
+                             json_schema_extra={"cli": ["--type"]})
+
+
 class AnalysisOptions(BaseModel):
     """How `analyze`, `compare-personas`, `report` and `plan` estimate."""
 

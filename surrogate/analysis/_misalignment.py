@@ -55,7 +55,7 @@ class ModelPair(BaseModel):
         return f"{self.post_trained} vs {self.base}"
 
 
-PAPER_PAIRS = Path(__file__).parent / "data" / "paper_pairs.toml"
+PAPER_PAIRS = Path(__file__).parent / "data" / "paper_grid.toml"
 
 
 def read_pairs(path: str | Path) -> list[ModelPair]:

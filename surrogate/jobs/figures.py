@@ -196,6 +196,51 @@ def misalignment_forest(misalignment: pd.DataFrame, which: str = "d_paper") -> t
     return fig, pooled
 
 
+def generation_trend(misalignment: pd.DataFrame, trends: pd.DataFrame) -> tuple[Figure, pd.DataFrame] | None:
+    """The paper's generation trend: each pair's misalignment (the paper's d, mean over
+    experiments, 95% interval) against its generation within its family, the mean per
+    generation as a line, and the trend test's slope in the title. None below two generations."""
+    plt = _plt()
+    pooled = misalignment[(misalignment["level"] == "pooled")
+                          & (misalignment["generation"].fillna("").astype(str) != "")
+                          & misalignment["d_paper"].notna()].copy()
+    if pooled.empty or pooled.groupby("family")["generation"].nunique().max() < 2:
+        return None
+    pooled["post_training"] = pooled["post_training"].fillna("").replace("", "post-trained")
+    families = sorted(pooled["family"].unique())
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.6), squeeze=False, sharey=True)
+    markers = dict(zip(sorted(pooled["post_training"].unique()), "osD^v<>p"))
+    for ax, family in zip(axes[0], families):
+        g = pooled[pooled["family"] == family].assign(gen=lambda f: pd.to_numeric(f["generation"], errors="coerce"))
+        order = (sorted(g["generation"].unique(), key=float) if g["gen"].notna().all()
+                 else sorted(g["generation"].unique()))
+        x = {gen: i for i, gen in enumerate(order)}
+        for ti, (t, h) in enumerate(g.groupby("post_training")):
+            xs = np.array([x[v] for v in h["generation"]]) + (ti - 0.5 * (len(markers) - 1)) * 0.06
+            lo, hi = h["d_paper"] - h["d_paper_lo"], h["d_paper_hi"] - h["d_paper"]
+            ax.errorbar(xs, h["d_paper"], yerr=[lo.fillna(0).clip(lower=0), hi.fillna(0).clip(lower=0)],
+                        fmt=markers[t], color=PALETTE[ti % len(PALETTE)], capsize=2, alpha=0.8, label=t)
+        means = g.groupby("generation")["d_paper"].mean().reindex(order)
+        ax.plot(range(len(order)), means.values, color="black", lw=1.2, label="mean per generation")
+        ax.set_xticks(range(len(order)), [str(v) for v in order])
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(f"{family} generation")
+        ax.set_title(family)
+    axes[0][0].set_ylabel("misalignment (the paper's d; > 0: post-trained worse)")
+    axes[0][-1].legend(frameon=False, fontsize=7)
+    row = trends[(trends["covariate"] == "generation") & (trends["d"] == "d_paper")] if not trends.empty else trends
+    if not row.empty and row.iloc[0]["status"] == "ok":
+        r = row.iloc[0]
+        fig.suptitle(f"Generation trend: slope {r['slope']:+.3f} per generation [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+                     f"p = {r['p']:.3g} ({int(r['n_pairs'])} pairs)", fontsize=9)
+    elif not row.empty:
+        fig.suptitle(f"Generation trend: {row.iloc[0]['status']}", fontsize=9)
+    else:
+        fig.suptitle("Generation trend: not tested (it needs at least three pairs with a generation)", fontsize=9)
+    fig.tight_layout()
+    return fig, pooled
+
+
 def _one_pair_forest(misalignment: pd.DataFrame, pooled: pd.Series, which: str) -> tuple[Figure, pd.DataFrame]:
     plt = _plt()
     value, lo_col, hi_col = _d_columns(which)

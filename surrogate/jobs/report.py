@@ -218,6 +218,12 @@ def report(
                         "(diamonds)")
                      + ", with 95% participant-bootstrap intervals (the paper's Fig. 3). surrogate's "
                      "per-participant d is in the tables.", figures.misalignment_forest(mis)))
+        trends = analysis.misalignment.trend_frame() if analysis.misalignment.trends else pd.DataFrame()
+        made.append(("generation_trend", "Misalignment across generations", "Each pair's misalignment (the "
+                     "paper's d, mean over experiments, 95% participant-bootstrap interval) against its generation "
+                     "within its family, marker by post-training type, with the mean per generation; the title "
+                     "gives the trend test (generations the unit of replication; see the estimators page). As the "
+                     "paper's generation-trend figure.", figures.generation_trend(mis, trends)))
         made.append(("misalignment_domains", "Misalignment by domain", "The paper's d per pair and domain "
                      "(mean over the domain's experiments), with the domain averages (the paper's Fig. 4).",
                      figures.misalignment_heatmap(mis)))

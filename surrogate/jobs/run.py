@@ -69,6 +69,15 @@ class RunConfig(BaseModel):
         return f"{self.shard[0]}-of-{self.shard[1]}" if self.shard else "0-of-1"
 
 
+def writer_name(config: RunConfig, labels: Sequence[str]) -> str:
+    """Who writes: a plain run is `0-of-1`; a shard is `K-of-N-` and a digest of its models'
+    labels, so array tasks of different models on the same share write one folder side by
+    side, while a second process on the same models' share stops at once."""
+    if config.shard is None:
+        return config.shard_label
+    return f"{config.shard_label}-{hashlib.sha256(chr(10).join(sorted(labels)).encode()).hexdigest()[:8]}"
+
+
 def in_shard(unit_identity: tuple[str, ...], shard: tuple[int, int] | None) -> bool:
     """Units are dealt to shards by a hash of (model, persona, study, experiment,
     participant): every process computes the same deal, whatever order it loads data in."""
@@ -126,6 +135,8 @@ class RunInfo(BaseModel):
     status: str
     started: str
     finished: str | None = None
+    updated: str | None = Field(None, description="When this file was last written (at every checkpoint), so "
+                                                  "`surrogate status` can tell a live writer from a stopped one")
     config: dict[str, Any]
     versions: dict[str, str]
     data: dict[str, Any]
@@ -265,8 +276,10 @@ def execute(
     per model label, the participants it was trained on (said in the output and run.json)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    with ResultFolder(out).writer(config.shard_label) as writer, _terminate_as_interrupt():
-        return _execute(config, dataset, backends, out, writer, progress=progress, log=log, trained=trained or {})
+    name = writer_name(config, [label for label, _ in backends])
+    with ResultFolder(out).writer(name) as writer, _terminate_as_interrupt():
+        return _execute(config, dataset, backends, out, writer, progress=progress, log=log, trained=trained or {},
+                        name=name)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -307,7 +320,7 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _execute(config, dataset, backends, out: Path, writer, *, progress, log, trained) -> RunResult:
+def _execute(config, dataset, backends, out: Path, writer, *, progress, log, trained, name: str) -> RunResult:
     opts = config.options
     strategies = resolve_strategies(config.personas, seed=opts.seed, stratify=opts.stratify,
                                     derangements=opts.derangements)
@@ -335,8 +348,12 @@ def _execute(config, dataset, backends, out: Path, writer, *, progress, log, tra
                     "persona: they are unpaired, and the decomposition leaves them out and counts them")
             info.notes.append(note)
             log(f"warning: {note}")
-    info_name = "run.json" if config.shard is None else f"run-shard-{config.shard_label}.json"
-    write_info = lambda: atomic_write_json(out / info_name, info.model_dump(mode="json"))  # noqa: E731
+    info_name = "run.json" if config.shard is None else f"run-shard-{name}.json"
+
+    def write_info() -> None:
+        info.updated = datetime.now(timezone.utc).isoformat()
+        atomic_write_json(out / info_name, info.model_dump(mode="json"))
+
     write_info()
     # From here on, whatever stops the run (a model that does not load, a bad score, Ctrl-C,
     # SIGTERM) leaves run.json saying so, never "running".
@@ -409,6 +426,7 @@ def _score_model(label, make_backend, config, dataset, strategies, option_sets, 
             others = frame["unit_key"].nunique() - committed
             if others:
                 log(f"{label}: {others} unit(s) another writer committed first were left to it")
+            write_info()  # progress for `surrogate status`, at every checkpoint
         buffer, choice_buffer, last_flush = [], [], time.monotonic()
 
     # All pending units go to the backend at once: it streams them (encoding the next

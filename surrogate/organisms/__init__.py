@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from ._defaults import (BASE, DEFAULT_MODELS, DEFAULT_PAIRS, DEFAULT_PERSONAS, GROUPS, IN, ORGANISM_NOTICE, OUT,
                         SYNTHETIC, default_data, sample_groups, write_categories, write_pairs)
-from ._names import (DEMO_MODELS, ORGANISMS, is_builtin, organisms_dir, resolve_model, resolved, sample_dir,
+from ._names import (DEMO_MODELS, MODEL_MAP, ORGANISMS, is_builtin, model_map, organisms_dir, resolve_model, resolved,
+                     sample_dir,
                      trained_participants)
 
 __all__ = ["BASE", "DEFAULT_PAIRS", "GROUPS", "IN", "OUT", "SYNTHETIC", "sample_groups", "write_categories",
            "write_pairs", "DEFAULT_MODELS", "DEFAULT_PERSONAS", "DEMO_MODELS", "ORGANISMS", "ORGANISM_NOTICE", "default_data",
-           "is_builtin", "organisms_dir", "resolve_model", "resolved", "sample_dir", "trained_participants"]
+           "MODEL_MAP", "is_builtin", "model_map", "organisms_dir", "resolve_model", "resolved", "sample_dir", "trained_participants"]

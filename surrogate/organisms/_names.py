@@ -5,10 +5,16 @@ real people; each has a card, README.md beside its weights); `demo-base` / `demo
 random-weight models built locally on first use (tests, dry runs). Every command resolves
 them through `resolve_model`, so a name works wherever a model path goes, unless a folder of
 that name exists. Results are keyed by the name, not by where the package is installed.
+
+A model map does the same for any name: `SURROGATE_MODEL_MAP` names a TOML file of
+`"hub/id" = "/folder"` lines (weights downloaded once to a cluster's shared disk, or the tests'
+stand-in grid), and a hub id in it loads from its folder while results keep the hub id.
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
 
 ORGANISMS = ("organism-base", "organism-post-light", "organism-post", "organism-control")
@@ -29,10 +35,38 @@ def is_builtin(name: str) -> bool:
     return name in ORGANISMS or name in DEMO_MODELS
 
 
+MODEL_MAP = "SURROGATE_MODEL_MAP"
+
+
+def model_map() -> dict[str, str]:
+    """Hub id -> folder, from the TOML file SURROGATE_MODEL_MAP names (none: empty)."""
+    where = os.environ.get(MODEL_MAP)
+    if not where:
+        return {}
+    path = Path(where)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{MODEL_MAP}={where}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: {e}") from None
+    entries = data.get("models", data)
+    bad = [k for k, v in entries.items() if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise ValueError(f"{path}: expected \"hub/id\" = \"folder\" lines; {bad[0]!r} has no folder")
+    # relative folders are relative to the map file, so a map travels with its folders
+    return {k: str((path.parent / v).resolve()) if not Path(v).is_absolute() else v for k, v in entries.items()}
+
+
 def resolve_model(path: str) -> str:
-    """The folder of a built-in name (a demo model is built on first use); any other path or
-    hub id unchanged. A folder that exists under the name wins."""
-    if not is_builtin(path) or Path(path).exists():
+    """The folder of a built-in name (a demo model is built on first use) or of a hub id in the
+    model map; any other path or hub id unchanged. A folder that exists under the name wins."""
+    if Path(path).exists():
+        return path
+    mapped = model_map().get(path)
+    if mapped is not None:
+        return mapped
+    if not is_builtin(path):
         return path
     if path in ORGANISMS:
         folder = organisms_dir() / path

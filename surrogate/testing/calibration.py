@@ -519,7 +519,7 @@ def simple_grid(families: int, generations: int, sizes: int) -> tuple[GridPair, 
 
 
 def paper_grid() -> tuple[GridPair, ...]:
-    """The paper's grid (analysis/data/paper_pairs.toml): two families, seven generations,
+    """The paper's grid (analysis/data/paper_grid.toml): two families, seven generations,
     five post-training types, 33 bases for 52 pairs."""
     from ..analysis import read_pairs
 

@@ -31,7 +31,7 @@ def _check_png(data: bytes) -> None:
 
 
 MODELS = [("small-base", False), ("small-it", True), ("large-base", False), ("large-it", True)]
-EXPECTED = {"nll_by_size", "nll_by_study", "misalignment", "misalignment_domains", "metadata_benefit",
+EXPECTED = {"nll_by_size", "nll_by_study", "misalignment", "generation_trend", "misalignment_domains", "metadata_benefit",
             "choice_rates", *(f"persona_{m}" for m, _ in MODELS)}
 
 
