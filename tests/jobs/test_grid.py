@@ -169,6 +169,7 @@ def _script(out: Path, manifest: Path, data: Path, hours: float) -> dict:
     return json.loads((out / "grid" / "plan.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_stand_in_grid_runs_from_script_to_the_papers_figures(standin, tmp_path):
     out = tmp_path / "paper"
     manifest = _standin_manifest(tmp_path / "standin.toml")
@@ -225,6 +226,7 @@ def test_a_stand_in_grid_runs_from_script_to_the_papers_figures(standin, tmp_pat
         assert (tmp_path / "report" / "figures" / f"{figure}.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_status_names_a_failed_task_and_says_so_in_its_exit_code(standin, tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["run", "--model", f"{STANDIN[2]},chat=off", "--shard", "0/2", "--data", str(standin),
@@ -238,6 +240,7 @@ def test_status_names_a_failed_task_and_says_so_in_its_exit_code(standin, tmp_pa
     assert code == 1 and "CUDA out of memory" in shown
 
 
+@pytest.mark.slow
 def test_run_takes_a_grid_with_its_filters(standin, tmp_path):
     manifest = _standin_manifest(tmp_path / "standin.toml")
     r = CliRunner().invoke(app, ["run", "--grid", str(manifest), "--max-size", "1", "--type", "instruction-tuned",
