@@ -534,13 +534,12 @@ def grid_script(
     each model's memory estimate, shards from its tokens; print the GPU-hours and the torchrun
     alternative."""
     from .jobs.grid import grid_script as job
-    from .jobs.grid import torchrun_lines
+    from .jobs.grid import task_args, torchrun_lines
 
     with _user_errors():
         plan, scripts = job(data, out, grid=grid.grid or ["paper"], family=grid.family, max_size=grid.max_size,
                             types=grid.types, persona=persona, studies=studies, gpu_memory=gpu_memory, hours=hours,
                             window_tokens=window_tokens, tokens_per_second=tokens_per_second, cpus=cpus)
-    args = (["--persona", persona] if persona != "off" else []) + [a for s in studies or [] for a in ("--study", s)]
     import pandas as pd
 
     frame = pd.DataFrame([{"model": m.model_string, "GiB": m.memory_gib, "from": m.memory_source, "GPUs": m.gpus,
@@ -556,7 +555,7 @@ def grid_script(
     _log(f"watch: surrogate status {out}   then: surrogate report {out} --pairs "
          f"{grid.grid[0] if grid.grid else 'paper'} --out {out}/report")
     _log("or, without an array (one node of 8 GPUs at a time):")
-    for line in torchrun_lines(plan, data, out, args):
+    for line in torchrun_lines(plan, data, out, task_args(persona, studies)):
         _log(f"  {line}")
 
 

@@ -497,5 +497,9 @@ def grid_script(data: str | Path, out: str | Path, *, grid: Sequence[str] = ("pa
     plan = plan_cluster(selected, data, personas=arms, gpu_memory_gib=gpu_memory, hours_per_task=hours,
                         window_tokens=window_tokens, tokens_per_second=tokens_per_second,
                         max_chars=ScoringOptions().max_chars, studies=studies)
-    args = (["--persona", persona] if persona != "off" else []) + [a for s in studies or [] for a in ("--study", s)]
-    return plan, write_scripts(plan, data, out, run_args=args, cpus_per_task=cpus)
+    return plan, write_scripts(plan, data, out, run_args=task_args(persona, studies), cpus_per_task=cpus)
+
+
+def task_args(persona: str = "off", studies: Sequence[str] | None = None) -> list[str]:
+    """The `surrogate run` options every task of a grid script passes besides model and shard."""
+    return (["--persona", persona] if persona != "off" else []) + [a for s in studies or [] for a in ("--study", s)]
