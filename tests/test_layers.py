@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "surrogate"
 # From the bottom: each part may import only parts on its own floor or below.
 FLOORS = [
-    {"_cache", "_paths", "_imports", "_version", "_errors"},
+    {"_cache", "_paths", "_imports", "_version", "_errors", "_toml"},
     {"data", "store"},
     {"models", "personas"},
     {"experiments", "analysis", "training"},

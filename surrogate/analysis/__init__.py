@@ -17,7 +17,7 @@ _NAMES = {
     "._inference": ["fmt_p", "MIN_PARTICIPANTS", "Pooled", "adjust", "cluster_mean_estimate", "mean_estimate",
                     "minimum_detectable_effect", "pool", "tost_p"],
     "._plan": ["ExperimentVariance", "PairPlan", "PersonaPlan", "Plan", "design_plan", "plan_pair", "plan_personas"],
-    "._misalignment": ["Misalignment", "ModelPair", "paper_misalignment_d", "post_training_misalignment",
+    "._misalignment": ["Generation", "Misalignment", "ModelPair", "paper_misalignment_d", "post_training_misalignment",
                        "read_categories", "read_pairs"],
     "._personas": ["BY", "SESSION", "check_by", "unit_column", "Equivalence", "StrategyComparison", "compare_strategies", "MetadataBenefit",
                    "PersonaDecomposition", "decompose_personas", "metadata_benefit", "participant_means",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._sesoi import DEFAULT_SESOI, Sesoi
     from ._inference import MIN_PARTICIPANTS, Pooled, adjust, cluster_mean_estimate, fmt_p, mean_estimate, minimum_detectable_effect, pool, tost_p
     from ._plan import ExperimentVariance, PairPlan, PersonaPlan, Plan, design_plan, plan_pair, plan_personas
-    from ._misalignment import Misalignment, ModelPair, paper_misalignment_d, post_training_misalignment, read_categories, read_pairs
+    from ._misalignment import Generation, Misalignment, ModelPair, paper_misalignment_d, post_training_misalignment, read_categories, read_pairs
     from ._personas import BY, Equivalence, MetadataBenefit, Multiplicity, PersonaDecomposition, SESSION, StrategyComparison, Verdict, check_by, compare_strategies, cr2_mean_estimate, decompose_personas, metadata_benefit, participant_means, persona_table, unit_column, with_multiplicity
     from ._stats import Estimate, cohens_d
     from ._trend import Trend, TrendPair, generation_trend, size_trend

@@ -18,18 +18,28 @@ from __future__ import annotations
 
 import csv
 import math
-import tomllib
 from collections import defaultdict
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .._toml import read_toml
 
 from ._personas import SESSION, check_by, paired_means, person_means, response_matrix, unit_column
 from ._inference import mean_estimate
 from ._stats import CONFIDENCE, Estimate, cohens_d
 from ._trend import Trend, TrendPair, generation_trend, size_trend
+
+
+def _number_as_text(v: object) -> object:
+    """`generation = 3` in TOML is as good as `generation = "3"`."""
+    return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+Generation = Annotated[str, BeforeValidator(_number_as_text)]
 
 
 class ModelPair(BaseModel):
@@ -39,16 +49,10 @@ class ModelPair(BaseModel):
     base: str
     post_trained: str
     family: str = Field("", description="Optional label, e.g. 'Qwen3'.")
-    generation: str = Field("", description="Optional, e.g. '2.5' or a release year, to compare generations "
+    generation: Generation = Field("", description="Optional, e.g. '2.5' or a release year, to compare generations "
                                             "within a family.")
     post_training: str = Field("", description="Optional type: instruction-tuned, reasoning, code, math, vision.")
     size_b: float | None = Field(None, description="Optional parameter count in billions.")
-
-    @field_validator("generation", mode="before")
-    @classmethod
-    def _number_as_text(cls, v: object) -> object:
-        """`generation = 3` in TOML is as good as `generation = "3"`."""
-        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
     @property
     def label(self) -> str:
@@ -62,10 +66,7 @@ def read_pairs(path: str | Path) -> list[ModelPair]:
     """A TOML file of `[[pairs]]` tables with `base`, `post_trained` (and optional `family`,
     `generation`, `post_training`, `size_b`); `paper` is the built-in file of the paper's grid."""
     path = PAPER_PAIRS if str(path) == "paper" else Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: {e}") from None
+    data = read_toml(path)
     entries = data.get("pairs")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected one or more [[pairs]] tables with base and post_trained")

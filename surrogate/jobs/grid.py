@@ -21,13 +21,13 @@ from __future__ import annotations
 import functools
 import math
 import shlex
-import tomllib
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..analysis import ModelPair
+from .._toml import read_toml
+from ..analysis import Generation, ModelPair
 from ..analysis._misalignment import PAPER_PAIRS
 from ..options import GridOptions
 
@@ -50,15 +50,10 @@ class GridModel(BaseModel):
     hub: str = Field(min_length=1, description="Hub id (also the label results carry).")
     revision: Optional[str] = Field(None, description="A pinned commit or tag.")
     family: str = ""
-    generation: str = ""
+    generation: Generation = ""
     size_b: float = Field(gt=0, description="Billions of parameters.")
     post_training: str = Field("base", description="base | instruction-tuned | reasoning | code | math | vision.")
     vision: bool = Field(False, description="A vision-language checkpoint (loaded whole, text only).")
-
-    @field_validator("generation", mode="before")
-    @classmethod
-    def _number_as_text(cls, v: object) -> object:
-        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
     @property
     def is_base(self) -> bool:
@@ -109,12 +104,7 @@ def read_grid(manifests: Sequence[str | Path]) -> Grid:
     for manifest in manifests:
         path = PAPER_GRID if str(manifest) == "paper" else Path(manifest)
         name = "paper" if str(manifest) == "paper" else str(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such grid manifest (paper, or a TOML file of [[models]])") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: {e}") from None
+        data = read_toml(path, missing=f"{path}: no such grid manifest (paper, or a TOML file of [[models]])")
         entries = data.get("models")
         if not isinstance(entries, list) or not entries:
             raise ValueError(f"{path}: expected one or more [[models]] tables (hub, size_b, post_training, ...)")

@@ -14,8 +14,9 @@ stand-in grid), and a hub id in it loads from its folder while results keep the 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
+
+from .._toml import read_toml
 
 ORGANISMS = ("organism-base", "organism-post-light", "organism-post", "organism-control")
 DEMO_MODELS = ("demo-base", "demo-chat")
@@ -44,12 +45,7 @@ def model_map() -> dict[str, str]:
     if not where:
         return {}
     path = Path(where)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{MODEL_MAP}={where}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: {e}") from None
+    data = read_toml(path, missing=f"{MODEL_MAP}={where}: no such file")
     entries = data.get("models", data)
     bad = [k for k, v in entries.items() if not isinstance(v, str) or not v.strip()]
     if bad:
