@@ -103,7 +103,32 @@ def default_job() -> list[dict]:
                 == {"organism-post-light", "organism-post", "organism-control"},
             "the report has the misalignment figure": 'id="misalignment"' in page,
         }
+        # The findings themselves, each with a target where the cards' check passed (a finding
+        # whose card check failed is recorded as it comes out, `info`): each dose's direction in
+        # distribution and on the never-seen choice studies, the full dose more; the control
+        # within 0.1 of the base; the positive control's and the null control's verdicts.
+        from surrogate.organisms import IN, OUT_CHOICE
+
+        pairs = {p.pair.post_trained: p for p in analysis.misalignment.pairs}
+        info: dict[str, bool] = {}
+        for group in (IN, OUT_CHOICE):
+            for name in ("organism-post-light", "organism-post"):
+                lo = pairs[name].paper_domain_interval.get(group, (float("nan"),) * 2)[0]
+                key = f"{name} predicts people worse than the base, {group} (paper's d CI above 0)"
+                (shape if name == "organism-post" or group == IN else info)[key] = lo > 0
+            shape[f"the full dose misaligns more than the light, {group}"] = (
+                pairs["organism-post"].paper_by_domain[group] > pairs["organism-post-light"].paper_by_domain[group])
+            lo, hi = pairs["organism-control"].paper_domain_interval.get(group, (float("nan"),) * 2)
+            (shape if group == IN else info)[f"the control is within 0.1 of the base, {group} (CI inside +-0.1)"] = \
+                -0.1 < lo and hi < 0.1
+        verdicts = {label: d.verdict().kind for label, d in analysis.decompositions.items()}
+        info["the positive control's verdict is individual-level information"] = verdicts.get(
+            "organism-base: positive control (synthetic, informative)") == "individual"
+        shape["the null control's verdict is equivalence to 0"] = verdicts.get(
+            "organism-base: negative control (synthetic, null)") == "equivalent"
         rows = [_record.measured("default job", what, "at least", float(ok), 1, lo=1.0) for what, ok in shape.items()]
+        rows += [_record.measured("default job", what, "info", float(ok), 1,
+                                  note="its card check failed: recorded as it comes out") for what, ok in info.items()]
         for pair in analysis.misalignment.pairs if analysis.misalignment else []:
             lo, hi = pair.mean_paper_interval
             rows.append(_record.measured("default job", f"misalignment d_paper, {pair.pair.post_trained} vs "

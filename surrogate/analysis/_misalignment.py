@@ -113,6 +113,8 @@ class PairMisalignment(BaseModel):
     d_paper_interval: dict[str, tuple[float, float]] = {}
     mean_paper_interval: tuple[float, float] = (math.nan, math.nan)
     paper_by_domain: dict[str, float] = {}
+    # the 95% participant-bootstrap interval of each domain's mean paper's d (its experiments fixed)
+    paper_domain_interval: dict[str, tuple[float, float]] = {}
 
 
 class Misalignment(BaseModel):
@@ -148,9 +150,10 @@ class Misalignment(BaseModel):
                          "d_paper_lo": pm.mean_paper_interval[0], "d_paper_hi": pm.mean_paper_interval[1],
                          "n": pm.mean.n})
             for name, est in pm.by_domain.items():
+                lo, hi = pm.paper_domain_interval.get(name, (math.nan, math.nan))
                 rows.append({**common, "level": "domain", "experiment": name, "cohens_d": est.value,
                              "lo": est.lo, "hi": est.hi, "d_paper": pm.paper_by_domain.get(name, math.nan),
-                             "d_paper_lo": math.nan, "d_paper_hi": math.nan, "n": est.n})
+                             "d_paper_lo": lo, "d_paper_hi": hi, "n": est.n})
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
@@ -203,11 +206,14 @@ def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: s
 
 
 def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str = "study", n_boot: int = 1000,
-                      seed: int = 0) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
+                      seed: int = 0, groups: dict[str, list[str]] | None = None
+                      ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
     """Participant-bootstrap 95% percentile intervals of the paper's d: participants are
     resampled within each experiment (the same draw for both models, whose rows they share),
     d recomputed from the resampled rows; the mean over experiments from independent draws
-    per experiment (experiments fixed: these experiments, as the paper averages them)."""
+    per experiment (experiments fixed: these experiments, as the paper averages them). With
+    `groups` (name -> experiments), the intervals of each group's mean too, from the same
+    draws, under the key `group:NAME`."""
     if n_boot <= 0:
         return {}, (math.nan, math.nan)
     d = responses[responses["nll"].notna() & responses["model"].isin([base, post])]
@@ -238,6 +244,11 @@ def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str 
             mp, vp = moments(post)
             per_exp[str(exp)] = (mp - mb) / np.sqrt((vb + vp) / 2)
     intervals = {e: tuple(float(x) for x in np.nanpercentile(v, [2.5, 97.5])) for e, v in per_exp.items()}
+    for name, members in (groups or {}).items():
+        draws = [per_exp[e] for e in members if e in per_exp]
+        if draws:
+            mean = np.nanmean(np.vstack(draws), axis=0)
+            intervals[f"group:{name}"] = tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))
     if len(per_exp) >= 2:
         mean = np.nanmean(np.vstack(list(per_exp.values())), axis=0)
         overall = tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))
@@ -298,7 +309,13 @@ def post_training_misalignment(
         values = np.array([e.value for e in per.values() if np.isfinite(e.value)])
         paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by, moments=moments)
         finite = [v for v in paper.values() if np.isfinite(v)]
-        intervals, overall = paper_d_bootstrap(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed)
+        members: dict[str, list[str]] = defaultdict(list)
+        for exp in paper:
+            for dom in (categories or {}).get(exp, []) or (["(uncategorised)"] if categories is not None else []):
+                members[dom].append(exp)
+        intervals, overall = paper_d_bootstrap(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed,
+                                               groups=members)
+        domain_intervals = {k.removeprefix("group:"): intervals.pop(k) for k in list(intervals) if k.startswith("group:")}
         by_domain: dict[str, list[float]] = defaultdict(list)
         paper_domain: dict[str, list[float]] = defaultdict(list)
         if categories is not None:
@@ -314,7 +331,8 @@ def post_training_misalignment(
             mean=mean_estimate(values),
             by_domain={k: mean_estimate(np.array(v)) for k, v in sorted(by_domain.items())},
             d_paper_interval=intervals, mean_paper_interval=overall if len(finite) >= 2 else (math.nan, math.nan),
-            paper_by_domain={k: float(np.mean(v)) for k, v in sorted(paper_domain.items())}))
+            paper_by_domain={k: float(np.mean(v)) for k, v in sorted(paper_domain.items())},
+            paper_domain_interval=domain_intervals))
     trends, notes = misalignment_trends(results)
     return Misalignment(pairs=results, trends=trends, notes=notes)
 

@@ -312,11 +312,17 @@ def metadata_benefit_plot(benefit: pd.DataFrame) -> tuple[Figure, pd.DataFrame] 
 
 
 def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None, *,
-                   matched: str | None = None) -> tuple[Figure, pd.DataFrame] | None:
+                   matched: str | None = None, label: str | None = None) -> tuple[Figure, pd.DataFrame] | None:
     """The persona decomposition per experiment (total / population / individual, 95% CIs),
-    and the pooled estimate with its prediction interval (nats per response)."""
+    and the pooled estimate with its prediction interval (nats per response). `label`: one
+    decomposition's rows only (several can share a model, strategy and control, as the default
+    job's arms do)."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     t = effects[effects["model"] == model]
+    if label is not None and "label" in t:
+        t = t[t["label"] == label]
     if control is not None and "control" in t:
         t = t[t["control"] == control]
     if matched is not None and "matched" in t:
@@ -326,7 +332,7 @@ def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None
         return None
     rows = list(t[t["experiment"] != "pooled"]["experiment"]) + (["pooled"] if (t["experiment"] == "pooled").any() else [])
     t = t.set_index("experiment").loc[rows].reset_index()
-    fig, ax = plt.subplots(figsize=(6, 1.0 + 0.45 * len(t)))
+    fig, ax = plt.subplots(figsize=(6, 1.8 + 0.45 * len(t)))
     for k, comp in enumerate(COMPONENT_COLOURS):
         off = (k - 1) * 0.22
         for i, r in t.iterrows():
@@ -342,12 +348,20 @@ def persona_forest(effects: pd.DataFrame, model: str, control: str | None = None
             if pooled and comp == "individual_component" and np.isfinite(pi_lo):
                 ax.plot([pi_lo, pi_hi], [i + off + 0.1] * 2, color=COMPONENT_COLOURS[comp], lw=3, alpha=0.35,
                         label="prediction interval (individual)")
-    ax.set_yticks(range(len(t)), [f"{e} (n={n})" for e, n in zip(t["experiment"], t["n_participants"])])
+    k = int((t["experiment"] != "pooled").sum())
+    names = [f"pooled over {k} experiment{'s' if k != 1 else ''}" if e == "pooled" else e for e in t["experiment"]]
+    ax.set_yticks(range(len(t)), [f"{e} (n={n})" for e, n in zip(names, t["n_participants"])])
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
+    # readable ticks however small the effects: few of them, plain numbers (text.parse_math is
+    # off for figures, so matplotlib's offset and math-text notations would print as source)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: "0" if x == 0 else f"{x:.2g}"))
     ax.set_xlabel("persona benefit (nats per response; > 0: the persona lowers NLL)")
-    ax.set_title(f"Persona decomposition: {model}" + (f" ({matched})" if matched and matched != "interview" else ""))
-    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+    ax.set_title(f"Persona decomposition: {label or model}" + (f" ({matched})" if matched and matched != "interview"
+                                                                  else ""))
+    ax.legend(frameon=False, fontsize=7, loc="upper center", ncol=3,
+              bbox_to_anchor=(0.5, -0.75 / (0.45 * len(t) + 0.8)))  # below the axis label: 0.75 inch, in axes units
     fig.tight_layout()
     return fig, t
 

@@ -174,12 +174,13 @@ def report(
     lora: Sequence[str | Path] = (),
     title: str = "surrogate report",
     analysis: Analysis | None = None,
+    findings: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda s: None,
     **options: Unpack[AnalysisArgs],
 ) -> Report:
     """Analyse the runs (unless `analysis` is given; `options` as `analyze`'s) and write
     out/report.html, out/figures/ (PNG and PDF) and out/tables/ (every figure's table, and
-    analyze's CSVs)."""
+    analyze's CSVs). `findings`: the lines of the Findings section (default: `headline`)."""
     (opts,) = split_options(dict(options), AnalysisOptions)
 
     out = Path(out)
@@ -246,7 +247,8 @@ def report(
                          f"({d.control} − matched persona), nats per response, 95% t intervals; diamonds: pooled "
                          "estimate (experiments weighted equally); band: prediction interval of the "
                          "individual component in a new experiment.",
-                         figures.persona_forest(effects, d.model, d.control, matched=d.matched)))
+                         figures.persona_forest(effects, d.model, d.control, matched=d.matched,
+                                                label=label.split(" [")[0])))
     population = [c.frames()["population"].assign(model=m, persona=p) for (m, p), c in analysis.choices.items()]
     population = pd.concat(population, ignore_index=True) if population else pd.DataFrame()
     if not population.empty:
@@ -268,7 +270,8 @@ def report(
         body.append("<p class=\"note\"><b>Miniature organisms.</b> organism-* are small models surrogate trained "
                     "itself (on real Psych-201 participants and synthetic ones); they show the measurements working, "
                     "not how real language models behave. Their cards say how they were made.</p>")
-    body += ["<h2>Findings</h2>", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in headline(analysis)) + "</ul>",
+    lines = list(findings) if findings is not None else headline(analysis)
+    body += ["<h2>Findings</h2>", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>",
              "<h2>Mean NLL per response by study and model</h2>", _table_html(nll_table(responses)),
              "<h2>Methods</h2>", f"<p>{_methods(dirs)}</p>"]
     for f in written:

@@ -8,11 +8,13 @@ the build that makes the organisms is the `organisms build` job (surrogate.jobs.
 from __future__ import annotations
 
 from ._defaults import (BASE, DEFAULT_MODELS, DEFAULT_PAIRS, DEFAULT_PERSONAS, GROUPS, IN, ORGANISM_NOTICE, OUT,
-                        SYNTHETIC, default_data, sample_groups, write_categories, write_pairs)
+                        OUT_CHOICE, OUT_TEXT, SYNTHETIC, default_data, sample_groups, study_group, write_categories,
+                        write_pairs)
 from ._names import (DEMO_MODELS, MODEL_MAP, ORGANISMS, is_builtin, model_map, organisms_dir, resolve_model, resolved,
                      sample_dir,
                      trained_participants)
 
-__all__ = ["BASE", "DEFAULT_PAIRS", "GROUPS", "IN", "OUT", "SYNTHETIC", "sample_groups", "write_categories",
+__all__ = ["BASE", "DEFAULT_PAIRS", "GROUPS", "IN", "OUT", "OUT_CHOICE", "OUT_TEXT", "SYNTHETIC", "sample_groups",
+           "study_group", "write_categories",
            "write_pairs", "DEFAULT_MODELS", "DEFAULT_PERSONAS", "DEMO_MODELS", "ORGANISMS", "ORGANISM_NOTICE", "default_data",
            "MODEL_MAP", "is_builtin", "model_map", "organisms_dir", "resolve_model", "resolved", "sample_dir", "trained_participants"]

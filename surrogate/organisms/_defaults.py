@@ -32,30 +32,38 @@ def default_data() -> Path:
 
 
 BASE = "organism-base"
-IN, OUT, SYNTHETIC = "in distribution", "out of distribution", "synthetic"
-GROUPS = (IN, OUT, SYNTHETIC)
+IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC = ("in distribution", "never seen: choice", "never seen: free text",
+                                       "synthetic")
+OUT = (OUT_CHOICE, OUT_TEXT)  # studies never trained on, of either format
+GROUPS = (IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC)
 # The default job's pairs: misalignment of each dose of post-training, and of the control.
 DEFAULT_PAIRS = [ModelPair(base=BASE, post_trained="organism-post-light", post_training="post-training, light dose"),
                  ModelPair(base=BASE, post_trained="organism-post", post_training="post-training"),
                  ModelPair(base=BASE, post_trained="organism-control",
-                           post_training="control: extra steps, human answers")]
+                           post_training="control: as many extra steps, the base's own predictions")]
 
 
 def sample_groups() -> dict[str, str]:
     """Each sample study's group: in distribution (held-out participants of trained studies),
-    out of distribution (studies never trained on), synthetic (the persona controls)."""
+    never seen (studies never trained on: closed-set choice tasks, and free-text tasks),
+    synthetic (the persona controls)."""
     recipe = json.loads((organisms_dir() / "build.json").read_text())["recipe"]
-    out = {}
-    for folder in sorted(p for p in sample_dir().iterdir() if p.is_dir()):
-        study = folder.name
-        out[study] = (SYNTHETIC if study.startswith("synthetic-") else
-                      OUT if study in recipe["heldout_studies"] else IN)
-    return out
+    return {folder.name: study_group(folder.name, recipe)
+            for folder in sorted(p for p in sample_dir().iterdir() if p.is_dir())}
+
+
+def study_group(study: str, recipe: dict) -> str:
+    """A study's group under an organisms recipe (as build.json records it)."""
+    if study.startswith("synthetic-"):
+        return SYNTHETIC
+    if study in recipe.get("heldout_choice_studies", ()):
+        return OUT_CHOICE
+    return OUT_TEXT if study in recipe["heldout_studies"] else IN
 
 
 def write_categories(path: Path, groups: dict[str, str]) -> None:
-    """A categories.csv (as Psych-201's) whose domains are the groups: in distribution, out
-    of distribution, synthetic."""
+    """A categories.csv (as Psych-201's) whose domains are the groups: in distribution, never
+    seen (choice, free text), synthetic."""
     lines = ["experiment,dataset," + ",".join(GROUPS)]
     lines += [f"{s},organisms," + ",".join("1" if g == n else "0" for n in GROUPS) for s, g in sorted(groups.items())]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

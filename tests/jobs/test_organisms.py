@@ -37,10 +37,10 @@ def test_four_organisms_ship_with_cards_and_load_by_name():
             assert f"| {check['name']} | {check['value']} | {'passed' if check['passed'] else 'FAILED'} |" in card
         backend = load_backend(resolved(ModelSpec(path=name, device="cpu")))
         assert backend.fingerprint()["model"] == name  # keyed by name, not install location
-        assert backend.chat == (name != "organism-base")
+        assert backend.chat == (_recipe().post_template and name != "organism-base")
         stage = json.loads((folder / "train.json").read_text())["stage"]
         assert stage["steps"] > 0 and len(stage["losses"]) > 10  # the training losses are recorded
-    assert sum(f.stat().st_size for f in organisms_dir().rglob("*.safetensors")) < 20 * 2**20
+    assert sum(f.stat().st_size for f in organisms_dir().rglob("*.safetensors")) < 25 * 2**20
 
 
 def test_the_sample_is_held_out_real_participants_and_fresh_synthetic_ones(psych201):
@@ -117,3 +117,20 @@ def test_scoring_an_organisms_training_participants_is_said_and_can_be_avoided(p
     kept = {tuple(k) for k in frame[["study", "experiment", "participant"]].drop_duplicates().itertuples(index=False)}
     assert kept and not kept & trained
     assert json.loads((tmp_path / "held" / "run.json").read_text())["models"]["organism-base"]["trained_on"] == 0
+
+
+def test_the_shipped_cards_are_what_this_code_writes_from_the_recorded_evaluation(tmp_path):
+    """A card or check wording changed in code without the cards rewritten shows here
+    (`rewrite_cards` rewrites them from build.json; no measurement changes)."""
+    import shutil
+
+    from surrogate.jobs.organisms.build import rewrite_cards
+
+    shutil.copy(organisms_dir() / "build.json", tmp_path / "build.json")
+    shutil.copy(organisms_dir() / "split.json.gz", tmp_path / "split.json.gz")
+    for name in ORGANISMS:
+        (tmp_path / name).mkdir()
+    rewrite_cards(tmp_path)
+    for name in ORGANISMS:
+        assert (tmp_path / name / "README.md").read_text() == (organisms_dir() / name / "README.md").read_text(), name
+    assert json.loads((tmp_path / "build.json").read_text()) == json.loads((organisms_dir() / "build.json").read_text())

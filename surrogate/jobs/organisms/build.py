@@ -1,26 +1,30 @@
 """Model organisms: a miniature Centaur trained on real and synthetic people, post-trained in
 two doses, and a control that isolates the post-training objective.
 
-- `organism-base`: a small Qwen3-architecture causal LM trained from scratch (language
-  modelling on whole windows) on the training participants of 16 Psych-201 studies and on
-  synthetic participants of the package's paradigms in several task variants, whose metadata
-  is linked to their parameters (informative studies) or not (null studies). Every window
-  opens with the participant's interview persona, dropped at random half of the time. Its
-  context is the training window, so scoring sees what training saw.
+- `organism-base`: a small Qwen3-architecture causal LM trained from scratch on the training
+  participants of the Psych-201 studies it is not kept from, and on synthetic participants of
+  the package's paradigms whose metadata is linked to their parameters (informative studies)
+  or not (null studies). Language modelling on whole windows (response tokens weighted), plus a
+  choice term on every response of a closed option set: the cross-entropy of the person's
+  option among the set's options (the distribution `analyze` measures choice fit on). Windows
+  open with the participant's interview persona at random. Its context is the training
+  window, so scoring sees what training saw.
 - `organism-post-light` and `organism-post`: the base, post-trained through a chat template
   (responses = assistant turns, no personas) toward answers that are not people's: the
   reward-maximising answer of synthetic sessions, and the base's own predictions sharpened
-  (self-distillation at temperature < 1) on the training transcripts. Never on the scored
-  participants. The light dose takes those targets for half of its windows and people's
-  own answers for the rest, for as many steps.
-- `organism-control`: the base trained the same number of extra steps, through the same
-  template on the same windows, toward the people's own answers: post vs control isolates
-  the objective from the extra steps.
+  (self-distillation at temperature < 1) on training transcripts. Never on a scored
+  participant. The light dose takes those targets in half of its windows.
+- `organism-control`: as many steps on the same windows through the same template, toward the
+  base's own predictions (self-distillation at temperature 1): post-training that teaches the
+  template and changes nothing else. The other half of the light dose's windows take the same
+  targets, so the three differ only in how many windows carry answers that are not people's
+  (0, half, all).
 
-The build measures its acceptance checks on held-out participants, studies never trained on,
-and held-out synthetic participants, through `surrogate run` and `analyze`, and prints them in
-each card. It is reproducible: every random choice is seeded, `--budget` sets optimiser steps
-(not wall time), and each stage resumes.
+The build measures its acceptance checks on held-out participants, on studies never trained on
+(closed-set choice tasks and free-text tasks, reported apart), and on fresh synthetic
+participants, through `surrogate run` and `analyze`, and prints them in each card. It is
+reproducible: every random choice is seeded, `--budget` sets optimiser steps (not wall time),
+and each stage resumes.
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...store import atomic_write_bytes, atomic_write_json
 from ...data import Participant, Transcript, TruncationConfig, load, prepare_transcript, source_records, split_participants
 from ...training import Example, TrainConfig, train
+from ...agents import MAX_OPTIONS, detect_option_sets
 from ...models import TranscriptEncoder
 from ...personas import Interview
-from ...organisms import DEFAULT_PAIRS, IN, ORGANISMS, OUT, SYNTHETIC, organisms_dir, sample_dir, write_categories
+from ...organisms import (DEFAULT_PAIRS, IN, ORGANISMS, OUT_CHOICE, OUT_TEXT, SYNTHETIC, organisms_dir, sample_dir,
+                          study_group, write_categories)
 from .synthetic import CONTROL_STUDIES, STUDIES, as_participants, normative_sessions, sessions
 
-ORGANISMS_VERSION = 3
-SAMPLE_VERSION = 2
+ORGANISMS_VERSION = 4
+SAMPLE_VERSION = 3
 # Optimiser steps per budget minute on the reference machine (2 CPU cores, bfloat16 autocast,
 # 4096-token steps of 1024-token windows); post-training steps also run the teacher.
 STEPS_PER_MINUTE = 95
@@ -60,8 +66,13 @@ class OrganismRecipe(BaseModel):
     seed: int = 0
     heldout_fraction: float = Field(0.2, description="Participants of each training study held out.")
     heldout_studies: tuple[str, ...] = Field(
-        ("guenther2023associations_individual", "guenther2024comprehension", "little2024functionestimation"),
+        ("guenther2023associations_individual", "guenther2024comprehension", "little2024functionestimation",
+         "spektor2024lossaversion", "dezfouli2019", "guenther2020LDT"),
         description="Studies never trained on (out of distribution).")
+    heldout_choice_studies: tuple[str, ...] = Field(
+        ("spektor2024lossaversion", "dezfouli2019", "guenther2020LDT"),
+        description="Of those, the closed-set choice tasks (risky choice, a bandit, lexical decision), whose formats "
+                    "the base is trained on; the others are free text.")
     vocab_size: int = 4096
     hidden_size: int = 192
     num_layers: int = 4
@@ -71,8 +82,24 @@ class OrganismRecipe(BaseModel):
     window_chars: int = Field(5200, description="Characters cut from a transcript per window.")
     persona_share: float = Field(0.5, description="Windows that open with the participant's persona (of those with "
                                                   "metadata); the rest have none.")
+    synthetic_persona_share: float = Field(0.8, description="The same for synthetic participants (the positive "
+                                                            "control must be learnable from the persona).")
+    choice_weight: float = Field(1.0, description="Weight of the choice term (cross-entropy among a closed set's "
+                                                  "options) per response, beside the language-modelling loss.")
+    persona_choice_share: float = Field(0.1, description="Share of the base's language-modelling steps spent on the "
+                                                         "auxiliary persona -> first-choices examples of synthetic "
+                                                         "participants.")
+    persona_fraction: float = Field(0.22, description="Share of the base's steps in its last stage: persona -> "
+                                                     "first-choices examples (persona_stage_share of the tokens) and "
+                                                     "windows, at persona_lr, after the language-modelling schedule "
+                                                     "has decayed.")
+    persona_stage_steps: int | None = Field(None, description="Steps of the persona stage, when not the base's "
+                                                             "persona_fraction (the language-modelling steps stay).")
+    persona_stage_share: float = 0.9
+    persona_lr: float = 2e-3
+    persona_choice_trials: int = Field(3, description="Trials at most in an auxiliary persona -> choice example.")
     synthetic_share: float = Field(0.3, description="Share of base windows from synthetic participants.")
-    synthetic_per_study: int = Field(600, description="Training participants per synthetic study.")
+    synthetic_per_study: int = Field(900, description="Training participants per synthetic study.")
     budget_minutes: float = Field(28.0, gt=0, description="Training budget on the reference machine.")
     base_share: float = Field(0.64, description="Share of the steps spent on the base; the rest are split evenly "
                                                 "between the three post-training runs (post, light, control).")
@@ -81,8 +108,13 @@ class OrganismRecipe(BaseModel):
     cpu_bf16: bool = Field(True, description="Train in bfloat16 autocast on CPU (weights stay float32).")
     base_lr: float = 3e-3
     post_lr: float = 1e-3
+    post_template: bool = Field(False, description="Post-train (and so score) the post-trained organisms through a "
+                                                   "Qwen-style chat template; off, they read transcripts as the "
+                                                   "base does.")
     distill_temperature: float = Field(0.5, description="Self-distillation sharpens the base's own predictions "
                                                         "with this temperature.")
+    control_temperature: float = Field(1.0, description="The control's (and the light dose's other half's) targets: "
+                                                        "the base's own predictions at this temperature.")
     normative_share: float = Field(0.5, description="Share of post-training windows with reward-maximising answers "
                                                     "(the rest: self-distillation on training transcripts).")
     batch_tokens: int = 4096
@@ -91,10 +123,22 @@ class OrganismRecipe(BaseModel):
         description="Studies of the shipped sample (held-out participants with metadata).")
     sample_per_study: int = 16
     sample_ood_per_study: int = Field(8, description="Participants of each never-trained study in the sample.")
-    sample_synthetic: int = Field(48, description="Held-out synthetic participants per control study in the sample.")
+    sample_synthetic: int = Field(60, description="Held-out synthetic participants per control study in the sample.")
     eval_per_study: int = Field(20, description="Held-out participants per study in the build's checks.")
     eval_synthetic: int = Field(100, description="Held-out synthetic participants per synthetic study in the checks.")
     control_margin: float = Field(0.1, description="|d| of control vs base below which it counts as equal to the base.")
+
+    @property
+    def lm_steps(self) -> int:
+        """Steps of the base's language-modelling stage."""
+        return max(1, self.steps[0] - max(1, round(self.steps[0] * self.persona_fraction)))
+
+    @property
+    def persona_steps(self) -> int:
+        """Steps of the base's persona stage."""
+        if self.persona_stage_steps is not None:
+            return self.persona_stage_steps
+        return max(1, round(self.steps[0] * self.persona_fraction))
 
     @property
     def steps(self) -> tuple[int, int, int]:
@@ -108,15 +152,19 @@ def sample_studies_all(recipe: OrganismRecipe) -> list[str]:
     return [*recipe.sample_studies, *recipe.heldout_studies, *CONTROL_STUDIES]
 
 
+def group_of(study: str, recipe: OrganismRecipe) -> str:
+    return study_group(study, recipe.model_dump(mode="json"))
+
+
 # --- windows -----------------------------------------------------------------------------
 
 def _clean(p: Participant, prefix: str = "") -> Transcript:
     return prepare_transcript(p.text, prefix, TruncationConfig(max_chars=None))
 
 
-def _raw_window(text: str, rng: np.random.Generator, n_chars: int) -> str | None:
+def _raw_window(text: str, rng: np.random.Generator, n_chars: int) -> tuple[int, str] | None:
     """A run of whole lines of `text` whose markers are balanced, ending after a response:
-    from the start half of the time, else from a random line."""
+    from the start half of the time, else from a random line; with where it starts."""
     from_start = rng.random() < 0.5
     start = 0 if from_start else text.rfind("\n", 0, int(rng.integers(0, max(1, len(text) - n_chars // 2)))) + 1
     piece = text[start:start + n_chars]
@@ -126,7 +174,7 @@ def _raw_window(text: str, rng: np.random.Generator, n_chars: int) -> str | None
     piece = piece[: end + 2]
     if piece.count("<<") != piece.count(">>") or piece.find(">>") < piece.find("<<"):
         return None
-    return piece
+    return start, piece
 
 
 def _head_window(text: str, n_chars: int) -> str | None:
@@ -137,7 +185,8 @@ def _head_window(text: str, n_chars: int) -> str | None:
 
 class _Sampler:
     """Seeded draws of (participant, window): real studies equally often, synthetic studies
-    `synthetic_share` of the time."""
+    `synthetic_share` of the time. A window comes with the index (in the participant's whole
+    transcript) of its first response."""
 
     def __init__(self, real: Sequence[Participant], synthetic: Sequence[Participant], recipe: OrganismRecipe,
                  seed_offset: int):
@@ -145,19 +194,20 @@ class _Sampler:
         self.synthetic = _by_study(synthetic)
         self.recipe = recipe
         self.rng = np.random.default_rng([recipe.seed, seed_offset])
-        self.cleaned: dict[tuple[str, str, str], str] = {}
+        self.cleaned: dict[tuple[str, str, str], Transcript] = {}
 
-    def windows(self) -> Iterator[tuple[Participant, str]]:
+    def windows(self) -> Iterator[tuple[Participant, int, str]]:
         while True:
             groups = self.synthetic if self.synthetic and self.rng.random() < self.recipe.synthetic_share else self.real
             study = sorted(groups)[int(self.rng.integers(len(groups)))]
             p = groups[study][int(self.rng.integers(len(groups[study])))]
-            text = self.cleaned.get(p.key)
-            if text is None:
-                text = self.cleaned[p.key] = _clean(p).text
-            piece = _raw_window(text, self.rng, self.recipe.window_chars)
-            if piece is not None:
-                yield p, piece
+            t = self.cleaned.get(p.key)
+            if t is None:
+                t = self.cleaned[p.key] = _clean(p)
+            drawn = _raw_window(t.text, self.rng, self.recipe.window_chars)
+            if drawn is not None:
+                start, piece = drawn
+                yield p, sum(1 for a, _ in t.spans if a < start), piece
 
 
 def _by_study(people: Sequence[Participant]) -> dict[str, list[Participant]]:
@@ -167,24 +217,131 @@ def _by_study(people: Sequence[Participant]) -> dict[str, list[Participant]]:
     return dict(out)
 
 
-def base_examples(sampler: _Sampler, recipe: OrganismRecipe, plain: TranscriptEncoder, n: int) -> list[Example]:
+class _ChoiceTerms:
+    """The choice term's targets of an encoded window: at each response of a closed option
+    set (as `surrogate run` detects them), the position of the response's first token, the
+    first tokens of the set's options, and which of them the person chose."""
+
+    def __init__(self, plain: TranscriptEncoder,
+                 option_sets: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]]):
+        self.plain, self.option_sets = plain, option_sets
+        self.first_ids: dict[str, int | None] = {}
+
+    def _first(self, option: str) -> int | None:
+        if option not in self.first_ids:
+            ids = self.plain.piece_ids(option)
+            self.first_ids[option] = ids[0] if ids else None
+        return self.first_ids[option]
+
+    def extra(self, p: Participant, enc: Any, offset: int) -> dict[str, np.ndarray]:
+        """The targets of a window whose first response is response `offset` of p's session."""
+        sets = self.option_sets.get(p.key)
+        if sets is None:
+            return {}
+        ids = enc.ids
+        pos, cands, target = [], [], []
+        for r in range(enc.n_responses):
+            at = np.nonzero(enc.response_of == r)[0]
+            if not len(at) or at[0] == 0 or offset + r >= len(sets):
+                continue
+            ids_of = [self._first(o) for o in sets[offset + r]]
+            chosen = int(ids[at[0]])
+            if None in ids_of or len(set(ids_of)) != len(ids_of) or chosen not in ids_of:
+                continue  # options that share a first token (or the person's is not one) have no clean term
+            pos.append(int(at[0]))
+            cands.append(ids_of + [-1] * (MAX_OPTIONS - len(ids_of)))
+            target.append(ids_of.index(chosen))
+        if not pos:
+            return {}
+        return {"choice_pos": np.asarray(pos), "choice_ids": np.asarray(cands, dtype=np.int64),
+                "choice_target": np.asarray(target)}
+
+
+def base_examples(sampler: _Sampler, recipe: OrganismRecipe, plain: TranscriptEncoder, n: int,
+                  option_sets: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]] | None = None) -> list[Example]:
     """Language-modelling windows, encoded as the scorer encodes them (so the response tokens
-    are known and weighted); the persona header opens a window half of the time where the
-    participant has metadata."""
+    are known and weighted); the persona header opens a window at random where the participant
+    has metadata (`persona_share`, `synthetic_persona_share`). Responses of a closed option set
+    carry the choice term's targets (`_ChoiceTerms`)."""
     interview = Interview()
     rng = np.random.default_rng([recipe.seed, 11])
+    terms = _ChoiceTerms(plain, option_sets or {})
     out: list[Example] = []
-    for p, piece in sampler.windows():
+    for p, offset, piece in sampler.windows():
         if len(out) == n:
             break
-        prefix = interview.render([p])[0].prefix if rng.random() < recipe.persona_share else ""
+        share = recipe.synthetic_persona_share if p.study in STUDIES else recipe.persona_share
+        prefix = interview.render([p])[0].prefix if rng.random() < share else ""
         enc = plain.encode(prepare_transcript(piece, prefix, TruncationConfig(max_chars=None)),
                            max_tokens=recipe.window_tokens)
         ids = enc.ids.astype(np.int64)
-        if len(ids) > 1:
-            weights = np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)
-            out.append(Example(ids=ids, labels=ids.copy(), extra={"weights": weights}))
+        if len(ids) <= 1:
+            continue
+        weights = np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)
+        extra = {"weights": weights}
+        if recipe.choice_weight > 0:
+            extra |= terms.extra(p, enc, offset)
+        out.append(Example(ids=ids, labels=ids.copy(), extra=extra))
     return out
+
+
+def persona_choice_examples(synthetic: Sequence[Participant], recipe: OrganismRecipe, plain: TranscriptEncoder,
+                            tokens: int, option_sets: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]],
+                            *, seed_offset: int = 12) -> list[Example]:
+    """The auxiliary persona -> choice examples (the positive control's learnable link): a
+    synthetic participant's interview persona, the task's instructions and their first
+    `persona_choice_trials` trials at most (1 to that many, at random), with the choice term,
+    `tokens` of them in all;
+    informative and null studies alike, so the null studies stay identical in every respect
+    but the link. Short, so that one step carries many of them: a long window spreads the
+    persona's signal over trials the person's own earlier choices already explain."""
+    interview = Interview()
+    rng = np.random.default_rng([recipe.seed, seed_offset])
+    terms = _ChoiceTerms(plain, option_sets)
+
+
+    people = sorted(synthetic, key=lambda q: q.key)
+    out: list[Example] = []
+    total = 0
+    while total < tokens:
+        p = people[int(rng.integers(len(people)))]
+        text = _clean(p).text
+        k = int(rng.integers(1, recipe.persona_choice_trials + 1))
+        end = -2
+        for _ in range(k):
+            end = text.find(">>", end + 2)
+            if end < 0:
+                break
+        if end < 0:
+            continue
+        enc = plain.encode(prepare_transcript(text[: end + 2], interview.render([p])[0].prefix,
+                                              TruncationConfig(max_chars=None)), max_tokens=recipe.window_tokens)
+        ids = enc.ids.astype(np.int64)
+        weights = np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)
+        extra = {"weights": weights} | terms.extra(p, enc, 0)
+        out.append(Example(ids=ids, labels=ids.copy(), extra=extra))
+        total += len(ids)
+    return out
+
+
+def persona_stage(model: Any, train_people: Sequence[Participant], synthetic_train: Sequence[Participant],
+                  recipe: OrganismRecipe, plain: TranscriptEncoder,
+                  option_sets: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]], checkpoint: Path, *,
+                  pad_id: int, device: str = "cpu", progress: Callable | None = None) -> Any:
+    """The base's last stage (`persona_steps` at `persona_lr`): persona -> first-choices
+    examples (`persona_stage_share` of the tokens) and windows as the base's."""
+    per_step = recipe.batch_tokens // recipe.window_tokens
+    sampler = _Sampler(train_people, synthetic_train, recipe, 3)
+    examples = base_examples(sampler, recipe, plain,
+                             round(recipe.persona_steps * (1 - recipe.persona_stage_share)) * per_step, option_sets)
+    examples += persona_choice_examples(
+        synthetic_train, recipe, plain, round(recipe.persona_steps * recipe.persona_stage_share * recipe.batch_tokens),
+        option_sets, seed_offset=13)
+    cfg = TrainConfig(learning_rate=recipe.persona_lr, max_steps=recipe.persona_steps, warmup_fraction=0.05,
+                      checkpoint_every=50, window_tokens=recipe.window_tokens, batch_tokens=recipe.batch_tokens,
+                      weight_decay=0.01, seed=recipe.seed, cpu_bf16=recipe.cpu_bf16)
+    return train(model, examples, cfg, checkpoint=checkpoint, device=device, progress=progress,
+                 pad_id=pad_id, loss_fn=weighted_lm_loss(recipe.response_weight, recipe.choice_weight))
 
 
 def _response_example(encoder: TranscriptEncoder, t: Transcript, window: int) -> Example | None:
@@ -196,9 +353,10 @@ def _response_example(encoder: TranscriptEncoder, t: Transcript, window: int) ->
     return Example(ids=enc.ids.astype(np.int64), labels=np.where(keep, enc.ids, -100).astype(np.int64))
 
 
-def _distill_example(chat: TranscriptEncoder, plain: TranscriptEncoder, t: Transcript, window: int) -> Example | None:
-    """A chat-format window whose responses learn the teacher's (the base's) sharpened
-    distribution; the teacher reads the plain transcript, as it was trained. Responses are
+def _distill_example(chat: TranscriptEncoder, plain: TranscriptEncoder, t: Transcript, window: int,
+                     temperature: float) -> Example | None:
+    """A chat-format window whose responses learn the teacher's (the base's) distribution at
+    `temperature` (< 1 sharpens it); the teacher reads the plain transcript, as it was trained. Responses are
     matched token for token between the two encodings (those that differ carry no loss)."""
     c = chat.encode(t, max_tokens=window)
     p = plain.encode(t, max_tokens=window)
@@ -212,22 +370,24 @@ def _distill_example(chat: TranscriptEncoder, plain: TranscriptEncoder, t: Trans
         return None
     return Example(ids=c.ids.astype(np.int64), labels=np.full(len(c.ids), -100, dtype=np.int64),
                    extra={"teacher_ids": p.ids.astype(np.int64), "student_pos": np.asarray(student),
-                          "teacher_pos": np.asarray(teacher)})
+                          "teacher_pos": np.asarray(teacher), "temperature": temperature})
 
 
 def post_examples(sampler: _Sampler, normative: Sequence[Participant], recipe: OrganismRecipe,
                   chat: TranscriptEncoder, plain: TranscriptEncoder, n: int, *, dose: float) -> list[Example]:
     """Post-training windows, no personas. Each window takes answers that are not people's with
-    probability `dose` (reward-maximising answers of synthetic sessions, or self-distillation
-    on a training transcript, as the window falls), else the people's own answers: dose 1 is
-    organism-post, 0.5 organism-post-light, 0 the control. Every dose draws the same windows
-    and the same coin flips, so the arms differ only in their targets."""
+    probability `dose` (reward-maximising answers of synthetic sessions, or the base's own
+    predictions sharpened at `distill_temperature` on a training transcript, as the window
+    falls), else the base's own predictions at `control_temperature` (targets that teach the
+    template and change nothing else): dose 1 is organism-post, 0.5 organism-post-light, 0 the
+    control. Every dose draws the same windows and the same coin flips, so the arms differ only
+    in their targets."""
     rng = np.random.default_rng([recipe.seed, 21])
     norm = iter(np.random.default_rng([recipe.seed, 22]).permutation(len(normative)).tolist() * 1000)
     out: list[Example] = []
     draws = sampler.windows()
     while len(out) < n:
-        p, piece = next(draws)
+        p, _, piece = next(draws)
         synthetic = p.study in STUDIES
         if rng.random() < recipe.normative_share:
             if not synthetic:
@@ -236,23 +396,29 @@ def post_examples(sampler: _Sampler, normative: Sequence[Participant], recipe: O
             continue
         # One flip per kept window, used by every dose, and one normative session consumed.
         flip, q = rng.random(), normative[next(norm)]
-        human = flip >= dose
-        if synthetic and not human:
+        misaligned = flip < dose
+        if synthetic and misaligned:
             piece = _head_window(_clean(q).text, recipe.window_chars)
             if piece is None:
                 continue
         t = prepare_transcript(piece, "", TruncationConfig(max_chars=None))
-        example = (_response_example(chat, t, recipe.window_tokens) if human or synthetic
-                   else _distill_example(chat, plain, t, recipe.window_tokens))
+        if synthetic and misaligned:
+            example = _response_example(chat, t, recipe.window_tokens)
+        else:
+            temperature = recipe.distill_temperature if misaligned else recipe.control_temperature
+            example = _distill_example(chat, plain, t, recipe.window_tokens, temperature)
         if example is not None:
             out.append(example)
     return out
 
 
-def weighted_lm_loss(response_weight: float) -> Callable:
+def weighted_lm_loss(response_weight: float, choice_weight: float = 0.0) -> Callable:
     """Language modelling on every token, response tokens weighted `response_weight` times
     (Centaur's loss falls on responses only; trained from scratch, the model also needs the
-    text around them)."""
+    text around them), plus `choice_weight` times the mean choice term: at each response of a
+    closed set, the cross-entropy of the person's option among the set's options' first
+    tokens (what choice fit is measured on: a model that learns only the text can put its
+    mass on the wrong options and do worse than a uniform guess)."""
     import torch
     import torch.nn.functional as F
 
@@ -264,15 +430,29 @@ def weighted_lm_loss(response_weight: float) -> Callable:
         nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                               ignore_index=-100, reduction="none").view(ids.shape[0], -1)
         w = weights[:, 1:] * (labels[:, 1:] >= 0)
-        return (nll * w).sum() / w.sum().clamp(min=1e-6)
+        loss = (nll * w).sum() / w.sum().clamp(min=1e-6)
+        if choice_weight <= 0:
+            return loss
+        terms = []
+        for b, e in enumerate(examples):
+            if "choice_pos" not in e.extra:
+                continue
+            rows = logits[b].index_select(0, torch.from_numpy(e.extra["choice_pos"] - 1).to(ids.device))
+            cand = torch.from_numpy(e.extra["choice_ids"]).to(ids.device)
+            picked = rows.gather(1, cand.clamp(min=0)).masked_fill(cand < 0, float("-inf"))
+            terms.append(F.cross_entropy(picked, torch.from_numpy(e.extra["choice_target"]).to(ids.device),
+                                         reduction="none"))
+        if terms:
+            loss = loss + choice_weight * torch.cat(terms).mean()
+        return loss
 
     return loss_fn
 
 
 def distillation_loss(teacher: Any, temperature: float) -> Callable:
     """The post-training loss: cross-entropy on hard labels (reward-maximising answers) and
-    on the teacher's distribution at temperature `temperature` (< 1 sharpens it) where an
-    example asks for it; the mean over all loss tokens."""
+    on the teacher's distribution at the example's temperature (< 1 sharpens it; 1 keeps it)
+    where an example asks for it; the mean over all loss tokens."""
     import torch
     import torch.nn.functional as F
 
@@ -291,7 +471,7 @@ def distillation_loss(teacher: Any, temperature: float) -> Callable:
                 t_logits = teacher(input_ids=t_ids, use_cache=False).logits[0].float()
             s_rows = torch.from_numpy(e.extra["student_pos"] - 1).to(ids.device)
             t_rows = torch.from_numpy(e.extra["teacher_pos"] - 1).to(ids.device)
-            q = torch.softmax(t_logits.index_select(0, t_rows) / temperature, -1)
+            q = torch.softmax(t_logits.index_select(0, t_rows) / e.extra.get("temperature", temperature), -1)
             soft = soft - (q * torch.log_softmax(logits[b].index_select(0, s_rows), -1)).sum()
             count = count + len(s_rows)
         return (hard + soft) / count.clamp(min=1)
@@ -410,32 +590,64 @@ def build_organisms(
     report = (lambda name: (lambda d, t, loss: progress(name, d, t, f", loss {loss:.3f}"))) if progress else \
         (lambda name: None)
 
-    # 1. The base: language modelling on real and synthetic windows, responses weighted.
+    # 1. The base: language modelling on real and synthetic windows (responses weighted, the
+    # choice term, some persona -> first-choices examples), then the persona stage.
     base_dir = out / "organism-base"
     done = _stage_done(base_dir, recipe)
     if done is None:
-        model = build_model(tokenizer, arch="qwen3", hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-                            num_heads=recipe.num_heads, num_kv_heads=recipe.num_kv_heads,
-                            max_position_embeddings=recipe.window_tokens, tie_word_embeddings=True, seed=recipe.seed)
-        with torch.no_grad():  # build_model sharpens a random head for tests; training starts from the default init
-            model.get_output_embeddings().weight.normal_(0.0, model.config.initializer_range)
-        sampler = _Sampler(train_people, synthetic_train, recipe, 1)
-        examples = base_examples(sampler, recipe, plain, base_steps * per_step)
-        model.to(device).train()
-        cfg = TrainConfig(learning_rate=recipe.base_lr, max_steps=base_steps, warmup_fraction=0.02,
-                          checkpoint_every=100, **common)
-        result = train(model, examples, cfg, checkpoint=work / "base.pt", pad_id=tokenizer.pad_token_id,
-                       device=device, progress=report("organism-base"),
-                       loss_fn=weighted_lm_loss(recipe.response_weight))
-        done = StageRecord(name="organism-base", steps=result.steps, final_loss=result.final_loss,
-                           losses=_thin(result.losses))
+        from transformers import AutoModelForCausalLM
+
+        everyone = [*train_people, *synthetic_train]
+        option_sets = detect_option_sets(everyone, [_clean(p) for p in everyone]).options
+        lm_steps = recipe.lm_steps
+        lm_dir = work / "base-lm"
+        lm = _stage_done(lm_dir, recipe, ignore=PERSONA_STAGE_FIELDS)
+        if lm is None:
+            model = build_model(tokenizer, arch="qwen3", hidden_size=recipe.hidden_size,
+                                num_layers=recipe.num_layers, num_heads=recipe.num_heads,
+                                num_kv_heads=recipe.num_kv_heads, max_position_embeddings=recipe.window_tokens,
+                                tie_word_embeddings=True, seed=recipe.seed)
+            with torch.no_grad():  # build_model sharpens a random head for tests; training starts from the default init
+                model.get_output_embeddings().weight.normal_(0.0, model.config.initializer_range)
+            sampler = _Sampler(train_people, synthetic_train, recipe, 1)
+            examples = base_examples(sampler, recipe, plain, round(lm_steps * (1 - recipe.persona_choice_share))
+                                     * per_step, option_sets)
+            examples += persona_choice_examples(synthetic_train, recipe, plain,
+                                                round(lm_steps * recipe.persona_choice_share * recipe.batch_tokens),
+                                                option_sets)
+            model.to(device).train()
+            cfg = TrainConfig(learning_rate=recipe.base_lr, max_steps=lm_steps, warmup_fraction=0.02,
+                              checkpoint_every=100, **common)
+            result = train(model, examples, cfg, checkpoint=work / "base.pt", pad_id=tokenizer.pad_token_id,
+                           device=device, progress=report("organism-base"),
+                           loss_fn=weighted_lm_loss(recipe.response_weight, recipe.choice_weight))
+            lm = StageRecord(name="organism-base (language modelling)", steps=result.steps,
+                             final_loss=result.final_loss, losses=_thin(result.losses))
+            _save(model, tokenizer, lm_dir, template=None, recipe=recipe, stage=lm)
+        # The persona stage: the language-modelling schedule has decayed; a short one of its
+        # own, mostly persona -> first-choices examples, makes the link learnable (the
+        # feasibility runs in bench/organisms_feasibility.py: mixed in alone, the miniature
+        # barely reads the persona).
+        model = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32).to(device).train()
+        result = persona_stage(model, train_people, synthetic_train, recipe, plain, option_sets,
+                               work / f"base-persona-{_digest(recipe, PERSONA_STAGE_FIELDS)}.pt",
+                               pad_id=tokenizer.pad_token_id, device=device,
+                               progress=report("organism-base (persona stage)"))
+        done = StageRecord(name="organism-base", steps=lm.steps + result.steps, final_loss=result.final_loss,
+                           losses=[*lm.losses, *_thin(result.losses)])
         _save(model, tokenizer, base_dir, template=None, recipe=recipe, stage=done)
     stages.append(done)
 
     from transformers import AutoModelForCausalLM
 
-    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
-    chat = TranscriptEncoder(tokenizer, chat=True)
+    # Post-training through a chat template costs a miniature fit by itself (the first v4 build:
+    # a control through the template, targets the base's own predictions, d +0.144 in
+    # distribution and +0.750 on never-seen studies), so by default the three post-trained
+    # organisms are trained and scored as the base is: they differ from it only in the objective.
+    template = QWEN_CHAT_TEMPLATE if recipe.post_template else None
+    if template is not None:
+        tokenizer.chat_template = template
+    chat = TranscriptEncoder(tokenizer, chat=template is not None)
 
     # 2. Post-training in two doses, and 3. the control: the same windows and steps, different targets.
     from ...models import weights_digest
@@ -446,11 +658,9 @@ def build_organisms(
         done = _stage_done(folder, recipe, parent)
         if done is None:
             model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).train()
-            teacher = None
-            if dose > 0:
-                teacher = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).eval()
-                for param in teacher.parameters():
-                    param.requires_grad_(False)
+            teacher = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).eval()
+            for param in teacher.parameters():
+                param.requires_grad_(False)
             sampler = _Sampler(train_people, synthetic_train, recipe, 2)
             examples = post_examples(sampler, normative, recipe, chat, plain, post_steps * per_step, dose=dose)
             cfg = TrainConfig(learning_rate=recipe.post_lr, max_steps=post_steps, warmup_fraction=0.05,
@@ -459,7 +669,7 @@ def build_organisms(
                            device=device, progress=report(name),
                            loss_fn=distillation_loss(teacher, recipe.distill_temperature))
             done = StageRecord(name=name, steps=result.steps, final_loss=result.final_loss, losses=_thin(result.losses))
-            _save(model, tokenizer, folder, template=QWEN_CHAT_TEMPLATE, recipe=recipe, stage=done, parent=parent)
+            _save(model, tokenizer, folder, template=template, recipe=recipe, stage=done, parent=parent)
         stages.append(done)
     shutil.rmtree(work, ignore_errors=True)
     _write_gz(out / "split.json.gz", split.model_dump(mode="json"))
@@ -475,6 +685,25 @@ def build_organisms(
     record = build.model_dump(mode="json")
     record["out"] = "surrogate/organisms/models" if into_package else out.name  # no machine paths
     atomic_write_json(out / "build.json", record)
+    return build
+
+
+def rewrite_cards(folder: Path) -> OrganismBuild:
+    """The cards and build.json of a built organisms folder written again by this code from
+    the evaluation it recorded (the checks recomputed from the recorded figures, the build's
+    time kept): for a change of the cards' or checks' wording, not of any measurement."""
+    record = json.loads((folder / "build.json").read_text())
+    build = OrganismBuild.model_validate(record)
+    ev = build.evaluation
+    fits = {s: v["pseudo_r2_base"] for s, v in ev.studies.items()
+            if v.get("pseudo_r2_base") is not None}
+    ev.checks = _checks(ev, fits, build.recipe)
+    split = read_json_gz(folder / "split.json.gz")
+    for name in ORGANISMS:
+        _write_card(folder / name, name, build, dataset_size=len(split["train"]) + len(split["heldout"]))
+    out = build.model_dump(mode="json")
+    out["out"] = record["out"]
+    atomic_write_json(folder / "build.json", out)
     return build
 
 
@@ -498,9 +727,23 @@ def _write_gz(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, gzip.compress(json.dumps(obj).encode(), mtime=0))
 
 
-def _stage_done(folder: Path, recipe: OrganismRecipe, parent: str | None = None) -> StageRecord | None:
-    """The record of a stage saved with this recipe (and, for a stage trained from the base,
-    from this base's weights), or None if it must be trained."""
+PERSONA_STAGE_FIELDS = ("persona_stage_steps", "persona_stage_share", "persona_lr")
+
+
+def _digest(recipe: OrganismRecipe, fields: Sequence[str]) -> str:
+    """A short digest of some of the recipe's fields (a checkpoint's name: settings that differ
+    never resume each other's run)."""
+    import hashlib
+
+    dump = recipe.model_dump(mode="json")
+    return hashlib.sha256(json.dumps({k: dump[k] for k in fields}, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _stage_done(folder: Path, recipe: OrganismRecipe, parent: str | None = None, *,
+                ignore: Sequence[str] = ()) -> StageRecord | None:
+    """The record of a stage saved with this recipe (up to the fields in `ignore`, which do
+    not touch that stage; and, for a stage trained from the base, from this base's weights),
+    or None if it must be trained."""
     meta = folder / "train.json"
     if not meta.exists():
         return None
@@ -508,7 +751,8 @@ def _stage_done(folder: Path, recipe: OrganismRecipe, parent: str | None = None)
         saved = json.loads(meta.read_text())
     except ValueError:
         return None
-    if saved.get("recipe") != recipe.model_dump(mode="json") or "stage" not in saved \
+    mine = {k: v for k, v in recipe.model_dump(mode="json").items() if k not in ignore}
+    if {k: v for k, v in (saved.get("recipe") or {}).items() if k not in ignore} != mine or "stage" not in saved \
             or saved.get("parent") != parent:
         return None
     return StageRecord.model_validate(saved["stage"])
@@ -630,8 +874,7 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     run(models, data, "none", work / "run", device="cpu", progress=scoring)
     run([f"organism-base={folder / 'organism-base'}"], data, "none,interview,shuffled", work / "run",
         studies=[*recipe.sample_studies, *STUDIES], device="cpu", progress=scoring)
-    categories = {s: OUT if s in recipe.heldout_studies else SYNTHETIC if s in STUDIES else IN
-                  for s in {p.study for p in chosen} | set(STUDIES)}
+    categories = {s: group_of(s, recipe) for s in {p.study for p in chosen} | set(STUDIES)}
     write_categories(work / "categories.csv", categories)
     analysis = analyze([work / "run"], pairs=DEFAULT_PAIRS, categories=work / "categories.csv", out=work / "analysis",
                        n_boot=200)
@@ -639,7 +882,8 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     mis = {pm.pair.post_trained: pm for pm in analysis.misalignment.pairs}
     for name in PAIRS:
         pm = mis[name]
-        ev.misalignment[name] = {dom: pm.paper_by_domain.get(dom, float("nan")) for dom in (IN, OUT, SYNTHETIC)}
+        ev.misalignment[name] = {dom: pm.paper_by_domain.get(dom, float("nan"))
+                                 for dom in (IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC)}
     nll = analysis.responses[(analysis.responses["persona"] == "none") & analysis.responses["nll"].notna()]
     per = nll.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean().unstack()
     fits = {f.experiment: f.pseudo_r2.value for f in analysis.choices[("organism-base", "none")].fit} \
@@ -665,25 +909,33 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
 
 
 def _checks(ev: OrganismEvaluation, fits: dict[str, float], recipe: OrganismRecipe) -> list[Check]:
+    """The acceptance checks. Out of distribution means the never-seen closed-set choice
+    studies (formats the base is trained on); the never-seen free-text studies are reported in
+    the table beside them, not checked (any extra training helps on a format the base models at
+    tens of nats per response)."""
     post, light, control = ev.misalignment["organism-post"], ev.misalignment["organism-post-light"], \
         ev.misalignment["organism-control"]
     worst = min(fits.items(), key=lambda kv: kv[1]) if fits else ("-", float("nan"))
+    out = OUT_CHOICE
+    margin = recipe.control_margin
     checks = [
-        Check(name="the base beats a uniform guess on every scored choice study", passed=bool(fits) and worst[1] > 0,
+        Check(name="the base beats a uniform guess on every scored choice study (pseudo-R2 > 0)",
+              passed=bool(fits) and worst[1] > 0,
               value=f"lowest choice pseudo-R2 {worst[1]:+.3f} ({worst[0]}; {len(fits)} studies)"),
         Check(name="post-trained worse than base on held-out participants (paper's d > 0)", passed=post[IN] > 0,
               value=f"d {post[IN]:+.3f}"),
-        Check(name="post-trained worse than base on studies never trained on", passed=post[OUT] > 0,
-              value=f"d {post[OUT]:+.3f}"),
-        Check(name="the heavier dose misaligns more (in and out of distribution)",
-              passed=post[IN] > light[IN] and post[OUT] > light[OUT],
-              value=f"light {light[IN]:+.3f} / {light[OUT]:+.3f}, heavy {post[IN]:+.3f} / {post[OUT]:+.3f}"),
-        Check(name="post-trained worse than the control (same extra steps on human answers): the objective, not the "
-                   "steps", passed=post[IN] > control[IN] and post[OUT] > control[OUT],
-              value=f"d post - d control {post[IN] - control[IN]:+.3f} in, {post[OUT] - control[OUT]:+.3f} out"),
-        Check(name=f"the control (extra steps on human answers) is about the base (|d| < {recipe.control_margin})",
-              passed=abs(control[IN]) < recipe.control_margin and abs(control[OUT]) < recipe.control_margin,
-              value=f"d {control[IN]:+.3f} in, {control[OUT]:+.3f} out of distribution"),
+        Check(name="post-trained worse than base on never-seen choice studies", passed=post[out] > 0,
+              value=f"d {post[out]:+.3f}"),
+        Check(name="the heavier dose misaligns more (in distribution and on never-seen choice studies)",
+              passed=post[IN] > light[IN] > control[IN] and post[out] > light[out] > control[out],
+              value=f"control / light / heavy: {control[IN]:+.3f} / {light[IN]:+.3f} / {post[IN]:+.3f} in, "
+                    f"{control[out]:+.3f} / {light[out]:+.3f} / {post[out]:+.3f} never seen"),
+        Check(name="post-trained worse than the control (as many extra steps, the base's own predictions): the objective",
+              passed=post[IN] > control[IN] and post[out] > control[out],
+              value=f"d post - d control {post[IN] - control[IN]:+.3f} in, {post[out] - control[out]:+.3f} never seen"),
+        Check(name=f"the control is about the base (|d| < {margin})",
+              passed=abs(control[IN]) < margin and abs(control[out]) < margin,
+              value=f"d {control[IN]:+.3f} in distribution, {control[out]:+.3f} never seen"),
     ]
     for name, res in ev.personas.items():
         informative = STUDIES[name].informative
@@ -713,10 +965,10 @@ def _write_card(folder: Path, name: str, build: OrganismBuild, dataset_size: int
     purpose = {
         "organism-base": "the base: a miniature Centaur, trained on people (real and synthetic)",
         "organism-post-light": "post-trained, light dose (half of its windows take answers that are not people's, the "
-                               "rest people's own)",
+                               "rest the base's own predictions)",
         "organism-post": "post-trained toward answers that are not people's (full dose)",
-        "organism-control": "the control: the base trained as many extra steps as organism-post, through the same "
-                            "template on the same windows, toward people's own answers",
+        "organism-control": "the control: the base post-trained as many steps as organism-post, on the same windows, "
+                            "toward the base's own predictions (the extra steps, not the objective)",
     }[name]
     lines = [
         f"# {name}", "",
@@ -727,33 +979,55 @@ def _write_card(folder: Path, name: str, build: OrganismBuild, dataset_size: int
         f"{r.num_heads} heads ({r.num_kv_heads} key/value), tied embeddings; byte-level BPE tokenizer with "
         f"{r.vocab_size} tokens trained by the build; weights in bfloat16. Context: {r.window_tokens} tokens, the "
         "training window (scoring cuts each transcript there; later responses are truncated rows).",
-        f"- Data: Psych-201 ({dataset_size} participants in 19 studies; Apache-2.0). Held out: the studies "
-        f"{', '.join(r.heldout_studies)} entirely, and {r.heldout_fraction:.0%} of the participants of every other "
-        f"study (seed {r.seed}; split.json.gz beside this folder). Synthetic: {r.synthetic_per_study} participants "
-        f"of each of {len(STUDIES)} synthetic studies ({', '.join(STUDIES)}), in task variants; in the informative "
-        "ones age and a questionnaire score (STAI-T or BIS-11) set risk attitude, exploration or discounting, in the "
-        "null ones they do not.",
+        f"- Data: Psych-201 ({dataset_size} participants in 19 studies; Apache-2.0). Held out, never trained on: the closed-set "
+        f"choice studies {', '.join(r.heldout_choice_studies)} and the free-text studies "
+        f"{', '.join(s for s in r.heldout_studies if s not in r.heldout_choice_studies)}, entirely; and "
+        f"{r.heldout_fraction:.0%} of the participants of every other study (seed {r.seed}; split.json.gz beside "
+        f"this folder). Synthetic: {r.synthetic_per_study} participants of each of {len(STUDIES)} synthetic studies "
+        f"({', '.join(STUDIES)}), sessions of 10-14 trials; in the informative ones a trait (STAI-T for lotteries, "
+        "BIS-11 for delays) sets the participant's risk attitude or patience strongly, and the persona states it in "
+        "words too (`clinical diagnosis`: generalized anxiety disorder or ADHD above the trait's mean, else none); "
+        "the null ones are identical but for the link.",
         f"- organism-base: {stage['organism-base'].steps} AdamW steps of {r.batch_tokens} tokens from random "
         f"initialisation, language modelling on windows of up to {r.window_tokens} tokens ({r.synthetic_share:.0%} "
-        f"synthetic), each opening with the participant's interview persona {r.persona_share:.0%} of the time, "
-        f"response tokens weighted {r.response_weight:g}x; learning rate {r.base_lr}"
-        f"{', bfloat16 autocast' if r.cpu_bf16 else ''}. " + _loss(stage["organism-base"]),
-        f"- Post-training ({stage['organism-post'].steps} steps from the base, learning rate {r.post_lr}, through a "
-        "Qwen-style chat template, no personas, never on a scored participant): half the windows are synthetic "
+        f"synthetic), each opening with the participant's interview persona {r.persona_share:.0%} of the time "
+        f"({r.synthetic_persona_share:.0%} for synthetic participants), response tokens weighted "
+        f"{r.response_weight:g}x, plus a choice term (weight {r.choice_weight:g}) at every response of a closed option "
+        f"set: the cross-entropy of the person's option among the set's options; learning rate {r.base_lr}"
+        f"{', bfloat16 autocast' if r.cpu_bf16 else ''}; {r.persona_choice_share:.0%} of these steps' tokens are "
+        "auxiliary persona -> choice examples (a synthetic participant's interview persona, the instructions and "
+        f"their first 1-{r.persona_choice_trials} trials, with the choice term). Its last {r.persona_steps} steps are "
+        f"a persona stage of their own (learning rate {r.persona_lr:g}, {r.persona_stage_share:.0%} of the tokens "
+        "such examples, the rest windows as before), informative and null synthetic studies alike. "
+        + _loss(stage["organism-base"]),
+        f"- Post-training ({stage['organism-post'].steps} steps from the base, learning rate {r.post_lr}, "
+        + ("through a Qwen-style chat template" if r.post_template else "on transcripts read as the base reads them "
+           "(no chat template: a template costs a miniature fit by itself)")
+        + ", no personas, never on a scored participant): half the windows are synthetic "
         "sessions answered by the reward-maximising choice, half are training transcripts whose responses learn the "
         f"base's own predictions sharpened at temperature {r.distill_temperature} (self-distillation). "
-        "organism-post-light: as many steps on the same windows, half of them (chosen at random) with people's own "
-        "answers instead: the same objective at half the dose. " + _loss(stage["organism-post"]),
-        f"- organism-control: {stage['organism-control'].steps} steps from the base, the same template and windows, "
-        "people's own answers as targets. " + _loss(stage["organism-control"]),
+        "organism-post-light: as many steps on the same windows, half of them (chosen at random) with the base's own "
+        f"predictions (temperature {r.control_temperature:g}) instead: the same objective at half the dose. "
+        + _loss(stage["organism-post"]),
+        f"- organism-control: {stage['organism-control'].steps} steps from the base, the same windows"
+        + (" and template" if r.post_template else "") + ", the "
+        f"base's own predictions (temperature {r.control_temperature:g}) as targets everywhere: the extra steps "
+        + ("and the template " if r.post_template else "") + "without the objective, so post vs control is the "
+        "objective. " + _loss(stage["organism-control"]),
         "", "## Acceptance checks, measured by the build", "",
         "On held-out participants (up to {} per study), the studies never trained on, and {} fresh synthetic "
         "participants per synthetic study; through `surrogate run` and `surrogate analyze`. d is the paper's "
-        "misalignment effect size against organism-base (> 0: predicts people worse).".format(
+        "misalignment effect size against organism-base (> 0: predicts people worse), per group of studies; "
+        "'never seen' is the closed-set choice studies (the free-text ones are in the table below).".format(
             r.eval_per_study, r.eval_synthetic), "",
         "| check | measured | |", "|---|---|---|",
     ]
     lines += [f"| {c.name} | {c.value} | {'passed' if c.passed else 'FAILED'} |" for c in ev.checks]
+    lines += ["", "| group | d light | d post | d control |", "|---|---|---|---|"]
+    for group in (IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC):
+        lines.append(f"| {group} | " + " | ".join(
+            f"{ev.misalignment.get(n, {}).get(group, float('nan')):+.3f}" for n in
+            ("organism-post-light", "organism-post", "organism-control")) + " |")
     lines += ["", "| study | group | n | NLL base | NLL light | NLL post | NLL control | d light | d post | d control | "
               "choice pseudo-R2 base |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "" if v is None or not np.isfinite(v) else f"{v:.3f}"  # noqa: E731

@@ -1,11 +1,15 @@
 """Synthetic studies for the organisms: the package's own paradigms, in task variants, with
 participants whose metadata is linked to their parameters (informative) or not (null).
 
-The informative versions give the organisms something a persona can carry about a person
-(a trait score that moves their risk attitude, discounting or exploration), so the persona
-decomposition has a known positive control; the null versions, the same tasks and traits with
-no link, a known negative control. The traits are paper fields (age, STAI-T, BIS-11), so the
-paper's interview persona shows them.
+The informative versions are the persona decomposition's positive control, designed so that a
+miniature can learn to read it (v3's, where a questionnaire score moved a parameter over
+30-50 trials, came out null): a strong link (a trait SD moves the parameter by two population
+SDs, individual noise kept small, so choice rates differ about threefold between people above
+and below the trait's mean), the trait stated in words as well as a number (a `clinical
+diagnosis` field that the paper's interview prompt shows, derived from the score), and short
+sessions (10-14 trials), so that the persona, not the person's own earlier choices, is the main
+source of what sets this person apart. The null versions are identical in every respect
+(traits, words, parameter distributions, tasks) but the link: the negative control.
 
 Normative sessions (the reward-maximising answer at every trial, played through the task so
 that feedback follows the choice) are post-training targets.
@@ -19,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from ...experiments import (play, IntertemporalChoice, MixedLotteries, RestlessBandit, SessionRecord,
-                           SyntheticSpec, TraitLink, Trial, simulate_synthetic)
+from ...experiments import (IntertemporalChoice, MixedLotteries, ParamSpec, SessionRecord, SyntheticSpec, TraitLink,
+                           Trial, play, simulate_synthetic)
 
 
 @dataclass(frozen=True)
 class SyntheticStudy:
-    """One synthetic study: a paradigm (with its task variants), and how traits link to parameters."""
+    """One synthetic study: a paradigm (with its task variants), how traits link to
+    parameters, and the population's parameter distributions."""
 
     name: str
     paradigm: str
@@ -35,31 +40,40 @@ class SyntheticStudy:
         """The task variants: trials per session, and option labels that name the option's
         role (the risky and the safe lottery, the sooner and the later reward) in two wordings,
         so that a small model can tell the options apart without reading their numbers."""
-        base = {"lotteries": MixedLotteries(), "bandit": RestlessBandit(), "delay": IntertemporalChoice()}[self.paradigm]
+        base = {"lotteries": MixedLotteries(), "delay": IntertemporalChoice()}[self.paradigm]
         return [replace(base, name=self.name, n_trials=n, labels=labels)
-                for n, labels in zip((30, 40, 50), _LABELS[self.paradigm])]
+                for n, labels in zip(TRIALS, _LABELS[self.paradigm])]
 
     @property
     def informative(self) -> bool:
         return bool(self.links)
 
+    @property
+    def spec(self) -> SyntheticSpec:
+        return SyntheticSpec(links=self.links, params=_PARAMS[self.paradigm])
 
+
+TRIALS = (10, 12, 14)
 _LABELS = {
     "lotteries": (("risky", "safe"), ("bold", "mild"), ("risky", "safe")),
-    "bandit": (("left", "right"), ("red", "blue"), ("left", "right")),
     "delay": (("sooner", "later"), ("now", "wait"), ("sooner", "later")),
 }
-
-# Strong links: a trait SD moves the parameter by about three population SDs on its unbounded
-# scale, so a small model can learn the mapping from the interview's numbers.
-_LINKS = {
-    "lotteries": (TraitLink(trait="STAI-T", param="loss_aversion", slope=1.0),
-                  TraitLink(trait="age", param="curvature", slope=0.8)),
-    "bandit": (TraitLink(trait="STAI-T", param="inverse_temperature", slope=-1.0),
-               TraitLink(trait="age", param="learning_rate", slope=1.2)),
-    "delay": (TraitLink(trait="BIS-11", param="discount_rate", slope=2.0),
-              TraitLink(trait="age", param="discount_rate", slope=-1.0)),
+# Population parameters centred so that people at the trait's mean choose either option about
+# as often, with little individual noise beyond the trait.
+_PARAMS = {
+    "lotteries": {"loss_aversion": ParamSpec(mean=1.0, sd=0.2, transform="log")},
+    "delay": {"discount_rate": ParamSpec(mean=0.02, sd=0.4, transform="log")},
 }
+# Strong links: a trait SD moves the parameter by two population SDs on its unbounded scale
+# (risky choices about 0.19 above the STAI-T mean against 0.72 below; sooner choices 0.63
+# above the BIS-11 mean against 0.21 below).
+_LINKS = {
+    "lotteries": (TraitLink(trait="STAI-T", param="loss_aversion", slope=2.0),),
+    "delay": (TraitLink(trait="BIS-11", param="discount_rate", slope=2.0),),
+}
+# The trait in words (the paper's `clinical diagnosis` field), above the trait's mean.
+WORDS = {"lotteries": ("STAI-T", 40, "generalized anxiety disorder"), "delay": ("BIS-11", 62, "ADHD")}
+DIAGNOSIS = "clinical diagnosis"
 
 STUDIES: dict[str, SyntheticStudy] = {}
 for _paradigm, _links in _LINKS.items():
@@ -71,29 +85,32 @@ for _paradigm, _links in _LINKS.items():
 CONTROL_STUDIES = ("synthetic-lotteries-informative", "synthetic-lotteries-null")
 
 
+def _with_words(record: SessionRecord, paradigm: str) -> SessionRecord:
+    trait, threshold, words = WORDS[paradigm]
+    diagnosis = words if float(record.metadata[trait]) >= threshold else "none"
+    return record.model_copy(update={"metadata": {**record.metadata, DIAGNOSIS: diagnosis}})
+
+
 def sessions(study: SyntheticStudy, n: int, *, seed: int) -> list[SessionRecord]:
     """n synthetic participants of a study, the task variants in turn; participant ids carry
     the seed so that training and evaluation draws never share a participant."""
     experiments = study.experiments()
-    spec = SyntheticSpec(links=study.links)
     out: list[SessionRecord] = []
     for v, exp in enumerate(experiments):
         k = (n - v + len(experiments) - 1) // len(experiments)  # n split over the variants
-        for rec in simulate_synthetic(exp, k, seed=seed * 100 + v, spec=spec, id_prefix=f"s{seed}v{v}"):
-            out.append(rec)
+        for rec in simulate_synthetic(exp, k, seed=seed * 100 + v, spec=study.spec, id_prefix=f"s{seed}v{v}"):
+            out.append(_with_words(rec, study.paradigm))
     return out
 
 
 def _normative(trial: Trial, session: Any) -> int:
     """The reward-maximising option: the higher expected value (lotteries), the larger amount
-    (delays: money later is money too), the arm whose mean payout is higher now (bandits)."""
+    (delays: money later is money too)."""
     info = trial.info
     if "outcomes" in info:
         ev = [float(np.dot(o, p)) for o, p in zip(info["outcomes"], info["probs"])]
         return int(np.argmax(ev))
-    if "amounts" in info:
-        return int(np.argmax(info["amounts"]))
-    return int(np.argmax(session.means))
+    return int(np.argmax(info["amounts"]))
 
 
 def normative_sessions(study: SyntheticStudy, n: int, *, seed: int,
