@@ -12,6 +12,8 @@ import pytest
 from surrogate.jobs.default import ARMS, default_job
 from surrogate.organisms import IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC, sample_groups
 
+pytestmark = pytest.mark.slow  # the default job runs once for the module (about a minute)
+
 POSITIVE = "organism-base: positive control (synthetic, informative)"
 NULL = "organism-base: negative control (synthetic, null)"
 REAL = "organism-base: real participants"
