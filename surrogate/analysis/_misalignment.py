@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -205,17 +206,13 @@ def paper_misalignment_d(responses: pd.DataFrame, base: str, post: str, *, by: s
     return {str(k): float(v) for k, v in per.items()}
 
 
-def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str = "study", n_boot: int = 1000,
-                      seed: int = 0, groups: dict[str, list[str]] | None = None
-                      ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
-    """Participant-bootstrap 95% percentile intervals of the paper's d: participants are
-    resampled within each experiment (the same draw for both models, whose rows they share),
-    d recomputed from the resampled rows; the mean over experiments from independent draws
-    per experiment (experiments fixed: these experiments, as the paper averages them). With
-    `groups` (name -> experiments), the intervals of each group's mean too, from the same
-    draws, under the key `group:NAME`."""
+def paper_d_draws(responses: pd.DataFrame, base: str, post: str, *, by: str = "study", n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """The paper's d of each experiment in `n_boot` participant-bootstrap draws: participants
+    are resampled within each experiment (the same draw for both models, whose rows they
+    share), d recomputed from the resampled rows."""
     if n_boot <= 0:
-        return {}, (math.nan, math.nan)
+        return {}
     d = responses[responses["nll"].notna() & responses["model"].isin([base, post])]
     # The resampled unit: a session (ids repeat across experiments), or a person.
     who = ["study", "participant"] if by == "study-person" else SESSION
@@ -243,17 +240,26 @@ def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str 
             mb, vb = moments(base)
             mp, vp = moments(post)
             per_exp[str(exp)] = (mp - mb) / np.sqrt((vb + vp) / 2)
+    return per_exp
+
+
+def _mean_interval(draws: Iterable[np.ndarray]) -> tuple[float, float]:
+    """The 95% percentile interval of the mean over experiments of their bootstrap draws."""
+    mean = np.nanmean(np.vstack(list(draws)), axis=0)
+    return tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))  # type: ignore[return-value]
+
+
+def paper_d_bootstrap(responses: pd.DataFrame, base: str, post: str, *, by: str = "study", n_boot: int = 1000,
+                      seed: int = 0) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
+    """Participant-bootstrap 95% percentile intervals of the paper's d (`paper_d_draws`) per
+    experiment, and of the mean over experiments from independent draws per experiment
+    (experiments fixed: these experiments, as the paper averages them)."""
+    return _intervals(paper_d_draws(responses, base, post, by=by, n_boot=n_boot, seed=seed))
+
+
+def _intervals(per_exp: dict[str, np.ndarray]) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
     intervals = {e: tuple(float(x) for x in np.nanpercentile(v, [2.5, 97.5])) for e, v in per_exp.items()}
-    for name, members in (groups or {}).items():
-        draws = [per_exp[e] for e in members if e in per_exp]
-        if draws:
-            mean = np.nanmean(np.vstack(draws), axis=0)
-            intervals[f"group:{name}"] = tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))
-    if len(per_exp) >= 2:
-        mean = np.nanmean(np.vstack(list(per_exp.values())), axis=0)
-        overall = tuple(float(x) for x in np.nanpercentile(mean, [2.5, 97.5]))
-    else:
-        overall = (math.nan, math.nan)
+    overall = _mean_interval(per_exp.values()) if len(per_exp) >= 2 else (math.nan, math.nan)
     return intervals, overall  # type: ignore[return-value]
 
 
@@ -309,13 +315,15 @@ def post_training_misalignment(
         values = np.array([e.value for e in per.values() if np.isfinite(e.value)])
         paper = paper_misalignment_d(frame, pair.base, pair.post_trained, by=by, moments=moments)
         finite = [v for v in paper.values() if np.isfinite(v)]
+        draws = paper_d_draws(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed)
+        intervals, overall = _intervals(draws)
         members: dict[str, list[str]] = defaultdict(list)
         for exp in paper:
             for dom in (categories or {}).get(exp, []) or (["(uncategorised)"] if categories is not None else []):
-                members[dom].append(exp)
-        intervals, overall = paper_d_bootstrap(frame, pair.base, pair.post_trained, by=by, n_boot=n_boot, seed=seed,
-                                               groups=members)
-        domain_intervals = {k.removeprefix("group:"): intervals.pop(k) for k in list(intervals) if k.startswith("group:")}
+                if exp in draws:
+                    members[dom].append(exp)
+        # each domain's mean paper's d, from the same draws (its experiments fixed)
+        domain_intervals = {dom: _mean_interval([draws[e] for e in exps]) for dom, exps in members.items()}
         by_domain: dict[str, list[float]] = defaultdict(list)
         paper_domain: dict[str, list[float]] = defaultdict(list)
         if categories is not None:

@@ -10,7 +10,6 @@ verdict, and the report. The result carries the findings, one line each.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from .run import RunResult, run_with
 
 PAIRS_FILE = "pairs.toml"
 CATEGORIES_FILE = "categories.csv"
-GROUPS_FILE = "groups.json"
 ARMS = {"real participants": "real", "positive control (synthetic, informative)": "synthetic-lotteries-informative",
         "negative control (synthetic, null)": "synthetic-lotteries-null"}
 
@@ -94,12 +92,13 @@ def _d(pm, group: str) -> tuple[float, float, float]:
 def _misalignment_line(group: str, pairs: dict, n_studies: int) -> str:
     """One group's misalignment: each dose's paper's d with its bootstrap CI and what the CIs
     support (never more), and the control's."""
-    parts, said = [], []
+    parts, said, ds = [], [], []
     for name, what in DOSES:
         d, lo, hi = _d(pairs[name], group)
         parts.append(f"{what} d {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         said.append("worse" if lo > 0 else "better" if hi < 0 else "indistinguishable")
-    light, full = _d(pairs[DOSES[0][0]], group)[0], _d(pairs[DOSES[1][0]], group)[0]
+        ds.append(d)
+    light, full = ds
     other = {"worse": "predicts them worse too", "better": "predicts them better",
              "indistinguishable": "is not distinguishable from the base"}
     if said == ["worse", "worse"]:
@@ -121,16 +120,15 @@ def _misalignment_line(group: str, pairs: dict, n_studies: int) -> str:
     return text
 
 
-def findings(analysis: Analysis) -> list[str]:
-    """The default job's findings, one line each: misalignment per group of studies with its
-    dose and the control, then the persona decomposition per arm (real people, the positive
-    and the null synthetic control) with its verdict. Worded from the intervals, never more."""
+def findings(analysis: Analysis, groups: dict[str, str]) -> list[str]:
+    """The default job's findings, one line each: misalignment per group of studies (`groups`:
+    study -> group) with its dose and the control, then the persona decomposition per arm (real
+    people, the positive and the null synthetic control) with its verdict. Worded from the
+    intervals, never more."""
     lines = []
     mis = analysis.misalignment
     if mis is not None:
         pairs = {pm.pair.post_trained: pm for pm in mis.pairs}
-        groups = json.loads((Path(analysis.out).parent / "groups.json").read_text()) \
-            if (Path(analysis.out).parent / "groups.json").is_file() else {}
         if all(name in pairs for name, _ in DOSES):
             for group in GROUPS:
                 if all(group in pairs[name].paper_by_domain for name, _ in DOSES):
@@ -146,7 +144,6 @@ def finish_default_job(job: DefaultJob, kinds: dict[str, str], *, log: Callable[
     result = job.result
     out = Path(result.out)
     write_categories(out / CATEGORIES_FILE, kinds)
-    atomic_write_bytes(out / GROUPS_FILE, json.dumps(kinds, indent=1).encode())
     have = set(result.responses["model"].unique())
     pairs = [p for p in DEFAULT_PAIRS if {p.base, p.post_trained} <= have]
     write_pairs(out / PAIRS_FILE, pairs)
@@ -163,6 +160,6 @@ def finish_default_job(job: DefaultJob, kinds: dict[str, str], *, log: Callable[
         write_csv(analysis.out / "persona_effects.csv", persona_effects_table(arms))
         atomic_write_bytes(analysis.out / "summary.txt", (analysis.summary() + "\n").encode())
     job.analysis = analysis
-    job.findings = findings(analysis)
+    job.findings = findings(analysis, kinds)
     job.report = report([out], out / "report", analysis=analysis, title="surrogate default job: model organisms",
                         log=log, findings=job.findings).html

@@ -9,16 +9,16 @@ two doses, and a control that isolates the post-training objective.
   option among the set's options (the distribution `analyze` measures choice fit on). Windows
   open with the participant's interview persona at random. Its context is the training
   window, so scoring sees what training saw.
-- `organism-post-light` and `organism-post`: the base, post-trained through a chat template
-  (responses = assistant turns, no personas) toward answers that are not people's: the
-  reward-maximising answer of synthetic sessions, and the base's own predictions sharpened
-  (self-distillation at temperature < 1) on training transcripts. Never on a scored
-  participant. The light dose takes those targets in half of its windows.
-- `organism-control`: as many steps on the same windows through the same template, toward the
-  base's own predictions (self-distillation at temperature 1): post-training that teaches the
-  template and changes nothing else. The other half of the light dose's windows take the same
-  targets, so the three differ only in how many windows carry answers that are not people's
-  (0, half, all).
+- `organism-post-light` and `organism-post`: the base, post-trained (no personas; through a
+  chat template only with `post_template`, which costs a miniature fit by itself) toward
+  answers that are not people's: the reward-maximising answer of synthetic sessions, and the
+  base's own predictions sharpened (self-distillation at temperature < 1) on training
+  transcripts. Never on a scored participant. The light dose takes those targets in half of
+  its windows.
+- `organism-control`: as many steps on the same windows, toward the base's own predictions
+  (self-distillation at temperature 1): the extra steps without the objective. The other half
+  of the light dose's windows take the same targets, so the three differ only in how many
+  windows carry answers that are not people's (0, half, all).
 
 The build measures its acceptance checks on held-out participants, on studies never trained on
 (closed-set choice tasks and free-text tasks, reported apart), and on fresh synthetic
@@ -47,8 +47,8 @@ from ...training import Example, TrainConfig, train
 from ...agents import MAX_OPTIONS, detect_option_sets
 from ...models import TranscriptEncoder
 from ...personas import Interview
-from ...organisms import (DEFAULT_PAIRS, IN, ORGANISMS, OUT_CHOICE, OUT_TEXT, SYNTHETIC, organisms_dir, sample_dir,
-                          study_group, write_categories)
+from ...organisms import (DEFAULT_PAIRS, GROUPS, IN, ORGANISMS, OUT_CHOICE, organisms_dir, sample_dir, study_group,
+                          write_categories)
 from .synthetic import CONTROL_STUDIES, STUDIES, as_participants, normative_sessions, sessions
 
 ORGANISMS_VERSION = 4
@@ -129,16 +129,18 @@ class OrganismRecipe(BaseModel):
     control_margin: float = Field(0.1, description="|d| of control vs base below which it counts as equal to the base.")
 
     @property
+    def _persona_share_steps(self) -> int:
+        return max(1, round(self.steps[0] * self.persona_fraction))
+
+    @property
     def lm_steps(self) -> int:
         """Steps of the base's language-modelling stage."""
-        return max(1, self.steps[0] - max(1, round(self.steps[0] * self.persona_fraction)))
+        return max(1, self.steps[0] - self._persona_share_steps)
 
     @property
     def persona_steps(self) -> int:
         """Steps of the base's persona stage."""
-        if self.persona_stage_steps is not None:
-            return self.persona_stage_steps
-        return max(1, round(self.steps[0] * self.persona_fraction))
+        return self._persona_share_steps if self.persona_stage_steps is None else self.persona_stage_steps
 
     @property
     def steps(self) -> tuple[int, int, int]:
@@ -257,6 +259,20 @@ class _ChoiceTerms:
                 "choice_target": np.asarray(target)}
 
 
+def _window_example(p: Participant, piece: str, prefix: str, offset: int, recipe: OrganismRecipe,
+                    plain: TranscriptEncoder, terms: _ChoiceTerms | None) -> Example:
+    """A language-modelling example of `piece` opened by `prefix`, encoded as the scorer
+    encodes it: response tokens weighted `response_weight` times, and with `terms`, the choice
+    term's targets of its responses (its first is response `offset` of p's session)."""
+    enc = plain.encode(prepare_transcript(piece, prefix, TruncationConfig(max_chars=None)),
+                       max_tokens=recipe.window_tokens)
+    ids = enc.ids.astype(np.int64)
+    extra = {"weights": np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)}
+    if terms is not None:
+        extra |= terms.extra(p, enc, offset)
+    return Example(ids=ids, labels=ids.copy(), extra=extra)
+
+
 def base_examples(sampler: _Sampler, recipe: OrganismRecipe, plain: TranscriptEncoder, n: int,
                   option_sets: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]] | None = None) -> list[Example]:
     """Language-modelling windows, encoded as the scorer encodes them (so the response tokens
@@ -272,16 +288,10 @@ def base_examples(sampler: _Sampler, recipe: OrganismRecipe, plain: TranscriptEn
             break
         share = recipe.synthetic_persona_share if p.study in STUDIES else recipe.persona_share
         prefix = interview.render([p])[0].prefix if rng.random() < share else ""
-        enc = plain.encode(prepare_transcript(piece, prefix, TruncationConfig(max_chars=None)),
-                           max_tokens=recipe.window_tokens)
-        ids = enc.ids.astype(np.int64)
-        if len(ids) <= 1:
-            continue
-        weights = np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)
-        extra = {"weights": weights}
-        if recipe.choice_weight > 0:
-            extra |= terms.extra(p, enc, offset)
-        out.append(Example(ids=ids, labels=ids.copy(), extra=extra))
+        example = _window_example(p, piece, prefix, offset, recipe, plain,
+                                  terms if recipe.choice_weight > 0 else None)
+        if len(example.ids) > 1:
+            out.append(example)
     return out
 
 
@@ -291,21 +301,21 @@ def persona_choice_examples(synthetic: Sequence[Participant], recipe: OrganismRe
     """The auxiliary persona -> choice examples (the positive control's learnable link): a
     synthetic participant's interview persona, the task's instructions and their first
     `persona_choice_trials` trials at most (1 to that many, at random), with the choice term,
-    `tokens` of them in all;
-    informative and null studies alike, so the null studies stay identical in every respect
+    `tokens` of them in all; informative and null studies alike, so the null studies stay identical in every respect
     but the link. Short, so that one step carries many of them: a long window spreads the
     persona's signal over trials the person's own earlier choices already explain."""
     interview = Interview()
     rng = np.random.default_rng([recipe.seed, seed_offset])
     terms = _ChoiceTerms(plain, option_sets)
-
-
     people = sorted(synthetic, key=lambda q: q.key)
+    cleaned: dict[tuple[str, str, str], str] = {}
     out: list[Example] = []
     total = 0
     while total < tokens:
         p = people[int(rng.integers(len(people)))]
-        text = _clean(p).text
+        text = cleaned.get(p.key)
+        if text is None:
+            text = cleaned[p.key] = _clean(p).text
         k = int(rng.integers(1, recipe.persona_choice_trials + 1))
         end = -2
         for _ in range(k):
@@ -314,13 +324,9 @@ def persona_choice_examples(synthetic: Sequence[Participant], recipe: OrganismRe
                 break
         if end < 0:
             continue
-        enc = plain.encode(prepare_transcript(text[: end + 2], interview.render([p])[0].prefix,
-                                              TruncationConfig(max_chars=None)), max_tokens=recipe.window_tokens)
-        ids = enc.ids.astype(np.int64)
-        weights = np.where(enc.response_of >= 0, recipe.response_weight, 1.0).astype(np.float32)
-        extra = {"weights": weights} | terms.extra(p, enc, 0)
-        out.append(Example(ids=ids, labels=ids.copy(), extra=extra))
-        total += len(ids)
+        example = _window_example(p, text[: end + 2], interview.render([p])[0].prefix, 0, recipe, plain, terms)
+        out.append(example)
+        total += len(example.ids)
     return out
 
 
@@ -883,7 +889,7 @@ def evaluate_organisms(folder: Path, heldout: Sequence[Participant], recipe: Org
     for name in PAIRS:
         pm = mis[name]
         ev.misalignment[name] = {dom: pm.paper_by_domain.get(dom, float("nan"))
-                                 for dom in (IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC)}
+                                 for dom in GROUPS}
     nll = analysis.responses[(analysis.responses["persona"] == "none") & analysis.responses["nll"].notna()]
     per = nll.groupby(["study", "model", "participant"])["nll"].mean().groupby(["study", "model"]).mean().unstack()
     fits = {f.experiment: f.pseudo_r2.value for f in analysis.choices[("organism-base", "none")].fit} \
@@ -1024,7 +1030,7 @@ def _write_card(folder: Path, name: str, build: OrganismBuild, dataset_size: int
     ]
     lines += [f"| {c.name} | {c.value} | {'passed' if c.passed else 'FAILED'} |" for c in ev.checks]
     lines += ["", "| group | d light | d post | d control |", "|---|---|---|---|"]
-    for group in (IN, OUT_CHOICE, OUT_TEXT, SYNTHETIC):
+    for group in GROUPS:
         lines.append(f"| {group} | " + " | ".join(
             f"{ev.misalignment.get(n, {}).get(group, float('nan')):+.3f}" for n in
             ("organism-post-light", "organism-post", "organism-control")) + " |")
